@@ -1,0 +1,156 @@
+/**
+ * Access owns who a client is and what it may do: one Connection per
+ * WebSocket connection or HTTP request (an unguessable cid, the token a
+ * service set for it) and `access` verdicts cached per (connection, rid).
+ * The gateway never decides access itself: it asks the owning service and
+ * forgets the answer when the token changes, a `reaccess` arrives, or a
+ * `system.reset` names the resource (res-protocol.md, "access").
+ */
+import { randomBytes } from 'node:crypto';
+import type { ResClient } from '../res/client.js';
+import {
+  ResError,
+  accessDenied,
+  canCall,
+  matchesPattern,
+  splitRid,
+  type AccessVerdict,
+  type RequestPayload,
+} from '../res/protocol.js';
+
+/** HTTP details of the request that opened a connection, sent with auth requests. */
+export interface HttpInfo {
+  header: Record<string, string[]>;
+  host?: string;
+  remoteAddr?: string;
+  uri?: string;
+}
+
+/** A client connection as the services see it. */
+export class Connection {
+  /** 128 random bits: a client can neither choose nor guess another connection's cid */
+  readonly cid = randomBytes(16).toString('base64url');
+  token: unknown = null;
+  tid: string | undefined;
+  /** access verdicts by rid; a pending promise is shared by concurrent checks */
+  readonly verdicts = new Map<string, Promise<AccessVerdict>>();
+  /** told when the token changes or verdicts are dropped, so live results can re-check */
+  readonly accessListeners = new Set<() => void>();
+
+  constructor(
+    readonly transport: 'http' | 'ws' | 'sse',
+    readonly http?: HttpInfo,
+  ) {}
+
+  get isHttp(): boolean {
+    return this.transport === 'http';
+  }
+
+  /** The fields every access, call and auth request carries. */
+  basePayload(query?: string): RequestPayload {
+    const p: RequestPayload = { cid: this.cid };
+    if (this.token !== null && this.token !== undefined) p.token = this.token;
+    if (query !== undefined) p.query = query;
+    if (this.isHttp) p.isHttp = true;
+    return p;
+  }
+
+  setToken(token: unknown, tid?: string): void {
+    this.token = token ?? null;
+    this.tid = token === null || token === undefined ? undefined : tid;
+    // a new identity: every verdict is stale, and live results must re-check
+    this.verdicts.clear();
+    this.notifyAccessChanged();
+  }
+
+  /** Drops cached verdicts for the rids `which` selects and tells listeners if any went. */
+  forgetVerdicts(which: (rid: string) => boolean): void {
+    let dropped = false;
+    for (const rid of this.verdicts.keys()) {
+      if (which(rid)) {
+        this.verdicts.delete(rid);
+        dropped = true;
+      }
+    }
+    if (dropped) this.notifyAccessChanged();
+  }
+
+  private notifyAccessChanged(): void {
+    for (const l of this.accessListeners) l();
+  }
+}
+
+/** Every open connection by cid, so service messages addressed by cid find theirs. */
+export class ConnectionRegistry {
+  private readonly byCid = new Map<string, Connection>();
+
+  add(conn: Connection): void {
+    this.byCid.set(conn.cid, conn);
+  }
+
+  delete(conn: Connection): void {
+    this.byCid.delete(conn.cid);
+  }
+
+  get(cid: string): Connection | undefined {
+    return this.byCid.get(cid);
+  }
+
+  get size(): number {
+    return this.byCid.size;
+  }
+
+  all(): IterableIterator<Connection> {
+    return this.byCid.values();
+  }
+
+  /** A `reaccess` event: every connection forgets its verdict for this rid. */
+  reaccess(rid: string): void {
+    for (const c of this.byCid.values()) if (c.verdicts.has(rid)) c.forgetVerdicts((r) => r === rid);
+  }
+
+  /** `system.reset` access patterns: forget verdicts for matching resource names. */
+  resetAccess(patterns: string[]): void {
+    const matches = (rid: string) => patterns.some((p) => matchesPattern(p, splitRid(rid).name));
+    for (const c of this.byCid.values()) c.forgetVerdicts(matches);
+  }
+}
+
+export class AccessChecker {
+  constructor(private readonly res: ResClient) {}
+
+  /** The cached or freshly asked verdict of a connection for a rid. */
+  verdict(conn: Connection, rid: string): Promise<AccessVerdict> {
+    let v = conn.verdicts.get(rid);
+    if (!v) {
+      const { name, query } = splitRid(rid);
+      v = this.res.access(name, conn.basePayload(query));
+      conn.verdicts.set(rid, v);
+      // a failed request (timeout) is not a verdict: ask again next time
+      v.catch(() => {
+        if (conn.verdicts.get(rid) === v) conn.verdicts.delete(rid);
+      });
+    }
+    return v;
+  }
+
+  /** Throws system.accessDenied unless the connection may get the rid. */
+  async assertGet(conn: Connection, rid: string): Promise<void> {
+    if (!(await this.verdict(conn, rid)).get) throw accessDenied();
+  }
+
+  /** Throws system.accessDenied unless the connection may call the method. */
+  async assertCall(conn: Connection, rid: string, method: string): Promise<void> {
+    if (!canCall(await this.verdict(conn, rid), method)) throw accessDenied();
+  }
+
+  /** Whether the connection may currently get the rid; errors count as no. */
+  async mayGet(conn: Connection, rid: string): Promise<boolean> {
+    try {
+      return (await this.verdict(conn, rid)).get;
+    } catch (e) {
+      if (ResError.is(e)) return false;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,572 @@
+/**
+ * ResourceCache owns the gateway's synchronized copy of every resource a
+ * client looks at: one entry per rid (state, value, holders), one NATS event
+ * subscription per resource name, event application in arrival order, resets
+ * (re-get and diff) and delayed eviction. It never decides access; it only
+ * tells listeners that a `reaccess` arrived.
+ *
+ * Rules it implements (res-protocol.md, "Events and the cache"):
+ * - subscribe to a name's events before sending its first `get`;
+ * - events that arrive while a `get` is pending are already in its response:
+ *   drop them (a `reaccess` is passed on after the response);
+ * - concurrent loads of one rid share one pending `get`;
+ * - an event that does not fit the cached state is a service bug: log it and
+ *   re-get the resource rather than corrupt the cache.
+ */
+import type { Subscription } from 'nats';
+import type { Logger } from '../log.js';
+import type { ResClient } from '../res/client.js';
+import {
+  ResError,
+  isValidResourceName,
+  joinRid,
+  matchesPattern,
+  notFound,
+  parseAddEvent,
+  parseChangeEvent,
+  parseQueryEvent,
+  parseQueryReply,
+  parseRemoveEvent,
+  reservedEvents,
+  splitRid,
+  subjects,
+  valuesEqual,
+  type ChangeValues,
+  type Collection,
+  type GetResult,
+  type Model,
+  type ResValue,
+} from '../res/protocol.js';
+import { diffCollection, diffModel } from './diff.js';
+
+export type EntryState = 'loading' | 'ready' | 'error' | 'deleted';
+
+/** What happened to an entry, as told to its watchers. */
+export type EntryChange =
+  | { type: 'change'; values: ChangeValues }
+  | { type: 'add'; idx: number; value: ResValue }
+  | { type: 'remove'; idx: number }
+  | { type: 'delete' };
+
+/** Something that wants to hear about changes to entries it watches (the live engine). */
+export interface EntryWatcher {
+  entryChanged(entry: CacheEntry, change: EntryChange): void;
+}
+
+export class CacheEntry {
+  state: EntryState = 'loading';
+  kind: 'model' | 'collection' | undefined;
+  model: Model | undefined;
+  collection: Collection | undefined;
+  error: ResError | undefined;
+  /** bumped on every applied change; lets readers tell whether a value moved */
+  version = 0;
+  /** a get in flight (first load or reset); events meanwhile are dropped */
+  pending: Promise<void> | undefined;
+  /** a `reaccess` that arrived while a get was pending */
+  reaccessAfterGet = false;
+  evictTimer: NodeJS.Timeout | undefined;
+  readonly watchers = new Set<EntryWatcher>();
+
+  constructor(
+    /** changes only when the service normalizes a query (see ResourceCache.rekey) */
+    public rid: string,
+    readonly name: string,
+    public query: string | undefined,
+  ) {}
+
+  /** The value as the service would send it: for tests and diagnostics. */
+  get value(): Model | Collection | undefined {
+    return this.kind === 'model' ? this.model : this.collection;
+  }
+}
+
+/** One NATS subscription per resource name, shared by the plain rid and all its query variants. */
+interface NameGroup {
+  sub: Subscription;
+  /** entries by query ('' for the resource without a query) */
+  entries: Map<string, CacheEntry>;
+}
+
+export interface ResourceCacheOptions {
+  res: ResClient;
+  logger: Logger;
+  /** How long an entry nobody holds stays cached, in ms. Default 5000. */
+  evictDelay?: number;
+}
+
+/**
+ * A set of rids one holder (an execution, a subscription) keeps in the cache.
+ * Holding twice through one lease counts once; `release` lets go of all.
+ */
+export class Lease {
+  readonly rids = new Set<string>();
+  constructor(private readonly cache: ResourceCache) {}
+
+  hold(rid: string): void {
+    if (this.rids.has(rid)) return;
+    this.rids.add(rid);
+    this.cache.hold(rid);
+  }
+
+  /** Keeps only the rids in `keep`, releasing the others. */
+  retainOnly(keep: Set<string>): void {
+    for (const rid of this.rids) {
+      if (!keep.has(rid)) {
+        this.rids.delete(rid);
+        this.cache.release(rid);
+      }
+    }
+  }
+
+  release(): void {
+    for (const rid of this.rids) this.cache.release(rid);
+    this.rids.clear();
+  }
+}
+
+export class ResourceCache {
+  readonly evictDelay: number;
+  private readonly res: ResClient;
+  private readonly log: Logger;
+  private readonly groups = new Map<string, NameGroup>();
+  /** every entry by rid */
+  private readonly entries = new Map<string, CacheEntry>();
+  /** requested query rids that the service normalized to another rid */
+  private readonly aliases = new Map<string, string>();
+  /** how many leases hold each rid; kept apart from entries so a hold can precede the load */
+  private readonly holdCounts = new Map<string, number>();
+  /** told when a `reaccess` event arrives for a cached rid */
+  readonly reaccessListeners = new Set<(rid: string) => void>();
+  /** told about custom events: (resource name, event name, payload) */
+  readonly customEventListeners = new Set<(name: string, event: string, payload: unknown) => void>();
+
+  constructor(opts: ResourceCacheOptions) {
+    this.res = opts.res;
+    this.log = opts.logger;
+    this.evictDelay = opts.evictDelay ?? 5000;
+  }
+
+  /** Number of cached entries and NATS event subscriptions (for metrics and leak tests). */
+  get stats(): { entries: number; subscriptions: number; held: number } {
+    return { entries: this.entries.size, subscriptions: this.groups.size, held: this.holdCounts.size };
+  }
+
+  newLease(): Lease {
+    return new Lease(this);
+  }
+
+  /** The entry for a rid if it is loaded and current; no request is sent. */
+  peek(rid: string): CacheEntry | undefined {
+    const e = this.entries.get(this.aliases.get(rid) ?? rid);
+    return e && e.state === 'ready' && e.pending === undefined ? e : undefined;
+  }
+
+  /**
+   * The ready entry for a rid, loading it when needed; concurrent calls share
+   * one `get`. Rejects with the service's ResError (e.g. system.notFound).
+   */
+  async load(rid: string): Promise<CacheEntry> {
+    const known = this.entries.get(this.aliases.get(rid) ?? rid);
+    if (known) {
+      if (known.pending) await known.pending;
+      if (known.state === 'ready') return this.entries.get(known.rid) ?? known;
+      if (known.state === 'error') return this.resultOf(known);
+      // deleted meanwhile: ask again
+      return this.load(rid);
+    }
+    const { name, query } = splitRid(rid);
+    if (!isValidResourceName(name)) throw new ResError('system.invalidParams', `Invalid resource ID: ${rid}`);
+    const entry = new CacheEntry(rid, name, query);
+    this.insert(entry);
+    entry.pending = this.fetchInto(entry);
+    await entry.pending;
+    return this.resultOf(entry);
+  }
+
+  hold(rid: string): void {
+    const key = this.aliases.get(rid) ?? rid;
+    this.holdCounts.set(key, this.holdsOf(key) + 1);
+    const e = this.entries.get(key);
+    if (e?.evictTimer) {
+      clearTimeout(e.evictTimer);
+      e.evictTimer = undefined;
+    }
+  }
+
+  release(rid: string): void {
+    const key = this.aliases.get(rid) ?? rid;
+    const n = this.holdsOf(key) - 1;
+    if (n > 0) {
+      this.holdCounts.set(key, n);
+      return;
+    }
+    this.holdCounts.delete(key);
+    const e = this.entries.get(key);
+    if (e) this.scheduleEviction(e);
+    else this.dropAliasesOf(key);
+  }
+
+  /** How many leases hold a rid. */
+  holdsOf(rid: string): number {
+    return this.holdCounts.get(rid) ?? 0;
+  }
+
+  /** Re-gets every cached resource whose name matches one of the patterns, and applies the difference. */
+  resetMatching(patterns: string[]): Promise<void> {
+    const matching = [...this.entries.values()].filter((e) => patterns.some((p) => matchesPattern(p, e.name)));
+    return this.resetEntries(matching);
+  }
+
+  /** Re-gets every cached resource (after a NATS reconnect, events may have been lost). */
+  resetAll(): Promise<void> {
+    return this.resetEntries([...this.entries.values()]);
+  }
+
+  /** Names of cached resources, for re-checking access by pattern. */
+  cachedRids(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Drops every entry and subscription (shutdown). */
+  clear(): void {
+    for (const e of this.entries.values()) if (e.evictTimer) clearTimeout(e.evictTimer);
+    for (const g of this.groups.values()) g.sub.unsubscribe();
+    this.groups.clear();
+    this.entries.clear();
+    this.aliases.clear();
+  }
+
+  // --- entries -------------------------------------------------------------
+
+  /** The entry a finished load ended in (a normalized query may have moved it), or its error. */
+  private resultOf(entry: CacheEntry): CacheEntry {
+    if (entry.state === 'ready') return this.entries.get(entry.rid) ?? entry;
+    // a failed entry is not kept: the next load asks the service again
+    if (this.entries.get(entry.rid) === entry) this.remove(entry);
+    throw entry.error ?? notFound();
+  }
+
+  private insert(entry: CacheEntry): void {
+    this.entries.set(entry.rid, entry);
+    this.groupFor(entry.name).entries.set(entry.query ?? '', entry);
+    if (this.holdsOf(entry.rid) === 0) this.scheduleEviction(entry);
+  }
+
+  private remove(entry: CacheEntry): void {
+    if (entry.evictTimer) clearTimeout(entry.evictTimer);
+    entry.evictTimer = undefined;
+    if (this.entries.get(entry.rid) === entry) this.entries.delete(entry.rid);
+    // leases that still hold the rid release it through its aliases later
+    if (this.holdsOf(entry.rid) === 0) this.dropAliasesOf(entry.rid);
+    const group = this.groups.get(entry.name);
+    if (!group) return;
+    if (group.entries.get(entry.query ?? '') === entry) group.entries.delete(entry.query ?? '');
+    if (group.entries.size === 0) {
+      group.sub.unsubscribe();
+      this.groups.delete(entry.name);
+    }
+  }
+
+  private dropAliasesOf(rid: string): void {
+    for (const [alias, target] of this.aliases) if (target === rid) this.aliases.delete(alias);
+  }
+
+  private scheduleEviction(entry: CacheEntry): void {
+    if (entry.evictTimer) clearTimeout(entry.evictTimer);
+    entry.evictTimer = setTimeout(() => {
+      entry.evictTimer = undefined;
+      if (this.holdsOf(entry.rid) > 0) return;
+      if (entry.pending === undefined) this.remove(entry);
+      else this.scheduleEviction(entry);
+    }, this.evictDelay);
+    entry.evictTimer.unref?.();
+  }
+
+  private groupFor(name: string): NameGroup {
+    let group = this.groups.get(name);
+    if (!group) {
+      // Event names are single tokens; `event.<name>.*` keeps the events of
+      // `a.b.c` out of the subscription for `a.b`.
+      const sub = this.res.subscribe(`${subjects.eventPrefix}${name}.*`, (subject, payload) =>
+        this.onEvent(name, subject.slice(subjects.eventPrefix.length + name.length + 1), payload),
+      );
+      group = { sub, entries: new Map() };
+      this.groups.set(name, group);
+    }
+    return group;
+  }
+
+  /** Sends the first get for an entry and stores its value (or error). */
+  private async fetchInto(entry: CacheEntry): Promise<void> {
+    try {
+      const result = await this.res.get(entry.name, entry.query);
+      this.store(entry, result);
+    } catch (e) {
+      entry.state = 'error';
+      entry.error = ResError.is(e) ? e : new ResError('system.internalError', 'Internal error');
+    } finally {
+      entry.pending = undefined;
+    }
+    this.afterGet(entry);
+  }
+
+  private store(entry: CacheEntry, result: GetResult): void {
+    entry.kind = result.kind;
+    if (result.kind === 'model') entry.model = result.value;
+    else entry.collection = result.value;
+    entry.state = 'ready';
+    // Two query strings can name one resource: the normalized query from the
+    // service decides the entry (res-protocol.md, subtlety 6).
+    if (entry.query !== undefined && result.query !== undefined && result.query !== entry.query) {
+      this.rekey(entry, result.query);
+    }
+  }
+
+  /** Moves an entry to the rid of its normalized query, or merges it into an entry already there. */
+  private rekey(entry: CacheEntry, normalized: string): void {
+    const requested = entry.rid;
+    const canonical = joinRid(entry.name, normalized);
+    const group = this.groups.get(entry.name)!;
+    this.entries.delete(requested);
+    group.entries.delete(entry.query ?? '');
+    this.aliases.set(requested, canonical);
+    const held = this.holdsOf(requested);
+    if (held > 0) {
+      this.holdCounts.delete(requested);
+      this.holdCounts.set(canonical, this.holdsOf(canonical) + held);
+    }
+    const existing = this.entries.get(canonical);
+    if (existing) {
+      // keep the entry that is already there; this one was only a second name for it
+      if (entry.evictTimer) clearTimeout(entry.evictTimer);
+      entry.evictTimer = undefined;
+      if (held > 0 && existing.evictTimer) {
+        clearTimeout(existing.evictTimer);
+        existing.evictTimer = undefined;
+      }
+      entry.rid = canonical;
+      return;
+    }
+    entry.rid = canonical;
+    entry.query = normalized;
+    this.entries.set(canonical, entry);
+    group.entries.set(normalized, entry);
+  }
+
+  private afterGet(entry: CacheEntry): void {
+    if (entry.reaccessAfterGet) {
+      entry.reaccessAfterGet = false;
+      for (const l of this.reaccessListeners) l(entry.rid);
+    }
+  }
+
+  // --- events --------------------------------------------------------------
+
+  private onEvent(name: string, event: string, payload: unknown): void {
+    const group = this.groups.get(name);
+    if (!group) return;
+    if (event === 'reaccess') {
+      for (const entry of group.entries.values()) {
+        if (entry.pending) entry.reaccessAfterGet = true;
+        else for (const l of this.reaccessListeners) l(entry.rid);
+      }
+      return;
+    }
+    if (event === 'query') {
+      this.onQueryEvent(name, group, payload);
+      return;
+    }
+    if (!reservedEvents.has(event)) {
+      for (const l of this.customEventListeners) l(name, event, payload);
+      return;
+    }
+    const entry = group.entries.get('');
+    // events racing a pending get are already in its response
+    if (!entry || entry.pending || entry.state !== 'ready') return;
+    this.applyEvent(entry, event, payload);
+  }
+
+  /** Applies one model or collection event; returns false when it did not fit. */
+  private applyEvent(entry: CacheEntry, event: string, payload: unknown): boolean {
+    try {
+      switch (event) {
+        case 'change':
+          return this.applyChange(entry, parseChangeEvent(payload));
+        case 'add': {
+          const { value, idx } = parseAddEvent(payload);
+          return this.applyAdd(entry, idx, value);
+        }
+        case 'remove':
+          return this.applyRemove(entry, parseRemoveEvent(payload).idx);
+        case 'delete':
+          this.applyDelete(entry);
+          return true;
+        default:
+          return true; // create, unsubscribe and the like carry no state
+      }
+    } catch (e) {
+      this.log.warn('malformed event ignored', { rid: entry.rid, event, reason: (e as Error).message });
+      return false;
+    }
+  }
+
+  private misfit(entry: CacheEntry, event: string, reason: string): false {
+    this.log.warn('event does not fit the cached resource; re-getting it', { rid: entry.rid, event, reason });
+    void this.resetEntries([entry]);
+    return false;
+  }
+
+  private applyChange(entry: CacheEntry, values: ChangeValues): boolean {
+    const model = entry.model;
+    if (entry.kind !== 'model' || !model) return this.misfit(entry, 'change', 'change event on a collection');
+    // only properties whose value really changed are reported (subtlety 8)
+    const changed: ChangeValues = {};
+    let any = false;
+    for (const [key, value] of Object.entries(values)) {
+      if (typeof value === 'object' && value !== null && 'action' in value) {
+        if (!(key in model)) continue;
+        delete model[key];
+      } else {
+        if (key in model && valuesEqual(model[key], value)) continue;
+        model[key] = value;
+      }
+      changed[key] = value;
+      any = true;
+    }
+    if (any) this.notify(entry, { type: 'change', values: changed });
+    return true;
+  }
+
+  private applyAdd(entry: CacheEntry, idx: number, value: ResValue): boolean {
+    const list = entry.collection;
+    if (entry.kind !== 'collection' || !list) return this.misfit(entry, 'add', 'add event on a model');
+    if (idx < 0 || idx > list.length) return this.misfit(entry, 'add', `idx ${idx} out of range 0..${list.length}`);
+    list.splice(idx, 0, value);
+    this.notify(entry, { type: 'add', idx, value });
+    return true;
+  }
+
+  private applyRemove(entry: CacheEntry, idx: number): boolean {
+    const list = entry.collection;
+    if (entry.kind !== 'collection' || !list) return this.misfit(entry, 'remove', 'remove event on a model');
+    if (idx < 0 || idx >= list.length) return this.misfit(entry, 'remove', `idx ${idx} out of range 0..${list.length - 1}`);
+    list.splice(idx, 1);
+    this.notify(entry, { type: 'remove', idx });
+    return true;
+  }
+
+  private applyDelete(entry: CacheEntry): void {
+    entry.state = 'deleted';
+    entry.error = notFound();
+    this.notify(entry, { type: 'delete' });
+    // the next load asks the service again; holders are told through their watch
+    this.remove(entry);
+  }
+
+  private notify(entry: CacheEntry, change: EntryChange): void {
+    entry.version++;
+    for (const w of [...entry.watchers]) {
+      try {
+        w.entryChanged(entry, change);
+      } catch (e) {
+        this.log.error('entry watcher failed', { rid: entry.rid, error: (e as Error).message });
+      }
+    }
+  }
+
+  // --- query resources -----------------------------------------------------
+
+  /**
+   * A query resource may have changed: ask the service, per cached query of
+   * this name, what changed (res-protocol.md, the `query` event).
+   */
+  private onQueryEvent(name: string, group: NameGroup, payload: unknown): void {
+    let subject: string;
+    try {
+      subject = parseQueryEvent(payload).subject;
+    } catch (e) {
+      this.log.warn('malformed event ignored', { rid: name, event: 'query', reason: (e as Error).message });
+      return;
+    }
+    for (const entry of group.entries.values()) {
+      if (entry.query === undefined || entry.state !== 'ready' || entry.pending) continue;
+      void this.requestQueryUpdate(entry, subject);
+    }
+  }
+
+  private async requestQueryUpdate(entry: CacheEntry, subject: string): Promise<void> {
+    let reply;
+    try {
+      reply = parseQueryReply(await this.res.queryRequest(subject, entry.query!));
+    } catch (e) {
+      this.log.warn('query request failed', { rid: entry.rid, subject, reason: (e as Error).message });
+      return;
+    }
+    if (entry.state !== 'ready') return;
+    if (reply.kind === 'events') {
+      for (const { event, data } of reply.events) {
+        if (!this.applyEvent(entry, event, data)) return;
+      }
+    } else if (reply.kind === 'value') {
+      this.applyDifference(entry, reply.value);
+    }
+  }
+
+  // --- resets --------------------------------------------------------------
+
+  private async resetEntries(entries: CacheEntry[]): Promise<void> {
+    // a few at a time, so thousands of matching resources do not flood the services
+    const queue = entries.filter((e) => e.state === 'ready' && !e.pending);
+    const worker = async () => {
+      for (let e = queue.shift(); e; e = queue.shift()) await this.resetEntry(e);
+    };
+    await Promise.all(Array.from({ length: Math.min(32, queue.length) }, worker));
+  }
+
+  private async resetEntry(entry: CacheEntry): Promise<void> {
+    if (entry.pending) return entry.pending;
+    const run = (async () => {
+      let result: GetResult | undefined;
+      try {
+        result = await this.res.get(entry.name, entry.query);
+      } catch (e) {
+        if (ResError.is(e) && e.code === 'system.notFound') {
+          entry.pending = undefined;
+          this.applyDelete(entry);
+          return;
+        }
+        this.log.warn('reset get failed; keeping the cached value', { rid: entry.rid, reason: (e as Error).message });
+        return;
+      } finally {
+        entry.pending = undefined;
+      }
+      this.applyDifference(entry, result);
+      this.afterGet(entry);
+    })();
+    entry.pending = run;
+    return run;
+  }
+
+  /** Applies the difference between the cached value and a fresh one as events. */
+  private applyDifference(entry: CacheEntry, fresh: GetResult): void {
+    if (entry.state !== 'ready') return;
+    if (fresh.kind !== entry.kind) {
+      // the resource changed kind: replace it whole
+      entry.kind = fresh.kind;
+      entry.model = fresh.kind === 'model' ? fresh.value : undefined;
+      entry.collection = fresh.kind === 'collection' ? fresh.value : undefined;
+      this.notify(entry, { type: 'change', values: {} });
+      return;
+    }
+    if (fresh.kind === 'model') {
+      const values = diffModel(entry.model ?? {}, fresh.value);
+      if (values) this.applyChange(entry, values);
+      return;
+    }
+    for (const edit of diffCollection(entry.collection ?? [], fresh.value)) {
+      if (edit.op === 'add') this.applyAdd(entry, edit.idx, edit.value);
+      else this.applyRemove(entry, edit.idx);
+    }
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * ResClient owns the gateway's side of the RES service protocol on a NATS
+ * connection: get, access, call and auth requests (with timeouts and the
+ * `timeout:"ms"` pre-response), mapping error replies to ResError, and event
+ * subscriptions. It knows nothing about GraphQL or the cache.
+ *
+ * All replies arrive on one muxed inbox subscription: a request is a publish
+ * with a reply subject under it, so a request may receive two messages (a
+ * pre-response, then the answer), which nats.js `request()` cannot do.
+ */
+import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
+import type { Logger } from '../log.js';
+import {
+  ErrorCode,
+  ResError,
+  accessDenied,
+  internalError,
+  noAccess,
+  parseAccessResult,
+  parseGetResult,
+  parseResponse,
+  subjects,
+  timeoutError,
+  type AccessVerdict,
+  type GetResult,
+  type RequestPayload,
+  type Response,
+} from './protocol.js';
+
+export interface ResClientOptions {
+  /** How long to wait for a reply, in ms, unless a pre-response extends it. Default 3000. */
+  requestTimeout?: number;
+  logger: Logger;
+}
+
+/** Outcome counters by request type, for metrics and tests. */
+export type RequestKind = 'get' | 'access' | 'call' | 'auth' | 'query';
+
+interface Pending {
+  subject: string;
+  resolve: (r: Response) => void;
+  reject: (e: ResError) => void;
+  noResponders: () => ResError;
+  timer: NodeJS.Timeout;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const preResponse = /^timeout:"(\d+)"$/;
+
+export class ResClient {
+  readonly requestTimeout: number;
+  private readonly log: Logger;
+  private nc: NatsConnection | undefined;
+  private inbox = '';
+  private inboxSub: Subscription | undefined;
+  private readonly pending = new Map<string, Pending>();
+  private nextToken = 0;
+  /** requests sent, by kind: a cheap way for tests and metrics to count traffic */
+  readonly sent: Record<RequestKind, number> = { get: 0, access: 0, call: 0, auth: 0, query: 0 };
+
+  constructor(opts: ResClientOptions) {
+    this.requestTimeout = opts.requestTimeout ?? 3000;
+    this.log = opts.logger;
+  }
+
+  /** Starts using a NATS connection. Until then every request fails with system.timeout. */
+  attach(nc: NatsConnection): void {
+    this.nc = nc;
+    this.inbox = createInbox();
+    this.inboxSub = nc.subscribe(`${this.inbox}.*`, { callback: (_err, msg) => this.onReply(msg) });
+  }
+
+  /** Whether the NATS connection is up right now. */
+  get connected(): boolean {
+    return this.nc !== undefined && !this.nc.isClosed() && !this.reconnecting;
+  }
+
+  /** set while nats.js is reconnecting (see watchStatus) */
+  reconnecting = false;
+
+  /** The NATS connection, or a system.timeout error saying NATS is not reachable. */
+  private connection(): NatsConnection {
+    if (!this.nc || this.nc.isClosed()) throw new ResError(ErrorCode.timeout, 'NATS is not connected');
+    return this.nc;
+  }
+
+  /** Sends `get.<name>` and returns the model or collection. */
+  async get(name: string, query?: string): Promise<GetResult> {
+    this.sent.get++;
+    const subject = subjects.get(name);
+    const res = await this.request(subject, query === undefined ? {} : { query });
+    if (res.kind === 'error') throw res.error;
+    if (res.kind !== 'result') throw this.malformed(subject, 'get answered with a resource');
+    try {
+      return parseGetResult(res.result);
+    } catch (e) {
+      throw this.malformed(subject, (e as Error).message);
+    }
+  }
+
+  /**
+   * Sends `access.<name>`. Any error means no access; a missing responder is
+   * a denial too (res-protocol.md, "Predefined error codes").
+   */
+  async access(name: string, payload: RequestPayload): Promise<AccessVerdict> {
+    this.sent.access++;
+    const subject = subjects.access(name);
+    let res: Response;
+    try {
+      res = await this.request(subject, payload, { noRespondersAs: accessDenied });
+    } catch (e) {
+      if (ResError.is(e) && e.code === ErrorCode.accessDenied) return noAccess;
+      throw e;
+    }
+    if (res.kind === 'error') {
+      if (res.error.code === ErrorCode.timeout) throw res.error;
+      return noAccess;
+    }
+    return res.kind === 'result' ? parseAccessResult(res.result) : noAccess;
+  }
+
+  /** Sends `call.<name>.<method>`; returns the result or resource reply, throws a ResError for an error reply. */
+  async call(name: string, method: string, payload: RequestPayload): Promise<Response> {
+    this.sent.call++;
+    return this.throwOnError(await this.request(subjects.call(name, method), payload));
+  }
+
+  /** Sends `auth.<name>.<method>` (no access check: res-protocol.md, "auth"). */
+  async auth(name: string, method: string, payload: RequestPayload): Promise<Response> {
+    this.sent.auth++;
+    return this.throwOnError(await this.request(subjects.auth(name, method), payload));
+  }
+
+  /** Sends a query request to the subject given by a `query` event. */
+  async queryRequest(subject: string, query: string): Promise<unknown> {
+    this.sent.query++;
+    const res = await this.request(subject, { query });
+    if (res.kind === 'error') throw res.error;
+    if (res.kind !== 'result') throw this.malformed(subject, 'query request answered with a resource');
+    return res.result;
+  }
+
+  /** Subscribes to a subject; the handler gets the parsed JSON payload (or undefined for an empty body). */
+  subscribe(subject: string, handler: (subject: string, payload: unknown) => void): Subscription {
+    return this.connection().subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) {
+          this.log.warn('subscription error', { subject, error: err.message });
+          return;
+        }
+        let payload: unknown;
+        try {
+          payload = msg.data.length === 0 ? undefined : JSON.parse(decoder.decode(msg.data));
+        } catch {
+          this.log.warn('malformed JSON in message; ignored', { subject: msg.subject });
+          return;
+        }
+        handler(msg.subject, payload);
+      },
+    });
+  }
+
+  /** Publishes a message (tests and fixtures; the gateway itself only requests). */
+  publish(subject: string, payload: unknown): void {
+    this.connection().publish(subject, encoder.encode(JSON.stringify(payload)));
+  }
+
+  /** Fails every request still waiting and drains the NATS connection: used on shutdown. */
+  async drain(): Promise<void> {
+    for (const [token, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(token);
+      p.reject(new ResError(ErrorCode.timeout, 'Gateway shutting down'));
+    }
+    const nc = this.nc;
+    this.nc = undefined;
+    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+  }
+
+  private throwOnError(res: Response): Response {
+    if (res.kind === 'error') throw res.error;
+    return res;
+  }
+
+  private malformed(subject: string, reason: string): ResError {
+    this.log.warn('malformed service reply', { subject, reason });
+    return internalError('Malformed reply from service');
+  }
+
+  /**
+   * Publishes a request and waits for its reply. A `timeout:"ms"` pre-response
+   * restarts the wait with the given duration; a NATS no-responders status is
+   * a timeout unless the caller maps it otherwise.
+   */
+  request(
+    subject: string,
+    payload: unknown,
+    opts: { noRespondersAs?: () => ResError } = {},
+  ): Promise<Response> {
+    const token = (this.nextToken++).toString(36);
+    return new Promise<Response>((resolve, reject) => {
+      const p: Pending = {
+        subject,
+        resolve,
+        reject,
+        noResponders: opts.noRespondersAs ?? (() => new ResError(ErrorCode.timeout, 'No service answered the request')),
+        timer: setTimeout(() => this.expire(token), this.requestTimeout),
+      };
+      this.pending.set(token, p);
+      try {
+        this.connection().publish(subject, encoder.encode(JSON.stringify(payload)), { reply: `${this.inbox}.${token}` });
+      } catch (e) {
+        this.settle(token);
+        clearTimeout(p.timer);
+        reject(ResError.is(e) ? e : new ResError(ErrorCode.timeout, `NATS unavailable: ${(e as Error).message}`));
+      }
+    });
+  }
+
+  private expire(token: string): void {
+    const p = this.settle(token);
+    if (!p) return;
+    this.log.debug('request timed out', { subject: p.subject });
+    p.reject(timeoutError());
+  }
+
+  private settle(token: string): Pending | undefined {
+    const p = this.pending.get(token);
+    if (p) this.pending.delete(token);
+    return p;
+  }
+
+  private onReply(msg: Msg): void {
+    const token = msg.subject.slice(this.inbox.length + 1);
+    const p = this.pending.get(token);
+    if (!p) return; // late reply after a timeout
+    if (msg.headers?.code === 503) {
+      this.settle(token);
+      clearTimeout(p.timer);
+      p.reject(p.noResponders());
+      return;
+    }
+    const text = decoder.decode(msg.data);
+    const pre = preResponse.exec(text);
+    if (pre) {
+      // the service asks for more time, counted from now (res-protocol.md, "Pre-response")
+      clearTimeout(p.timer);
+      p.timer = setTimeout(() => this.expire(token), Number(pre[1]));
+      return;
+    }
+    this.settle(token);
+    clearTimeout(p.timer);
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      p.reject(this.malformed(p.subject, 'reply is not JSON'));
+      return;
+    }
+    try {
+      p.resolve(parseResponse(body));
+    } catch (e) {
+      p.reject(this.malformed(p.subject, (e as Error).message));
+    }
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Resolvers turn cache values into GraphQL values: `@get` roots (after an
+ * access check), model properties, hard and soft references, collections of
+ * references or primitives, data values, and `@call` / `@auth` mutations.
+ * They hold no state beyond one execution: what an execution reads is held
+ * through the execution's Lease, which the caller releases (a query) or keeps
+ * (a live result).
+ *
+ * Only selected references are followed, so a query fetches exactly the
+ * resources it shows. Hard references need no access check of their own
+ * (`get` on the root covers what it reaches); soft references do
+ * (res-protocol.md, "access").
+ */
+import {
+  GraphQLError,
+  getNamedType,
+  getNullableType,
+  isAbstractType,
+  isLeafType,
+  isListType,
+  isObjectType,
+  type GraphQLFieldResolver,
+  type GraphQLOutputType,
+  type GraphQLResolveInfo,
+  type GraphQLTypeResolver,
+} from 'graphql';
+import type { AccessChecker, Connection } from '../access/access.js';
+import type { CacheEntry, Lease, ResourceCache } from '../cache/cache.js';
+import type { Logger } from '../log.js';
+import type { ResClient } from '../res/client.js';
+import {
+  ErrorCode,
+  ResError,
+  internalError,
+  isData,
+  isRef,
+  splitRid,
+  type ResValue,
+  type Response,
+} from '../res/protocol.js';
+import { typeForRid, type FieldMapping, type ResourceMapping } from '../schema/schema.js';
+import { buildParams, fillRidTemplate } from '../schema/template.js';
+
+/** What every execution carries: who asks, and what the execution holds in the cache. */
+export interface GatewayContext {
+  conn: Connection;
+  lease: Lease;
+}
+
+/** A model from the cache, as the parent of its fields. */
+export class ResourceNode {
+  constructor(
+    readonly rid: string,
+    readonly entry: CacheEntry,
+  ) {}
+}
+
+export interface ResolverDeps {
+  cache: ResourceCache;
+  access: AccessChecker;
+  res: ResClient;
+  mapping: ResourceMapping;
+  logger: Logger;
+}
+
+/** A GraphQL error carrying the RES code (and data) in its extensions; no internals leak. */
+export function toGraphQLError(e: unknown, log?: Logger): GraphQLError {
+  if (e instanceof GraphQLError) return e;
+  if (ResError.is(e)) {
+    const extensions: Record<string, unknown> = { code: e.code };
+    if (e.data !== undefined) extensions.data = e.data;
+    return new GraphQLError(e.message, { extensions });
+  }
+  log?.error('unexpected resolver error', { error: (e as Error)?.stack ?? String(e) });
+  return new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } });
+}
+
+type Resolver = GraphQLFieldResolver<unknown, GatewayContext>;
+
+export class Resolvers {
+  private readonly cache: ResourceCache;
+  private readonly access: AccessChecker;
+  private readonly res: ResClient;
+  private readonly mapping: ResourceMapping;
+  private readonly log: Logger;
+
+  constructor(deps: ResolverDeps) {
+    this.cache = deps.cache;
+    this.access = deps.access;
+    this.res = deps.res;
+    this.mapping = deps.mapping;
+    this.log = deps.logger;
+  }
+
+  /** The resolver for one field, chosen once at start-up from its mapping. */
+  fieldResolver(typeName: string, fieldName: string, rootTypes: { query?: string; mutation?: string }): Resolver | undefined {
+    const m = this.mapping.fields.get(`${typeName}.${fieldName}`);
+    if (m?.get) return this.getRoot(m);
+    if (m?.call) return this.callRoot(m.call, false);
+    if (m?.auth) return this.callRoot(m.auth, true);
+    if (typeName === rootTypes.query || typeName === rootTypes.mutation) return undefined;
+    if (m?.rid) return (parent) => ridOf(parent);
+    return this.property(m?.property ?? fieldName);
+  }
+
+  /** Resolves an interface or union member from the rid pattern, or a data object's `__typename`. */
+  readonly resolveType: GraphQLTypeResolver<unknown, GatewayContext> = (value) => {
+    if (value instanceof ResourceNode) return typeForRid(this.mapping, value.entry.name);
+    if (value && typeof value === 'object' && typeof (value as { __typename?: unknown }).__typename === 'string') {
+      return (value as { __typename: string }).__typename;
+    }
+    return undefined;
+  };
+
+  // --- roots -----------------------------------------------------------------
+
+  private getRoot(m: FieldMapping): Resolver {
+    const template = m.get!;
+    return async (_parent, args, ctx, info) => {
+      try {
+        const rid = fillRidTemplate(template, args, ctx.conn.cid);
+        await this.access.assertGet(ctx.conn, rid);
+        return await this.follow(rid, info.returnType, ctx);
+      } catch (e) {
+        throw toGraphQLError(e, this.log);
+      }
+    };
+  }
+
+  private callRoot(c: NonNullable<FieldMapping['call']>, isAuth: boolean): Resolver {
+    return async (_parent, args, ctx, info) => {
+      try {
+        const rid = fillRidTemplate(c.rid, args, ctx.conn.cid);
+        const { name, query } = splitRid(rid);
+        const payload = { ...ctx.conn.basePayload(query) };
+        const params = buildParams(c.params, args);
+        if (params !== undefined) payload.params = params;
+        let reply: Response;
+        if (isAuth) {
+          if (ctx.conn.http) Object.assign(payload, ctx.conn.http);
+          reply = await this.res.auth(name, c.method, payload);
+        } else {
+          await this.access.assertCall(ctx.conn, rid, c.method);
+          reply = await this.res.call(name, c.method, payload);
+        }
+        if (reply.kind === 'resource') {
+          await this.access.assertGet(ctx.conn, reply.rid);
+          return await this.follow(reply.rid, info.returnType, ctx);
+        }
+        return reply.kind === 'result' ? this.plainValue(reply.result, info.returnType) : null;
+      } catch (e) {
+        throw toGraphQLError(e, this.log);
+      }
+    };
+  }
+
+  // --- object fields ---------------------------------------------------------
+
+  private property(prop: string): Resolver {
+    return (parent, _args, ctx, info) => {
+      if (parent instanceof ResourceNode) {
+        const model = parent.entry.model;
+        const value = model && Object.prototype.hasOwnProperty.call(model, prop) ? model[prop] : undefined;
+        return this.resolveValue(value, info, ctx);
+      }
+      // a data object (a data value or a call result): read it as it is
+      const plain = (parent as Record<string, unknown> | null)?.[prop];
+      return plain === undefined ? null : this.plainValue(plain, info.returnType);
+    };
+  }
+
+  /** A stored model value as the field's type wants it. */
+  private resolveValue(value: ResValue | undefined, info: GraphQLResolveInfo, ctx: GatewayContext): unknown {
+    if (value === undefined || value === null) return null;
+    if (isRef(value)) {
+      // a scalar field shows the reference itself; a list or object field follows it
+      const t = getNullableType(info.returnType);
+      if (isLeafType(t)) return t.name === 'JSON' ? { ...value } : value.rid;
+      if (value.soft) return this.followSoft(value.rid, info.returnType, ctx);
+      return this.followCatching(value.rid, info.returnType, ctx);
+    }
+    if (isData(value)) return this.plainValue(value.data, info.returnType);
+    return value;
+  }
+
+  /** A soft reference is only a link: it needs its own access check. */
+  private async followSoft(rid: string, type: GraphQLOutputType, ctx: GatewayContext): Promise<unknown> {
+    try {
+      await this.access.assertGet(ctx.conn, rid);
+      return await this.follow(rid, type, ctx);
+    } catch (e) {
+      throw toGraphQLError(e, this.log);
+    }
+  }
+
+  private followCatching(rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
+    try {
+      const r = this.follow(rid, type, ctx);
+      return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(toGraphQLError(e, this.log))) : r;
+    } catch (e) {
+      throw toGraphQLError(e, this.log);
+    }
+  }
+
+  /**
+   * Loads a referenced resource, held by the execution's lease, and shapes it
+   * for the type: a model for an object type, a collection for a list. Served
+   * synchronously when cached, so re-executions from the cache stay cheap.
+   */
+  follow(rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
+    ctx.lease.hold(rid);
+    const cached = this.cache.peek(rid);
+    if (cached) return this.shape(cached, rid, type, ctx);
+    return this.cache.load(rid).then((entry) => this.shape(entry, rid, type, ctx));
+  }
+
+  private shape(entry: CacheEntry, rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
+    const t = getNullableType(type);
+    if (isListType(t)) {
+      if (entry.kind !== 'collection') throw this.mismatch(rid, 'a model', 'a list');
+      const item = t.ofType as GraphQLOutputType;
+      const named = getNamedType(item);
+      const values = entry.collection!;
+      if (isLeafType(named)) {
+        return values.map((v) => (isRef(v) ? (named.name === 'JSON' ? { ...v } : v.rid) : isData(v) ? v.data : v));
+      }
+      return values.map((v) => {
+        if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
+        return v.soft ? this.followSoft(v.rid, item, ctx) : this.followCatching(v.rid, item, ctx);
+      });
+    }
+    if (isObjectType(t) || isAbstractType(t)) {
+      if (entry.kind !== 'model') throw this.mismatch(rid, 'a collection', `the object type ${t.name}`);
+      // the rid a client asked with, so @rid matches the argument (a normalized query keeps its entry)
+      return new ResourceNode(rid, entry);
+    }
+    // a leaf type (JSON, String...) asked for a whole resource: give its value
+    return entry.kind === 'model' ? { ...entry.model } : [...entry.collection!];
+  }
+
+  private mismatch(rid: string, got: string, want: string): ResError {
+    this.log.warn('resource does not fit the schema', { rid, got, want });
+    return internalError(`Resource ${rid} is ${got}, but the schema expects ${want}`);
+  }
+
+  /** A plain JSON value (data value, call result) for the field's type. */
+  private plainValue(value: unknown, type: GraphQLOutputType): unknown {
+    if (value === undefined) return null;
+    const t = getNullableType(type);
+    if (isListType(t) && !Array.isArray(value) && value !== null) return [value];
+    return value;
+  }
+}
+
+function ridOf(parent: unknown): string | null {
+  if (parent instanceof ResourceNode) return parent.rid;
+  const rid = (parent as { rid?: unknown } | null)?.rid;
+  return typeof rid === 'string' ? rid : null;
+}

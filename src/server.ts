@@ -1,0 +1,176 @@
+/**
+ * Wiring: configuration → parts → a listening server, and a clean shutdown.
+ * The NATS connection is made in the background and retried forever, so a
+ * gateway started before its broker stays up, answers with clear errors and
+ * reports itself unhealthy until NATS is reachable.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Events, connect, type NatsConnection } from 'nats';
+import { AccessChecker, ConnectionRegistry } from './access/access.js';
+import { ResourceCache } from './cache/cache.js';
+import { consoleLogger, type Logger } from './log.js';
+import { ResClient } from './res/client.js';
+import { parseSystemReset, parseTokenEvent, subjects } from './res/protocol.js';
+import { buildExecutableSchema } from './resolvers/executable.js';
+import { Resolvers } from './resolvers/resolvers.js';
+import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
+import { createHttpTransport, type GatewayYoga } from './transports/http.js';
+
+export interface GatewayOptions {
+  /** NATS server URL(s). Default nats://127.0.0.1:4222. */
+  nats?: string | string[];
+  /** A schema file or a folder of `.graphql` files. Default ./schema. */
+  schema?: string | LoadedSchema;
+  /** HTTP port; 0 picks a free one. Default 4000. */
+  port?: number;
+  /** Address to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** RES request timeout in ms. Default 3000. */
+  requestTimeout?: number;
+  /** How long an unused resource stays cached, in ms. Default 5000. */
+  evictDelay?: number;
+  /** GraphQL endpoint path. Default /graphql. */
+  graphqlPath?: string;
+  logger?: Logger;
+}
+
+export interface Gateway {
+  /** the GraphQL endpoint's URL */
+  url: string;
+  port: number;
+  res: ResClient;
+  cache: ResourceCache;
+  connections: ConnectionRegistry;
+  yoga: GatewayYoga;
+  /** resolves once the NATS connection is established */
+  natsReady: Promise<NatsConnection>;
+  close(): Promise<void>;
+}
+
+export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
+  const log = opts.logger ?? consoleLogger();
+  const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
+  const servers = opts.nats ?? 'nats://127.0.0.1:4222';
+
+  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log });
+  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay });
+  const connections = new ConnectionRegistry();
+  const access = new AccessChecker(res);
+  const resolvers = new Resolvers({ cache, access, res, mapping: loaded.mapping, logger: log });
+  const schema = buildExecutableSchema(loaded, resolvers);
+
+  cache.reaccessListeners.add((rid) => connections.reaccess(rid));
+
+  const natsReady = connectNats(servers, log).then((nc) => {
+    res.attach(nc);
+    listenToSystemSubjects(res, cache, connections, log);
+    void watchConnection(nc, res, cache, connections, log);
+    return nc;
+  });
+
+  const graphqlPath = opts.graphqlPath ?? '/graphql';
+  const yoga = createHttpTransport({
+    schema,
+    cache,
+    connections,
+    logger: log,
+    graphqlEndpoint: graphqlPath,
+    natsConnected: () => res.connected,
+  });
+  const server = createServer(yoga);
+  await listen(server, opts.port ?? 4000, opts.host ?? '127.0.0.1');
+  const port = (server.address() as AddressInfo).port;
+  const host = opts.host ?? '127.0.0.1';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${graphqlPath}`;
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      cache.clear();
+      await res.drain();
+    })());
+
+  return { url, port, res, cache, connections, yoga, natsReady, close };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Connects to NATS, retrying forever (also for the first connection). */
+async function connectNats(servers: string | string[], log: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers,
+    name: 'resgraph',
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+  });
+  log.info('connected to NATS', { server: nc.getServer() });
+  return nc;
+}
+
+/**
+ * Follows the NATS connection's state. Events may have been missed while it
+ * was down, so after a reconnect every cached resource is re-fetched and
+ * diffed and every access verdict is asked again (res-protocol.md, "Lost
+ * NATS connection").
+ */
+async function watchConnection(
+  nc: NatsConnection,
+  res: ResClient,
+  cache: ResourceCache,
+  connections: ConnectionRegistry,
+  log: Logger,
+): Promise<void> {
+  for await (const status of nc.status()) {
+    if (status.type === Events.Disconnect) {
+      res.reconnecting = true;
+      log.warn('lost the NATS connection; reconnecting');
+    } else if (status.type === Events.Reconnect) {
+      res.reconnecting = false;
+      log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
+      connections.resetAccess(['>']);
+      void cache.resetAll();
+    }
+  }
+}
+
+/** Service-wide messages: connection tokens and system resets. */
+function listenToSystemSubjects(
+  res: ResClient,
+  cache: ResourceCache,
+  connections: ConnectionRegistry,
+  log: Logger,
+): void {
+  res.subscribe(subjects.connAll, (subject, payload) => {
+    const [, cid, event] = subject.split('.');
+    if (event !== 'token') return;
+    const conn = connections.get(cid);
+    if (!conn) return;
+    try {
+      const { token, tid } = parseTokenEvent(payload);
+      conn.setToken(token, tid);
+    } catch (e) {
+      log.warn('malformed token event ignored', { subject, reason: (e as Error).message });
+    }
+  });
+  res.subscribe(subjects.systemReset, (subject, payload) => {
+    try {
+      const { resources, access } = parseSystemReset(payload);
+      if (access.length > 0) connections.resetAccess(access);
+      if (resources.length > 0) void cache.resetMatching(resources);
+    } catch (e) {
+      log.warn('malformed system.reset ignored', { subject, reason: (e as Error).message });
+    }
+  });
+}

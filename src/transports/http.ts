@@ -1,0 +1,120 @@
+/**
+ * The HTTP transport: graphql-yoga serving `POST`/`GET` /graphql, SSE and
+ * GraphiQL, plus the `/healthz` probe. Cross-cutting work is done in Yoga
+ * plugins around the one execution pipeline: a Connection per HTTP request,
+ * and the execution's cache lease released when the execution ends. No
+ * business rules live here.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { GraphQLSchema } from 'graphql';
+import { Connection, type ConnectionRegistry, type HttpInfo } from '../access/access.js';
+import type { ResourceCache } from '../cache/cache.js';
+import type { Logger } from '../log.js';
+import type { GatewayContext } from '../resolvers/resolvers.js';
+
+export interface ServerContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** set by the WebSocket transport: the socket's connection */
+  connection?: Connection;
+}
+
+export interface HttpTransportOptions {
+  schema: GraphQLSchema;
+  cache: ResourceCache;
+  connections: ConnectionRegistry;
+  logger: Logger;
+  graphqlEndpoint: string;
+  /** whether the NATS connection is up, for /healthz */
+  natsConnected: () => boolean;
+  /** extra envelop plugins (limits, live results) */
+  plugins?: Plugin[];
+}
+
+export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
+
+/** Header names in canonical MIME form (`content-type` → `Content-Type`), values as arrays, as auth requests carry them. */
+export function canonicalHeaders(headers: Headers): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  headers.forEach((value, key) => {
+    const name = key.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+    (out[name] ??= []).push(value);
+  });
+  return out;
+}
+
+export function httpInfo(request: Request, remoteAddr?: string): HttpInfo {
+  const url = new URL(request.url);
+  return {
+    header: canonicalHeaders(request.headers),
+    host: request.headers.get('host') ?? url.host,
+    remoteAddr,
+    uri: url.pathname + url.search,
+  };
+}
+
+export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
+  const { connections } = opts;
+  return createYoga<ServerContext, GatewayContext>({
+    schema: opts.schema,
+    graphqlEndpoint: opts.graphqlEndpoint,
+    graphiql: { title: 'resgraph' },
+    landingPage: false,
+    healthCheckEndpoint: '/health',
+    logging: {
+      debug: (...a: unknown[]) => opts.logger.debug(a.map(String).join(' ')),
+      info: (...a: unknown[]) => opts.logger.info(a.map(String).join(' ')),
+      warn: (...a: unknown[]) => opts.logger.warn(a.map(String).join(' ')),
+      error: (...a: unknown[]) => opts.logger.error(a.map(String).join(' ')),
+    },
+    context: ({ request, connection, req }) => {
+      // a WebSocket operation runs as its socket's connection; an HTTP request is a connection of its own
+      const conn =
+        connection ??
+        new Connection(request.headers.get('accept')?.includes('text/event-stream') ? 'sse' : 'http', httpInfo(request, req?.socket?.remoteAddress));
+      if (!connection) connections.add(conn);
+      return { conn, lease: opts.cache.newLease() };
+    },
+    plugins: [
+      healthz(opts.natsConnected),
+      releaseAfterExecution(connections),
+      ...(opts.plugins ?? []),
+    ],
+  });
+}
+
+/** `/healthz`: 200 when the NATS connection is up, 503 otherwise, with the state in the body. */
+function healthz(natsConnected: () => boolean): Plugin {
+  return {
+    onRequest({ url, endResponse, fetchAPI }) {
+      if (url.pathname !== '/healthz') return;
+      const up = natsConnected();
+      endResponse(
+        new fetchAPI.Response(JSON.stringify({ status: up ? 'ok' : 'unavailable', nats: up ? 'connected' : 'disconnected' }), {
+          status: up ? 200 : 503,
+          headers: { 'content-type': 'application/json' },
+        }),
+      );
+    },
+  };
+}
+
+/**
+ * A query or mutation holds what it read only while it runs: afterwards the
+ * entries may be evicted (after the cache's delay). An HTTP request's
+ * connection ends with it.
+ */
+function releaseAfterExecution(connections: ConnectionRegistry): Plugin<GatewayContext & ServerContext> {
+  return {
+    onExecute({ args }) {
+      return {
+        onExecuteDone() {
+          const ctx = args.contextValue;
+          ctx.lease.release();
+          if (!ctx.connection) connections.delete(ctx.conn);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Starts a real nats-server on a free loopback port for one test file, and
+ * stops or restarts it. Waits for the server's "ready" line, never a sleep.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+export interface NatsServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** starts it again on the same port (after stop) */
+  start(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function spawnServer(port: number, extraArgs: string[] = []): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...extraArgs], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`nats-server did not start within 10 s:\n${out}`));
+    }, 10_000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run nats-server (${e.message}); install it: apt-get install -y nats-server`));
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Server is ready')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`nats-server exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+export async function startNatsServer(port?: number): Promise<NatsServer> {
+  const p = port ?? (await freePort());
+  let child: ChildProcess | undefined = await spawnServer(p);
+  return {
+    url: `nats://127.0.0.1:${p}`,
+    port: p,
+    async stop() {
+      const c = child;
+      child = undefined;
+      if (!c || c.exitCode !== null) return;
+      await new Promise<void>((resolve) => {
+        c.once('exit', () => resolve());
+        c.kill('SIGKILL');
+      });
+    },
+    async start() {
+      if (child) return;
+      child = await spawnServer(p);
+    },
+  };
+}

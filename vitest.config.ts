@@ -1,0 +1,17 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  resolve: {
+    // Node loads graphql's CommonJS build for everyone; Vite would pick its .mjs
+    // for our files only, and graphql refuses types from "another realm".
+    alias: { graphql: 'graphql/index.js' },
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+    // each test file starts its own nats-server; two cores run two files at once
+    fileParallelism: true,
+    maxWorkers: 2,
+  },
+});
