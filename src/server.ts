@@ -16,6 +16,10 @@ import { buildExecutableSchema } from './resolvers/executable.js';
 import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
+import { attachWebSocketTransport } from './transports/ws.js';
+import { LiveEngine } from './live/engine.js';
+import { useLiveResults } from './live/plugin.js';
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 
 export interface GatewayOptions {
   /** NATS server URL(s). Default nats://127.0.0.1:4222. */
@@ -30,8 +34,12 @@ export interface GatewayOptions {
   requestTimeout?: number;
   /** How long an unused resource stays cached, in ms. Default 5000. */
   evictDelay?: number;
-  /** GraphQL endpoint path. Default /graphql. */
+  /** GraphQL endpoint path (HTTP, SSE and WebSocket). Default /graphql. */
   graphqlPath?: string;
+  /** Live subscriptions one connection may hold. Default 200. */
+  maxSubscriptionsPerConnection?: number;
+  /** Deepest selection an operation may have. Default 15. */
+  maxDepth?: number;
   logger?: Logger;
 }
 
@@ -42,6 +50,7 @@ export interface Gateway {
   res: ResClient;
   cache: ResourceCache;
   connections: ConnectionRegistry;
+  live: LiveEngine;
   yoga: GatewayYoga;
   /** resolves once the NATS connection is established */
   natsReady: Promise<NatsConnection>;
@@ -59,6 +68,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const access = new AccessChecker(res);
   const resolvers = new Resolvers({ cache, access, res, mapping: loaded.mapping, logger: log });
   const schema = buildExecutableSchema(loaded, resolvers);
+  const live = new LiveEngine({ cache, access, logger: log, maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
@@ -77,8 +87,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
+    plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });
   const server = createServer(yoga);
+  const wss = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, logger: log });
   await listen(server, opts.port ?? 4000, opts.host ?? '127.0.0.1');
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? '127.0.0.1';
@@ -87,13 +99,15 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      for (const ws of wss.clients) ws.close(1001, 'Going away');
+      wss.close();
       server.closeAllConnections?.();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       cache.clear();
       await res.drain();
     })());
 
-  return { url, port, res, cache, connections, yoga, natsReady, close };
+  return { url, port, res, cache, connections, live, yoga, natsReady, close };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

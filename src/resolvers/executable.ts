@@ -15,7 +15,8 @@ export function buildExecutableSchema(loaded: LoadedSchema, resolvers: Resolvers
     if (d.kind === Kind.OBJECT_TYPE_DEFINITION || d.kind === Kind.OBJECT_TYPE_EXTENSION) {
       const typeMap = (map[d.name.value] ??= {});
       for (const f of d.fields ?? []) {
-        const r = resolvers.fieldResolver(d.name.value, f.name.value, roots);
+        const stream = resolvers.eventSubscription(d.name.value, f.name.value);
+        const r = stream ?? resolvers.fieldResolver(d.name.value, f.name.value, roots);
         if (r) typeMap[f.name.value] = r;
       }
     } else if (

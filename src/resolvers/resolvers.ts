@@ -11,6 +11,7 @@
  * (`get` on the root covers what it reaches); soft references do
  * (res-protocol.md, "access").
  */
+import { FixedBuffer, Repeater } from '@repeaterjs/repeater';
 import {
   GraphQLError,
   getNamedType,
@@ -45,6 +46,8 @@ import { buildParams, fillRidTemplate } from '../schema/template.js';
 export interface GatewayContext {
   conn: Connection;
   lease: Lease;
+  /** rids whose access this execution checked (roots, soft references): live results re-check them */
+  accessed?: Set<string>;
 }
 
 /** A model from the cache, as the parent of its fields. */
@@ -103,6 +106,37 @@ export class Resolvers {
     return this.property(m?.property ?? fieldName);
   }
 
+  /**
+   * A `@event` Subscription field: streams the payload of every
+   * `event.<rid>.<name>` after a get access check. The resource is held in
+   * the cache for the stream's life, which keeps its event subscription.
+   * Event streams are logs: nothing is coalesced or dropped.
+   */
+  eventSubscription(typeName: string, fieldName: string): { subscribe: Resolver; resolve: Resolver } | undefined {
+    const ev = this.mapping.fields.get(`${typeName}.${fieldName}`)?.event;
+    if (!ev) return undefined;
+    const subscribe: Resolver = async (_parent, args, ctx) => {
+      try {
+        const rid = fillRidTemplate(ev.rid, args, ctx.conn.cid);
+        await this.checkGet(ctx, rid);
+        ctx.lease.hold(rid);
+        await this.cache.load(rid);
+        const { name } = splitRid(rid);
+        return new Repeater<Record<string, unknown>>(async (push, stop) => {
+          const listener = (resource: string, event: string, payload: unknown) => {
+            if (resource === name && event === ev.name) push({ [fieldName]: payload ?? null }).catch(() => stop());
+          };
+          this.cache.customEventListeners.add(listener);
+          await stop;
+          this.cache.customEventListeners.delete(listener);
+        }, new FixedBuffer(1000));
+      } catch (e) {
+        throw toGraphQLError(e, this.log);
+      }
+    };
+    return { subscribe, resolve: (payload) => (payload as Record<string, unknown>)[fieldName] };
+  }
+
   /** Resolves an interface or union member from the rid pattern, or a data object's `__typename`. */
   readonly resolveType: GraphQLTypeResolver<unknown, GatewayContext> = (value) => {
     if (value instanceof ResourceNode) return typeForRid(this.mapping, value.entry.name);
@@ -119,7 +153,7 @@ export class Resolvers {
     return async (_parent, args, ctx, info) => {
       try {
         const rid = fillRidTemplate(template, args, ctx.conn.cid);
-        await this.access.assertGet(ctx.conn, rid);
+        await this.checkGet(ctx, rid);
         return await this.follow(rid, info.returnType, ctx);
       } catch (e) {
         throw toGraphQLError(e, this.log);
@@ -144,7 +178,7 @@ export class Resolvers {
           reply = await this.res.call(name, c.method, payload);
         }
         if (reply.kind === 'resource') {
-          await this.access.assertGet(ctx.conn, reply.rid);
+          await this.checkGet(ctx, reply.rid);
           return await this.follow(reply.rid, info.returnType, ctx);
         }
         return reply.kind === 'result' ? this.plainValue(reply.result, info.returnType) : null;
@@ -152,6 +186,12 @@ export class Resolvers {
         throw toGraphQLError(e, this.log);
       }
     };
+  }
+
+  /** Asks (or recalls) get access, and notes the rid for live re-checks. */
+  private checkGet(ctx: GatewayContext, rid: string): Promise<void> {
+    ctx.accessed?.add(rid);
+    return this.access.assertGet(ctx.conn, rid);
   }
 
   // --- object fields ---------------------------------------------------------
@@ -186,7 +226,7 @@ export class Resolvers {
   /** A soft reference is only a link: it needs its own access check. */
   private async followSoft(rid: string, type: GraphQLOutputType, ctx: GatewayContext): Promise<unknown> {
     try {
-      await this.access.assertGet(ctx.conn, rid);
+      await this.checkGet(ctx, rid);
       return await this.follow(rid, type, ctx);
     } catch (e) {
       throw toGraphQLError(e, this.log);

@@ -35,6 +35,8 @@ export interface FieldMapping {
   rid?: boolean;
   /** the model property the field reads, when it differs from the field name */
   property?: string;
+  /** a Subscription field that streams the live result of the Query field of the same name */
+  mirrorOf?: 'Query';
 }
 
 export interface ResourceType {
@@ -108,10 +110,36 @@ export function buildResourceSchema(sources: { name: string; body: string }[]): 
   }
   if (problems.length > 0) throw new SchemaError(problems);
   const gateway = parse(new Source(directiveTypeDefs, 'resgraph directives'));
-  const typeDefs: DocumentNode = { kind: Kind.DOCUMENT, definitions: [...gateway.definitions, ...definitions] };
   const mapping = readMapping(definitions, problems);
   if (problems.length > 0) throw new SchemaError(problems);
+  const mirrors = mirrorGetFieldsOnSubscription(definitions, mapping);
+  const typeDefs: DocumentNode = { kind: Kind.DOCUMENT, definitions: [...gateway.definitions, ...definitions, ...mirrors] };
   return { typeDefs, mapping, files: sources.map((s) => s.name) };
+}
+
+/**
+ * Every `@get` field of Query is offered on Subscription with the same name,
+ * arguments and type, unless the schema defines that Subscription field
+ * itself (DESIGN.md, "The resource schema"). Records the mirrored fields in
+ * the mapping and returns the definitions that add them.
+ */
+function mirrorGetFieldsOnSubscription(definitions: DefinitionNode[], mapping: ResourceMapping): DefinitionNode[] {
+  const fieldsOf = (typeName: string) =>
+    definitions.flatMap((d) => (isFieldHost(d) && d.name.value === typeName ? (d.fields ?? []) : []));
+  const defined = new Set(fieldsOf('Subscription').map((f) => f.name.value));
+  const mirrored = fieldsOf('Query').filter((f) => mapping.fields.get(`Query.${f.name.value}`)?.get && !defined.has(f.name.value));
+  if (mirrored.length === 0) return [];
+  for (const f of mirrored) {
+    mapping.fields.set(`Subscription.${f.name.value}`, { ...mapping.fields.get(`Query.${f.name.value}`)!, mirrorOf: 'Query' });
+  }
+  const hasSubscription = definitions.some((d) => d.kind === Kind.OBJECT_TYPE_DEFINITION && d.name.value === 'Subscription');
+  const fields = mirrored.map((f) => ({ ...f, directives: [] }));
+  const name = { kind: Kind.NAME, value: 'Subscription' } as const;
+  return [
+    hasSubscription
+      ? { kind: Kind.OBJECT_TYPE_EXTENSION, name, fields }
+      : { kind: Kind.OBJECT_TYPE_DEFINITION, name, fields, description: { kind: Kind.STRING, value: 'Live results: each @get field of Query, streamed again whenever its data changes.' } },
+  ];
 }
 
 /** A schema file may declare the gateway's directives for its editor; the gateway's own declaration is used. */

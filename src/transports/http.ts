@@ -106,14 +106,23 @@ function healthz(natsConnected: () => boolean): Plugin {
  * connection ends with it.
  */
 function releaseAfterExecution(connections: ConnectionRegistry): Plugin<GatewayContext & ServerContext> {
+  const release = (ctx: GatewayContext & ServerContext) => {
+    ctx.lease.release();
+    if (!ctx.connection) connections.delete(ctx.conn);
+  };
   return {
     onExecute({ args }) {
+      return { onExecuteDone: () => release(args.contextValue) };
+    },
+    // a stream (SSE or WebSocket) holds its context until it ends
+    onSubscribe({ args }) {
       return {
-        onExecuteDone() {
-          const ctx = args.contextValue;
-          ctx.lease.release();
-          if (!ctx.connection) connections.delete(ctx.conn);
+        onSubscribeResult: ({ result }) => {
+          if (result && typeof result === 'object' && Symbol.asyncIterator in result) return { onEnd: () => release(args.contextValue) };
+          release(args.contextValue);
+          return undefined;
         },
+        onSubscribeError: () => release(args.contextValue),
       };
     },
   };

@@ -1,0 +1,321 @@
+/**
+ * The live engine owns live results: a subscription to a mirrored `@get`
+ * field runs once, holds every rid it read, and runs again from the cache
+ * whenever an event changes one of them. Events that arrive together are
+ * coalesced into one run; identical operations (same document, variables
+ * and token) share one LiveQuery, so one execution and one serialization
+ * serve all their subscribers. Streams end with `system.accessDenied` when a
+ * subscriber loses access, and with `system.notFound` when the root resource
+ * is deleted.
+ *
+ * It does not know transports: subscribers are async iterables of
+ * ExecutionResults, consumed by graphql-ws, SSE or a test alike.
+ */
+import { Repeater, SlidingBuffer } from '@repeaterjs/repeater';
+import {
+  GraphQLError,
+  execute,
+  print,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type OperationDefinitionNode,
+} from 'graphql';
+import type { AccessChecker, Connection } from '../access/access.js';
+import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
+import type { Logger } from '../log.js';
+import { ErrorCode } from '../res/protocol.js';
+import type { GatewayContext } from '../resolvers/resolvers.js';
+
+export interface LiveEngineOptions {
+  cache: ResourceCache;
+  access: AccessChecker;
+  logger: Logger;
+  /** Live subscriptions one connection may hold. Default 200. */
+  maxSubscriptionsPerConnection?: number;
+}
+
+/** One client's stream of a LiveQuery. */
+interface Subscriber {
+  conn: Connection;
+  /** the serialized result this subscriber last received */
+  last: string | undefined;
+  push(result: ExecutionResult): void;
+  end(final?: ExecutionResult): void;
+}
+
+/** Root errors that end a live result: the resource is gone, or the client may no longer see it. */
+const terminalCodes = new Set<string>([ErrorCode.notFound, ErrorCode.accessDenied]);
+
+/** A distinct live operation: one execution and one serialization per change, for all its subscribers. */
+class LiveQuery implements EntryWatcher {
+  readonly subscribers = new Set<Subscriber>();
+  private lease: Lease | undefined;
+  private watched = new Set<CacheEntry>();
+  /** rids whose access was checked in the last run: roots and soft references */
+  accessed = new Set<string>();
+  last: { result: ExecutionResult; json: string } | undefined;
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private scheduled = false;
+  disposed = false;
+
+  constructor(
+    readonly key: string,
+    private readonly engine: LiveEngine,
+    readonly args: ExecutionArgs,
+    /** the connection whose identity runs the query (any subscriber's: they share one token) */
+    public conn: Connection,
+  ) {}
+
+  entryChanged(_entry: CacheEntry, _change: EntryChange): void {
+    this.schedule();
+  }
+
+  /** Runs again soon: events of one NATS read arrive in one tick and make one run. */
+  schedule(): void {
+    if (this.scheduled || this.disposed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.run();
+    });
+  }
+
+  run(): Promise<void> {
+    if (this.running) {
+      this.dirty = true;
+      return this.running;
+    }
+    this.running = this.execute().finally(() => {
+      this.running = undefined;
+      if (this.dirty && !this.disposed) {
+        this.dirty = false;
+        this.schedule();
+      }
+    });
+    return this.running;
+  }
+
+  private async execute(): Promise<void> {
+    const lease = this.engine.cache.newLease();
+    const accessed = new Set<string>();
+    const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed };
+    this.engine.executions++;
+    let result: ExecutionResult;
+    try {
+      result = (await execute({ ...this.args, contextValue })) as ExecutionResult;
+    } catch (e) {
+      this.engine.log.error('live query execution failed', { error: (e as Error).message });
+      result = { errors: [new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } })] };
+    }
+    if (this.disposed) {
+      lease.release();
+      return;
+    }
+    // hold the new dependency set before letting go of the old one, so shared entries are never evicted
+    this.lease?.release();
+    this.lease = lease;
+    this.accessed = accessed;
+    this.rewatch(lease);
+    const json = JSON.stringify(result);
+    if (this.last?.json === json) return;
+    this.last = { result, json };
+    const terminal = terminalError(result);
+    for (const sub of [...this.subscribers]) {
+      if (terminal) sub.end(result);
+      else this.engine.deliver(sub, result, json);
+    }
+  }
+
+  /** Watches exactly the entries the last run read. */
+  private rewatch(lease: Lease): void {
+    const now = new Set<CacheEntry>();
+    for (const rid of lease.rids) {
+      const e = this.engine.cache.peek(rid);
+      if (e) now.add(e);
+    }
+    for (const e of this.watched) if (!now.has(e)) e.watchers.delete(this);
+    for (const e of now) e.watchers.add(this);
+    this.watched = now;
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    for (const e of this.watched) e.watchers.delete(this);
+    this.watched.clear();
+    this.lease?.release();
+    this.lease = undefined;
+  }
+}
+
+/** The first error on a root field whose code ends a live result, if any. */
+function terminalError(result: ExecutionResult): GraphQLError | undefined {
+  return result.errors?.find(
+    (e) => e.path?.length === 1 && terminalCodes.has(String(e.extensions?.code)),
+  ) as GraphQLError | undefined;
+}
+
+function errorResult(code: string, message: string): ExecutionResult {
+  return { errors: [new GraphQLError(message, { extensions: { code } })] };
+}
+
+export class LiveEngine {
+  readonly cache: ResourceCache;
+  readonly log: Logger;
+  private readonly access: AccessChecker;
+  private readonly maxPerConnection: number;
+  private readonly queries = new Map<string, LiveQuery>();
+  private readonly byConnection = new Map<Connection, Map<Subscriber, LiveQuery>>();
+  private readonly listeners = new Map<Connection, () => void>();
+  /** executions run, for tests and metrics */
+  executions = 0;
+
+  constructor(opts: LiveEngineOptions) {
+    this.cache = opts.cache;
+    this.access = opts.access;
+    this.log = opts.logger;
+    this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? 200;
+  }
+
+  get stats(): { liveQueries: number; subscribers: number } {
+    let subscribers = 0;
+    for (const q of this.queries.values()) subscribers += q.subscribers.size;
+    return { liveQueries: this.queries.size, subscribers };
+  }
+
+  /**
+   * Streams the live result of a query-shaped operation (a subscription to
+   * mirrored fields is run as the query of the same fields).
+   */
+  subscribe(args: ExecutionArgs): AsyncIterable<ExecutionResult> {
+    const ctx = args.contextValue as GatewayContext;
+    const conn = ctx.conn;
+    const queryArgs = { ...args, document: asQuery(args.document, args.operationName) };
+    return new Repeater<ExecutionResult>(async (push, stop) => {
+      const subs = this.byConnection.get(conn);
+      if (subs && subs.size >= this.maxPerConnection) {
+        await push(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
+        stop();
+        return;
+      }
+      const sub: Subscriber = {
+        conn,
+        last: undefined,
+        push: (r) => void push(r).catch(() => undefined),
+        end: (final) => {
+          if (final) void push(final).catch(() => undefined);
+          stop();
+        },
+      };
+      this.attach(sub, queryArgs);
+      await stop;
+      this.detach(sub);
+    }, new SlidingBuffer(1));
+  }
+
+  /** Sends a result to one subscriber unless it already has exactly this one. */
+  deliver(sub: Subscriber, result: ExecutionResult, json: string): void {
+    if (sub.last === json) return;
+    sub.last = json;
+    sub.push(result);
+  }
+
+  private keyOf(args: ExecutionArgs, conn: Connection): string {
+    return JSON.stringify([print(args.document), args.operationName ?? null, args.variableValues ?? null, conn.token ?? null]);
+  }
+
+  private attach(sub: Subscriber, args: ExecutionArgs): void {
+    const key = this.keyOf(args, sub.conn);
+    let q = this.queries.get(key);
+    const joining = q !== undefined;
+    if (!q) {
+      q = new LiveQuery(key, this, args, sub.conn);
+      this.queries.set(key, q);
+    }
+    q.subscribers.add(sub);
+    let subs = this.byConnection.get(sub.conn);
+    if (!subs) {
+      subs = new Map();
+      this.byConnection.set(sub.conn, subs);
+      const listener = () => this.accessChanged(sub.conn);
+      this.listeners.set(sub.conn, listener);
+      sub.conn.accessListeners.add(listener);
+    }
+    subs.set(sub, q);
+    if (!joining) {
+      void q.run();
+    } else if (q.last) {
+      void this.joinWithLast(sub, q);
+    }
+  }
+
+  /** A subscriber joining a running LiveQuery gets its current result, after its own access check. */
+  private async joinWithLast(sub: Subscriber, q: LiveQuery): Promise<void> {
+    if (!(await this.mayStillSee(sub, q))) return;
+    const last = q.last;
+    if (!last || !q.subscribers.has(sub)) return;
+    if (terminalError(last.result)) sub.end(last.result);
+    else this.deliver(sub, last.result, last.json);
+  }
+
+  private detach(sub: Subscriber): void {
+    const subs = this.byConnection.get(sub.conn);
+    const q = subs?.get(sub);
+    if (!subs || !q) return;
+    subs.delete(sub);
+    if (subs.size === 0) {
+      this.byConnection.delete(sub.conn);
+      sub.conn.accessListeners.delete(this.listeners.get(sub.conn)!);
+      this.listeners.delete(sub.conn);
+    }
+    q.subscribers.delete(sub);
+    if (q.subscribers.size === 0) {
+      q.dispose();
+      this.queries.delete(q.key);
+    } else if (q.conn === sub.conn) {
+      q.conn = q.subscribers.values().next().value!.conn;
+    }
+  }
+
+  /** Checks a subscriber's access to what its query read; ends it with system.accessDenied when denied. */
+  private async mayStillSee(sub: Subscriber, q: LiveQuery): Promise<boolean> {
+    for (const rid of q.accessed) {
+      if (!(await this.access.mayGet(sub.conn, rid))) {
+        sub.end(errorResult(ErrorCode.accessDenied, 'Access denied'));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * A connection's token changed or some of its verdicts were dropped
+   * (reaccess, system.reset): re-check each of its live results; a changed
+   * token moves a stream to the LiveQuery of its new identity.
+   */
+  private accessChanged(conn: Connection): void {
+    const subs = this.byConnection.get(conn);
+    if (subs) for (const [sub, q] of subs) void this.recheck(sub, q);
+  }
+
+  private async recheck(sub: Subscriber, q: LiveQuery): Promise<void> {
+    if (!(await this.mayStillSee(sub, q))) return;
+    if (!q.subscribers.has(sub) || q.key === this.keyOf(q.args, sub.conn)) return;
+    // same stream, new identity: move it to the LiveQuery of the new token
+    this.detach(sub);
+    this.attach(sub, q.args);
+  }
+}
+
+/** The same operation as a query: mirrored Subscription fields exist on Query with the same arguments. */
+function asQuery(document: DocumentNode, operationName?: string | null): DocumentNode {
+  return {
+    ...document,
+    definitions: document.definitions.map((d) =>
+      d.kind === 'OperationDefinition' && d.operation === 'subscription' && (!operationName || d.name?.value === operationName)
+        ? ({ ...d, operation: 'query' } as OperationDefinitionNode)
+        : d,
+    ),
+  };
+}
