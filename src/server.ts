@@ -11,7 +11,8 @@ import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
 import { consoleLogger, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
-import { parseSystemReset, parseTokenEvent, subjects } from './res/protocol.js';
+import { parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
+import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { buildExecutableSchema } from './resolvers/executable.js';
 import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
@@ -40,6 +41,8 @@ export interface GatewayOptions {
   maxSubscriptionsPerConnection?: number;
   /** Deepest selection an operation may have. Default 15. */
   maxDepth?: number;
+  /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
+  headerAuth?: string;
   logger?: Logger;
 }
 
@@ -66,6 +69,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
+  const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
   const resolvers = new Resolvers({ cache, access, res, mapping: loaded.mapping, logger: log });
   const schema = buildExecutableSchema(loaded, resolvers);
   const live = new LiveEngine({ cache, access, logger: log, maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection });
@@ -74,7 +78,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   const natsReady = connectNats(servers, log).then((nc) => {
     res.attach(nc);
-    listenToSystemSubjects(res, cache, connections, log);
+    listenToSystemSubjects(res, cache, connections, authenticator, log);
     void watchConnection(nc, res, cache, connections, log);
     return nc;
   });
@@ -87,10 +91,11 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
+    authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });
   const server = createServer(yoga);
-  const wss = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, logger: log });
+  const wss = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, authenticator, logger: log });
   await listen(server, opts.port ?? 4000, opts.host ?? '127.0.0.1');
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? '127.0.0.1';
@@ -164,6 +169,7 @@ function listenToSystemSubjects(
   res: ResClient,
   cache: ResourceCache,
   connections: ConnectionRegistry,
+  authenticator: Authenticator,
   log: Logger,
 ): void {
   res.subscribe(subjects.connAll, (subject, payload) => {
@@ -176,6 +182,14 @@ function listenToSystemSubjects(
       conn.setToken(token, tid);
     } catch (e) {
       log.warn('malformed token event ignored', { subject, reason: (e as Error).message });
+    }
+  });
+  res.subscribe(subjects.systemTokenReset, (subject, payload) => {
+    try {
+      const { tids, subject: authSubject } = parseTokenReset(payload);
+      authenticator.tokenReset(connections, tids, authSubject);
+    } catch (e) {
+      log.warn('malformed system.tokenReset ignored', { subject, reason: (e as Error).message });
     }
   });
   res.subscribe(subjects.systemReset, (subject, payload) => {

@@ -68,7 +68,13 @@ class LiveQuery implements EntryWatcher {
     public conn: Connection,
   ) {}
 
-  entryChanged(_entry: CacheEntry, _change: EntryChange): void {
+  entryChanged(entry: CacheEntry, change: EntryChange): void {
+    if (change.type === 'delete' && this.accessed.has(entry.rid)) {
+      // the resource the client asked for is gone: end the stream rather than ask the service again
+      const gone = errorResult(ErrorCode.notFound, 'Not found');
+      for (const sub of [...this.subscribers]) sub.end(gone);
+      return;
+    }
     this.schedule();
   }
 

@@ -132,6 +132,12 @@ export class ResClient {
     return this.throwOnError(await this.request(subjects.auth(name, method), payload));
   }
 
+  /** Sends an auth request to a subject given by a service (`system.tokenReset`); the reply is not needed. */
+  async authRequest(subject: string, payload: RequestPayload): Promise<Response> {
+    this.sent.auth++;
+    return this.throwOnError(await this.request(subject, payload));
+  }
+
   /** Sends a query request to the subject given by a `query` event. */
   async queryRequest(subject: string, query: string): Promise<unknown> {
     this.sent.query++;

@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { GraphQLSchema } from 'graphql';
 import { Connection, type ConnectionRegistry, type HttpInfo } from '../access/access.js';
+import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
@@ -30,6 +31,8 @@ export interface HttpTransportOptions {
   natsConnected: () => boolean;
   /** extra envelop plugins (limits, live results) */
   plugins?: Plugin[];
+  /** header auth, run for each HTTP request before the operation */
+  authenticator: Authenticator;
 }
 
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
@@ -68,12 +71,14 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       warn: (...a: unknown[]) => opts.logger.warn(a.map(String).join(' ')),
       error: (...a: unknown[]) => opts.logger.error(a.map(String).join(' ')),
     },
-    context: ({ request, connection, req }) => {
+    context: async ({ request, connection, req }) => {
       // a WebSocket operation runs as its socket's connection; an HTTP request is a connection of its own
-      const conn =
-        connection ??
-        new Connection(request.headers.get('accept')?.includes('text/event-stream') ? 'sse' : 'http', httpInfo(request, req?.socket?.remoteAddress));
-      if (!connection) connections.add(conn);
+      if (connection) return { conn: connection, lease: opts.cache.newLease() };
+      const sse = request.headers.get('accept')?.includes('text/event-stream') ?? false;
+      const conn = new Connection(sse ? 'sse' : 'http', httpInfo(request, req?.socket?.remoteAddress));
+      connections.add(conn);
+      // registered first, so the service's conn.<cid>.token reaches it before the auth reply
+      await opts.authenticator.authenticate(conn);
       return { conn, lease: opts.cache.newLease() };
     },
     plugins: [

@@ -10,6 +10,7 @@ import type { ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
+import type { Authenticator } from '../access/auth.js';
 import type { Logger } from '../log.js';
 import { canonicalHeaders, type GatewayYoga } from './http.js';
 
@@ -18,6 +19,7 @@ export interface WebSocketTransportOptions {
   yoga: GatewayYoga;
   path: string;
   connections: ConnectionRegistry;
+  authenticator: Authenticator;
   logger: Logger;
 }
 
@@ -32,7 +34,7 @@ export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSo
   const wss = new WebSocketServer({ server: opts.server, path: opts.path });
   useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
-      onConnect(ctx) {
+      async onConnect(ctx) {
         const req = ctx.extra.request;
         const headers = new Headers();
         for (const [k, v] of Object.entries(req.headers)) {
@@ -47,6 +49,8 @@ export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSo
         });
         ctx.extra.connection = conn;
         connections.add(conn);
+        // header auth runs before the connection is acknowledged, so no operation runs without its token
+        await opts.authenticator.authenticate(conn, ctx.connectionParams);
         return true;
       },
       onClose(ctx) {

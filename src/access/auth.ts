@@ -1,0 +1,72 @@
+/**
+ * Authentication requests the gateway makes on its own: header auth (the
+ * configured `auth.<rid>.<method>` called with a connection's HTTP headers
+ * before anything else runs, so a cookie or bearer token becomes a RES
+ * token) and `system.tokenReset` (re-authenticate every connection holding
+ * one of the reset token ids). Services answer by publishing
+ * `conn.<cid>.token`, which the gateway applies before the auth reply
+ * arrives (res-protocol.md, "auth").
+ */
+import type { Logger } from '../log.js';
+import type { ResClient } from '../res/client.js';
+import { ResError, isValidResourceName, type RequestPayload } from '../res/protocol.js';
+import type { Connection, ConnectionRegistry } from './access.js';
+
+export interface HeaderAuthMethod {
+  name: string;
+  method: string;
+}
+
+/** Parses `--header-auth <rid>.<method>`; throws with a reason on a malformed value. */
+export function parseHeaderAuth(value: string): HeaderAuthMethod {
+  const i = value.lastIndexOf('.');
+  const name = value.slice(0, i);
+  const method = value.slice(i + 1);
+  if (i <= 0 || !method || !isValidResourceName(name) || /[\s?*>]/.test(method)) {
+    throw new Error(`header auth must be <resource>.<method>, like auth.session.jwt; got "${value}"`);
+  }
+  return { name, method };
+}
+
+function authPayload(conn: Connection, params?: unknown): RequestPayload {
+  const payload: RequestPayload = { ...conn.basePayload(), ...conn.http };
+  if (params !== undefined) payload.params = params;
+  return payload;
+}
+
+export class Authenticator {
+  constructor(
+    private readonly res: ResClient,
+    private readonly log: Logger,
+    private readonly headerAuth?: HeaderAuthMethod,
+  ) {}
+
+  get hasHeaderAuth(): boolean {
+    return this.headerAuth !== undefined;
+  }
+
+  /**
+   * Runs header auth for a new connection (with graphql-ws connectionParams
+   * as params, if any). A failure only means the connection has no token: it
+   * is logged at debug level and the connection goes on.
+   */
+  async authenticate(conn: Connection, params?: unknown): Promise<void> {
+    if (!this.headerAuth) return;
+    try {
+      await this.res.auth(this.headerAuth.name, this.headerAuth.method, authPayload(conn, params));
+    } catch (e) {
+      this.log.debug('header auth failed', { cid: conn.cid, code: ResError.is(e) ? e.code : String(e) });
+    }
+  }
+
+  /** `system.tokenReset`: one auth request to `subject` per connection whose token id is listed. */
+  tokenReset(connections: ConnectionRegistry, tids: string[], subject: string): void {
+    const reset = new Set(tids);
+    for (const conn of connections.all()) {
+      if (conn.tid === undefined || !reset.has(conn.tid)) continue;
+      this.res.authRequest(subject, authPayload(conn)).catch((e: unknown) => {
+        this.log.debug('token reset auth failed', { cid: conn.cid, subject, code: ResError.is(e) ? e.code : String(e) });
+      });
+    }
+  }
+}
