@@ -66,8 +66,9 @@ export function wsUrl(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');
 }
 
+/** A graphql-ws client whose one socket stays open until dispose: one client is one connection (one cid). */
 export function wsClient(httpUrl: string, connectionParams?: Record<string, unknown>): Client {
-  return createClient({ url: wsUrl(httpUrl), webSocketImpl: WebSocket, connectionParams, retryAttempts: 0, lazy: true });
+  return createClient({ url: wsUrl(httpUrl), webSocketImpl: WebSocket, connectionParams, retryAttempts: 0, lazy: false, onNonLazyError: () => undefined });
 }
 
 export function subscribeWs(client: Client, query: string, variables?: Record<string, unknown>): ResultStream {
