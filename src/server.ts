@@ -156,7 +156,7 @@ async function watchConnection(
       res.reconnecting = true;
       log.warn('lost the NATS connection; reconnecting');
     } else if (status.type === Events.Reconnect) {
-      res.reconnecting = false;
+      res.reconnected();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
       void cache.resetAll();

@@ -65,6 +65,13 @@ export class CacheEntry {
   pending: Promise<void> | undefined;
   /** a `reaccess` that arrived while a get was pending */
   reaccessAfterGet = false;
+  /**
+   * Events that arrived after the pending get's reply but before its value was
+   * stored (the reply's promise settles microtasks after NATS delivered it, and
+   * NATS delivers every message of one read first). They are not in the reply,
+   * so they are applied after it; undefined until the reply arrives.
+   */
+  deferred: (() => void)[] | undefined;
   evictTimer: NodeJS.Timeout | undefined;
   readonly watchers = new Set<EntryWatcher>();
 
@@ -248,8 +255,12 @@ export class ResourceCache {
   }
 
   private insert(entry: CacheEntry): void {
+    // subscribe first: it throws while NATS is down, and must not leave behind
+    // an entry that is 'loading' with no get pending (every later load of the
+    // rid would then loop on it)
+    const group = this.groupFor(entry.name);
     this.entries.set(entry.rid, entry);
-    this.groupFor(entry.name).entries.set(entry.query ?? '', entry);
+    group.entries.set(entry.query ?? '', entry);
     if (this.holdsOf(entry.rid) === 0) this.scheduleEviction(entry);
   }
 
@@ -300,7 +311,7 @@ export class ResourceCache {
   /** Sends the first get for an entry and stores its value (or error). */
   private async fetchInto(entry: CacheEntry): Promise<void> {
     try {
-      const result = await this.res.get(entry.name, entry.query);
+      const result = await this.getFor(entry);
       this.store(entry, result);
     } catch (e) {
       entry.state = 'error';
@@ -308,7 +319,25 @@ export class ResourceCache {
     } finally {
       entry.pending = undefined;
     }
+    this.runDeferred(entry);
     this.afterGet(entry);
+  }
+
+  /** Sends a get for an entry, marking synchronously when its reply arrives (see CacheEntry.deferred). */
+  private getFor(entry: CacheEntry): Promise<GetResult> {
+    entry.deferred = undefined;
+    return this.res.get(entry.name, entry.query, { onAnswer: () => (entry.deferred = []) });
+  }
+
+  /** Applies the events that arrived after a get's reply, in order, once its value is stored. */
+  private runDeferred(entry: CacheEntry): void {
+    const deferred = entry.deferred ?? [];
+    entry.deferred = undefined;
+    for (const run of deferred) {
+      // stop once the entry is gone or re-getting (a later reply holds the rest)
+      if (entry.state !== 'ready' || entry.pending || this.entries.get(entry.rid) !== entry) return;
+      run();
+    }
   }
 
   private store(entry: CacheEntry, result: GetResult): void {
@@ -382,8 +411,15 @@ export class ResourceCache {
       return;
     }
     const entry = group.entries.get('');
-    // events racing a pending get are already in its response
-    if (!entry || entry.pending || entry.state !== 'ready') return;
+    if (!entry) return;
+    if (entry.pending) {
+      // events racing a pending get are already in its response: dropped; those
+      // after the response are not, and wait until it is stored (res-protocol.md,
+      // "Events and the cache", 3 and 4)
+      entry.deferred?.push(() => this.applyEvent(entry, event, payload));
+      return;
+    }
+    if (entry.state !== 'ready') return;
     this.applyEvent(entry, event, payload);
   }
 
@@ -490,7 +526,13 @@ export class ResourceCache {
       return;
     }
     for (const entry of group.entries.values()) {
-      if (entry.query === undefined || entry.state !== 'ready' || entry.pending) continue;
+      if (entry.query === undefined) continue;
+      if (entry.pending) {
+        // as in onEvent: only a query event after the get's reply is news to it
+        entry.deferred?.push(() => void this.requestQueryUpdate(entry, subject));
+        continue;
+      }
+      if (entry.state !== 'ready') continue;
       void this.requestQueryUpdate(entry, subject);
     }
   }
@@ -529,7 +571,7 @@ export class ResourceCache {
     const run = (async () => {
       let result: GetResult | undefined;
       try {
-        result = await this.res.get(entry.name, entry.query);
+        result = await this.getFor(entry);
       } catch (e) {
         if (ResError.is(e) && e.code === 'system.notFound') {
           entry.pending = undefined;
@@ -537,11 +579,11 @@ export class ResourceCache {
           return;
         }
         this.log.warn('reset get failed; keeping the cached value', { rid: entry.rid, reason: (e as Error).message });
-        return;
       } finally {
         entry.pending = undefined;
       }
-      this.applyDifference(entry, result);
+      if (result) this.applyDifference(entry, result);
+      this.runDeferred(entry);
       this.afterGet(entry);
     })();
     entry.pending = run;

@@ -40,6 +40,15 @@ interface Subscriber {
   conn: Connection;
   /** the serialized result this subscriber last received */
   last: string | undefined;
+  /**
+   * Whether this subscriber's own access was checked. The subscriber that
+   * starts a LiveQuery is checked by its executions; one that joins is
+   * checked before it receives anything, also when it joins before the
+   * first result (then against what that first run read).
+   */
+  access: 'unchecked' | 'checking' | 'checked';
+  /** the operation reads a per-connection (`{cid}`) resource: shared only within its connection */
+  perConnection: boolean;
   push(result: ExecutionResult): void;
   end(final?: ExecutionResult): void;
 }
@@ -54,6 +63,8 @@ class LiveQuery implements EntryWatcher {
   private watched = new Set<CacheEntry>();
   /** rids whose access was checked in the last run: roots and soft references */
   accessed = new Set<string>();
+  /** the root rids of the last run: their deletion or lost access ends the stream */
+  roots = new Set<string>();
   last: { result: ExecutionResult; json: string } | undefined;
   private running: Promise<void> | undefined;
   private dirty = false;
@@ -69,7 +80,7 @@ class LiveQuery implements EntryWatcher {
   ) {}
 
   entryChanged(entry: CacheEntry, change: EntryChange): void {
-    if (change.type === 'delete' && this.accessed.has(entry.rid)) {
+    if (change.type === 'delete' && this.roots.has(entry.rid)) {
       // the resource the client asked for is gone: end the stream rather than ask the service again
       const gone = errorResult(ErrorCode.notFound, 'Not found');
       for (const sub of [...this.subscribers]) sub.end(gone);
@@ -106,7 +117,8 @@ class LiveQuery implements EntryWatcher {
   private async execute(): Promise<void> {
     const lease = this.engine.cache.newLease();
     const accessed = new Set<string>();
-    const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed };
+    const roots = new Set<string>();
+    const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
     this.engine.executions++;
     let result: ExecutionResult;
     try {
@@ -123,13 +135,17 @@ class LiveQuery implements EntryWatcher {
     this.lease?.release();
     this.lease = lease;
     this.accessed = accessed;
+    this.roots = roots;
     this.rewatch(lease);
     const json = JSON.stringify(result);
     if (this.last?.json === json) return;
     this.last = { result, json };
     const terminal = terminalError(result);
     for (const sub of [...this.subscribers]) {
-      if (terminal) sub.end(result);
+      if (sub.access !== 'checked') {
+        // joined before this first result: its access check comes first
+        if (sub.access === 'unchecked') void this.engine.joinWithLast(sub, this);
+      } else if (terminal) sub.end(result);
       else this.engine.deliver(sub, result, json);
     }
   }
@@ -194,7 +210,7 @@ export class LiveEngine {
    * Streams the live result of a query-shaped operation (a subscription to
    * mirrored fields is run as the query of the same fields).
    */
-  subscribe(args: ExecutionArgs): AsyncIterable<ExecutionResult> {
+  subscribe(args: ExecutionArgs, opts: { perConnection?: boolean } = {}): AsyncIterable<ExecutionResult> {
     const ctx = args.contextValue as GatewayContext;
     const conn = ctx.conn;
     const queryArgs = { ...args, document: asQuery(args.document, args.operationName) };
@@ -208,6 +224,8 @@ export class LiveEngine {
       const sub: Subscriber = {
         conn,
         last: undefined,
+        access: 'unchecked',
+        perConnection: opts.perConnection ?? false,
         push: (r) => void push(r).catch(() => undefined),
         end: (final) => {
           if (final) void push(final).catch(() => undefined);
@@ -227,12 +245,18 @@ export class LiveEngine {
     sub.push(result);
   }
 
-  private keyOf(args: ExecutionArgs, conn: Connection): string {
-    return JSON.stringify([print(args.document), args.operationName ?? null, args.variableValues ?? null, conn.token ?? null]);
+  private keyOf(args: ExecutionArgs, sub: Subscriber): string {
+    return JSON.stringify([
+      print(args.document),
+      args.operationName ?? null,
+      args.variableValues ?? null,
+      sub.conn.token ?? null,
+      sub.perConnection ? sub.conn.cid : null,
+    ]);
   }
 
   private attach(sub: Subscriber, args: ExecutionArgs): void {
-    const key = this.keyOf(args, sub.conn);
+    const key = this.keyOf(args, sub);
     let q = this.queries.get(key);
     const joining = q !== undefined;
     if (!q) {
@@ -240,6 +264,7 @@ export class LiveEngine {
       this.queries.set(key, q);
     }
     q.subscribers.add(sub);
+    sub.access = joining ? 'unchecked' : 'checked';
     let subs = this.byConnection.get(sub.conn);
     if (!subs) {
       subs = new Map();
@@ -257,8 +282,11 @@ export class LiveEngine {
   }
 
   /** A subscriber joining a running LiveQuery gets its current result, after its own access check. */
-  private async joinWithLast(sub: Subscriber, q: LiveQuery): Promise<void> {
+  async joinWithLast(sub: Subscriber, q: LiveQuery): Promise<void> {
+    sub.access = 'checking';
     if (!(await this.mayStillSee(sub, q))) return;
+    if (sub.access !== 'checking') return; // moved to another LiveQuery meanwhile
+    sub.access = 'checked';
     const last = q.last;
     if (!last || !q.subscribers.has(sub)) return;
     if (terminalError(last.result)) sub.end(last.result);
@@ -284,9 +312,13 @@ export class LiveEngine {
     }
   }
 
-  /** Checks a subscriber's access to what its query read; ends it with system.accessDenied when denied. */
+  /**
+   * Checks a subscriber's access to the roots its query read; ends it with
+   * system.accessDenied when denied. A denied soft reference is an error on
+   * its field only, which a run shows (see recheck).
+   */
   private async mayStillSee(sub: Subscriber, q: LiveQuery): Promise<boolean> {
-    for (const rid of q.accessed) {
+    for (const rid of q.roots) {
       if (!(await this.access.mayGet(sub.conn, rid))) {
         sub.end(errorResult(ErrorCode.accessDenied, 'Access denied'));
         return false;
@@ -307,7 +339,12 @@ export class LiveEngine {
 
   private async recheck(sub: Subscriber, q: LiveQuery): Promise<void> {
     if (!(await this.mayStillSee(sub, q))) return;
-    if (!q.subscribers.has(sub) || q.key === this.keyOf(q.args, sub.conn)) return;
+    if (!q.subscribers.has(sub)) return;
+    if (q.key === this.keyOf(q.args, sub)) {
+      // a soft reference's verdict may have changed either way: a run shows it on its field
+      if (q.accessed.size > q.roots.size) q.schedule();
+      return;
+    }
     // same stream, new identity: move it to the LiveQuery of the new token
     this.detach(sub);
     this.attach(sub, q.args);

@@ -6,6 +6,7 @@
 import { Kind, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { ResourceMapping } from '../schema/schema.js';
+import { cidPlaceholder, type RidTemplate } from '../schema/template.js';
 import type { LiveEngine } from './engine.js';
 
 export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Plugin {
@@ -17,7 +18,17 @@ export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Pl
       const live = fields.every(
         (s) => s.kind === Kind.FIELD && (s.name.value === '__typename' || mapping.fields.get(`Subscription.${s.name.value}`)?.mirrorOf),
       );
-      if (live) setSubscribeFn((a) => engine.subscribe(a));
+      if (!live) return;
+      // a root whose rid names the connection (`session.{cid}`) is another
+      // resource for every connection, whatever their tokens: never shared
+      const perConnection = fields.some(
+        (s) => s.kind === Kind.FIELD && usesConnectionId(mapping.fields.get(`Subscription.${s.name.value}`)?.get),
+      );
+      setSubscribeFn((a) => engine.subscribe(a, { perConnection }));
     },
   };
+}
+
+function usesConnectionId(t: RidTemplate | undefined): boolean {
+  return !!t && [...t.name, ...t.query.flatMap((q) => q.value)].some((p) => 'arg' in p && p.arg === cidPlaceholder);
 }

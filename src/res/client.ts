@@ -41,8 +41,17 @@ interface Pending {
   resolve: (r: Response) => void;
   reject: (e: ResError) => void;
   noResponders: () => ResError;
+  /** called synchronously when the answer (not a pre-response) arrives, before the promise settles */
+  onAnswer?: () => void;
   timer: NodeJS.Timeout;
+  /** publishes the request (again) */
+  send: () => void;
+  /** until when a missing responder means "not yet" (right after a reconnect), as a Date.now() time */
+  retryNoRespondersUntil: number;
 }
+
+/** How long to wait before asking again when no service answered right after a reconnect, in ms. */
+const noRespondersRetryDelay = 50;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -78,6 +87,13 @@ export class ResClient {
 
   /** set while nats.js is reconnecting (see watchStatus) */
   reconnecting = false;
+  private reconnectedAt = -Infinity;
+
+  /** Tells the client NATS is back: see `retryNoRespondersUntil`. */
+  reconnected(): void {
+    this.reconnecting = false;
+    this.reconnectedAt = Date.now();
+  }
 
   /** The NATS connection, or a system.timeout error saying NATS is not reachable. */
   private connection(): NatsConnection {
@@ -85,11 +101,15 @@ export class ResClient {
     return this.nc;
   }
 
-  /** Sends `get.<name>` and returns the model or collection. */
-  async get(name: string, query?: string): Promise<GetResult> {
+  /**
+   * Sends `get.<name>` and returns the model or collection. `onAnswer` runs
+   * synchronously when the reply arrives: messages delivered after it (in the
+   * same NATS read) are handled before the returned promise settles.
+   */
+  async get(name: string, query?: string, opts: { onAnswer?: () => void } = {}): Promise<GetResult> {
     this.sent.get++;
     const subject = subjects.get(name);
-    const res = await this.request(subject, query === undefined ? {} : { query });
+    const res = await this.request(subject, query === undefined ? {} : { query }, opts);
     if (res.kind === 'error') throw res.error;
     if (res.kind !== 'result') throw this.malformed(subject, 'get answered with a resource');
     try {
@@ -202,20 +222,27 @@ export class ResClient {
   request(
     subject: string,
     payload: unknown,
-    opts: { noRespondersAs?: () => ResError } = {},
+    opts: { noRespondersAs?: () => ResError; onAnswer?: () => void } = {},
   ): Promise<Response> {
     const token = (this.nextToken++).toString(36);
+    const data = encoder.encode(JSON.stringify(payload));
     return new Promise<Response>((resolve, reject) => {
       const p: Pending = {
         subject,
         resolve,
         reject,
         noResponders: opts.noRespondersAs ?? (() => new ResError(ErrorCode.timeout, 'No service answered the request')),
+        onAnswer: opts.onAnswer,
         timer: setTimeout(() => this.expire(token), this.requestTimeout),
+        send: () => this.connection().publish(subject, data, { reply: `${this.inbox}.${token}` }),
+        retryNoRespondersUntil:
+          this.reconnecting || Date.now() - this.reconnectedAt < this.requestTimeout
+            ? Date.now() + this.requestTimeout - noRespondersRetryDelay
+            : 0,
       };
       this.pending.set(token, p);
       try {
-        this.connection().publish(subject, encoder.encode(JSON.stringify(payload)), { reply: `${this.inbox}.${token}` });
+        p.send();
       } catch (e) {
         this.settle(token);
         clearTimeout(p.timer);
@@ -242,6 +269,22 @@ export class ResClient {
     const p = this.pending.get(token);
     if (!p) return; // late reply after a timeout
     if (msg.headers?.code === 503) {
+      if (Date.now() < p.retryNoRespondersUntil) {
+        // After a NATS reconnect every service resubscribes at its own pace: a
+        // missing responder then means "not yet", not "none" (which would fail
+        // the gateway's resync gets and deny every access re-check). Ask again
+        // until the request's own timeout.
+        setTimeout(() => {
+          if (this.pending.get(token) !== p) return;
+          try {
+            p.send();
+          } catch {
+            // NATS went away again: the request's timer ends it
+          }
+        }, noRespondersRetryDelay).unref?.();
+        return;
+      }
+      p.onAnswer?.();
       this.settle(token);
       clearTimeout(p.timer);
       p.reject(p.noResponders());
@@ -255,6 +298,7 @@ export class ResClient {
       p.timer = setTimeout(() => this.expire(token), Number(pre[1]));
       return;
     }
+    p.onAnswer?.();
     this.settle(token);
     clearTimeout(p.timer);
     let body: unknown;

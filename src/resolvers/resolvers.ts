@@ -32,6 +32,7 @@ import type { ResClient } from '../res/client.js';
 import {
   ErrorCode,
   ResError,
+  accessDenied,
   internalError,
   isData,
   isRef,
@@ -48,6 +49,11 @@ export interface GatewayContext {
   lease: Lease;
   /** rids whose access this execution checked (roots, soft references): live results re-check them */
   accessed?: Set<string>;
+  /**
+   * rids of the `@get` root fields (part of `accessed`): losing access to one,
+   * or its deletion, ends a live result; a soft reference only shows it on its field
+   */
+  roots?: Set<string>;
 }
 
 /** A model from the cache, as the parent of its fields. */
@@ -123,12 +129,31 @@ export class Resolvers {
         await this.cache.load(rid);
         const { name } = splitRid(rid);
         return new Repeater<Record<string, unknown>>(async (push, stop) => {
+          // Lost access ends the stream, and events wait behind a pending
+          // re-check: none reaches a client that may no longer get the
+          // resource (res-protocol.md, subtlety 11).
+          let allowed = Promise.resolve(true);
           const listener = (resource: string, event: string, payload: unknown) => {
-            if (resource === name && event === ev.name) push({ [fieldName]: payload ?? null }).catch(() => stop());
+            if (resource !== name || event !== ev.name) return;
+            allowed = allowed.then((ok) => {
+              if (ok) push({ [fieldName]: payload ?? null }).catch(() => stop());
+              return ok;
+            });
+          };
+          const recheck = () => {
+            allowed = allowed.then(async (ok) => {
+              if (!ok || (await this.access.mayGet(ctx.conn, rid).catch(() => false))) return ok;
+              // an Error as the field's value becomes the field's error
+              push({ [fieldName]: toGraphQLError(accessDenied()) }).catch(() => undefined);
+              stop();
+              return false;
+            });
           };
           this.cache.customEventListeners.add(listener);
+          ctx.conn.accessListeners.add(recheck);
           await stop;
           this.cache.customEventListeners.delete(listener);
+          ctx.conn.accessListeners.delete(recheck);
         }, new FixedBuffer(1000));
       } catch (e) {
         throw toGraphQLError(e, this.log);
@@ -153,6 +178,7 @@ export class Resolvers {
     return async (_parent, args, ctx, info) => {
       try {
         const rid = fillRidTemplate(template, args, ctx.conn.cid);
+        ctx.roots?.add(rid);
         await this.checkGet(ctx, rid);
         return await this.follow(rid, info.returnType, ctx);
       } catch (e) {

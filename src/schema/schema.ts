@@ -105,7 +105,9 @@ export function buildResourceSchema(sources: { name: string; body: string }[]): 
       const doc = parse(new Source(body, name));
       definitions.push(...doc.definitions.filter((d) => !isGatewayDeclaration(d)));
     } catch (e) {
-      problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
+      // a syntax error names its line like every other problem: file:line
+      const line = (e as { locations?: readonly { line: number }[] }).locations?.[0]?.line;
+      problems.push(`${name}${line ? `:${line}` : ''}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   if (problems.length > 0) throw new SchemaError(problems);

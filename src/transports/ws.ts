@@ -6,7 +6,7 @@
  * the socket is open.
  */
 import type { Server } from 'node:http';
-import type { ExecutionArgs } from 'graphql';
+import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
@@ -72,7 +72,16 @@ export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSo
         } catch (e) {
           return [e as never];
         }
-        const errors = validate(schema, document);
+        let errors;
+        try {
+          errors = validate(schema, document);
+        } catch (e) {
+          // validation plugins (the depth limit) reject by throwing: answer this
+          // operation with the error instead of letting graphql-ws close the
+          // whole socket, and every other subscription on it, with 4500
+          if (e instanceof GraphQLError) return [e as never];
+          throw e;
+        }
         if (errors.length > 0) return errors;
         return {
           schema,

@@ -34,7 +34,8 @@ export class TestService {
 
   /** Connects and answers `<type>.<prefix>.>` requests for each type (default prefix: everything). */
   static async start(url: string, prefixes: string[] = ['>']): Promise<TestService> {
-    const nc = await connect({ servers: url, name: 'test-service' });
+    // reconnects for as long as the test runs, quickly, so tests can restart nats-server under it
+    const nc = await connect({ servers: url, name: 'test-service', maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     const svc = new TestService(nc);
     for (const type of ['get', 'access', 'call', 'auth']) {
       for (const prefix of prefixes) {

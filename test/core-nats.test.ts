@@ -1,0 +1,61 @@
+/**
+ * Conformance: a gateway started before its NATS server stays up, answers
+ * with a clear system.timeout error, reports itself unhealthy, and works as
+ * soon as NATS is reachable.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startNatsServer, type NatsServer } from './helpers/nats-server.js';
+import { TestService } from './helpers/res-service.js';
+import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { librarySdl } from './helpers/sdl.js';
+import { withTimeout } from './helpers/wait.js';
+
+let port: number;
+let nats: NatsServer | undefined;
+let svc: TestService | undefined;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  // a port with nothing on it yet; the nats-server for this file starts there during the test
+  port = await freePort();
+  gw = await startTestGateway('nats://not-awaited', librarySdl, { nats: `nats://127.0.0.1:${port}` });
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await svc?.close();
+  await nats?.stop();
+});
+
+const healthz = () => fetch(`http://127.0.0.1:${gw.port}/healthz`);
+
+describe('NATS unavailable at start (tests run in order)', () => {
+  it('answers a query with a clear system.timeout error', async () => {
+    const r = await gql(gw.url, '{ book(id: 1) { title } }');
+    expect(r.data).toEqual({ book: null });
+    expect(r.errors![0]).toMatchObject({ path: ['book'], extensions: { code: 'system.timeout' } });
+    expect(r.errors![0].message).toMatch(/NATS/);
+  });
+
+  it('reports itself unhealthy on /healthz with 503', async () => {
+    const h = await healthz();
+    expect(h.status).toBe(503);
+    expect(await h.json()).toMatchObject({ nats: 'disconnected' });
+  });
+
+  it('leaves nothing in the cache after a load fails for want of NATS', async () => {
+    await expect(gw.cache.load('library.book.1')).rejects.toMatchObject({ code: 'system.timeout' });
+    expect(gw.cache.stats).toEqual({ entries: 0, subscriptions: 0, held: 0 });
+  });
+
+  it('connects once NATS is reachable: /healthz 200 and queries work', async () => {
+    nats = await startNatsServer(port);
+    svc = await TestService.start(nats.url);
+    svc.model('library.book.1', { title: 'Finally' });
+    await withTimeout(gw.natsReady, 10_000, 'the gateway to connect to NATS');
+
+    expect((await healthz()).status).toBe(200);
+    expect(await gql(gw.url, '{ book(id: 1) { title } }')).toEqual({ data: { book: { title: 'Finally' } } });
+    await expect(gw.cache.load('library.book.1')).resolves.toMatchObject({ value: { title: 'Finally' } });
+  });
+});
