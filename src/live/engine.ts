@@ -9,9 +9,11 @@
  * is deleted.
  *
  * It does not know transports: subscribers are async iterables of
- * ExecutionResults, consumed by graphql-ws, SSE or a test alike.
+ * ExecutionResults, consumed by graphql-ws, SSE or a test alike. A live
+ * result is a state, not an event log: a stream hands its consumer the
+ * newest state each time it asks, so a consumer slower than the changes
+ * skips intermediate states but always ends at the latest one.
  */
-import { Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import {
   GraphQLError,
   execute,
@@ -26,6 +28,7 @@ import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from
 import type { Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
+import { diff, type PatchOperation } from './patch.js';
 
 export interface LiveEngineOptions {
   cache: ResourceCache;
@@ -35,22 +38,129 @@ export interface LiveEngineOptions {
   maxSubscriptionsPerConnection?: number;
 }
 
-/** One client's stream of a LiveQuery. */
-interface Subscriber {
-  conn: Connection;
-  /** the serialized result this subscriber last received */
-  last: string | undefined;
+/** A result as delivered: serialized once, shared by every stream of a LiveQuery. */
+interface LiveState {
+  result: ExecutionResult;
+  json: string;
+  /** patches from earlier states to this one, computed once for all patch streams (see LiveStream.payload) */
+  patchesFrom?: Map<LiveState, PatchOperation[]>;
+}
+
+/** How a stream sends updates: whole results, or JSON Patch from the previous result (`@live`). */
+export type LiveMode = 'full' | 'patch';
+
+/** One client's stream of a LiveQuery: an async iterator that always yields the newest state. */
+class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /**
-   * Whether this subscriber's own access was checked. The subscriber that
-   * starts a LiveQuery is checked by its executions; one that joins is
-   * checked before it receives anything, also when it joins before the
-   * first result (then against what that first run read).
+   * Whether this stream's own access was checked. The stream that starts a
+   * LiveQuery is checked by its executions; one that joins is checked before
+   * it receives anything, also when it joins before the first result (then
+   * against what that first run read).
    */
-  access: 'unchecked' | 'checking' | 'checked';
-  /** the operation reads a per-connection (`{cid}`) resource: shared only within its connection */
-  perConnection: boolean;
-  push(result: ExecutionResult): void;
-  end(final?: ExecutionResult): void;
+  access: 'unchecked' | 'checking' | 'checked' = 'unchecked';
+  /** the last state handed to the consumer */
+  private delivered: LiveState | undefined;
+  /** a newer state the consumer has not asked for yet */
+  private pending: LiveState | undefined;
+  private final: ExecutionResult | undefined;
+  private ending = false;
+  private closed = false;
+  private wake: (() => void) | undefined;
+  private revision = 0;
+  /** called once when the stream closes, whoever closes it */
+  onClose: () => void = () => undefined;
+
+  constructor(
+    readonly conn: Connection,
+    readonly mode: LiveMode,
+    /** the operation reads a per-connection (`{cid}`) resource: shared only within its connection */
+    readonly perConnection: boolean,
+  ) {}
+
+  /** Offers a new state; dropped when the stream already has (or is about to get) the same result. */
+  offer(state: LiveState): void {
+    if (this.ending || this.closed) return;
+    if ((this.pending ?? this.delivered)?.json === state.json) return;
+    this.pending = state;
+    this.wakeUp();
+  }
+
+  /** Ends the stream, after a final result if given (an error that ends it). */
+  end(final?: ExecutionResult): void {
+    if (this.ending || this.closed) return;
+    this.ending = true;
+    this.pending = undefined;
+    this.final = final;
+    this.wakeUp();
+  }
+
+  async next(): Promise<IteratorResult<ExecutionResult>> {
+    for (;;) {
+      if (this.pending) {
+        const state = this.pending;
+        this.pending = undefined;
+        const value = this.payload(state);
+        this.delivered = state;
+        return { value, done: false };
+      }
+      if (this.ending && this.final) {
+        const value = this.final;
+        this.final = undefined;
+        return { value, done: false };
+      }
+      if (this.ending || this.closed) {
+        this.close();
+        return { value: undefined, done: true };
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    this.close();
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ending = true;
+    this.pending = undefined;
+    this.wakeUp();
+    this.onClose();
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /**
+   * The payload for a state: the result itself, or for a patch stream the
+   * first result with `revision: 1` and then `{patch, revision}` from what
+   * this stream last delivered (the format @n1ru4l/graphql-live-query-patch
+   * applies on the client).
+   */
+  private payload(state: LiveState): ExecutionResult {
+    if (this.mode === 'full') return state.result;
+    const from = this.delivered;
+    this.revision++;
+    if (!from || this.revision === 1) return { ...state.result, revision: 1 } as ExecutionResult;
+    state.patchesFrom ??= new Map();
+    let patch = state.patchesFrom.get(from);
+    if (!patch) {
+      patch = diff(from.result.data ?? null, state.result.data ?? null);
+      state.patchesFrom.set(from, patch);
+    }
+    const payload: Record<string, unknown> = { patch, revision: this.revision };
+    if (state.result.errors) payload.errors = state.result.errors;
+    return payload as ExecutionResult;
+  }
 }
 
 /** Root errors that end a live result: the resource is gone, or the client may no longer see it. */
@@ -58,14 +168,14 @@ const terminalCodes = new Set<string>([ErrorCode.notFound, ErrorCode.accessDenie
 
 /** A distinct live operation: one execution and one serialization per change, for all its subscribers. */
 class LiveQuery implements EntryWatcher {
-  readonly subscribers = new Set<Subscriber>();
+  readonly subscribers = new Set<LiveStream>();
   private lease: Lease | undefined;
   private watched = new Set<CacheEntry>();
   /** rids whose access was checked in the last run: roots and soft references */
   accessed = new Set<string>();
   /** the root rids of the last run: their deletion or lost access ends the stream */
   roots = new Set<string>();
-  last: { result: ExecutionResult; json: string } | undefined;
+  last: LiveState | undefined;
   private running: Promise<void> | undefined;
   private dirty = false;
   private scheduled = false;
@@ -139,14 +249,15 @@ class LiveQuery implements EntryWatcher {
     this.rewatch(lease);
     const json = JSON.stringify(result);
     if (this.last?.json === json) return;
-    this.last = { result, json };
+    const state: LiveState = { result, json };
+    this.last = state;
     const terminal = terminalError(result);
     for (const sub of [...this.subscribers]) {
       if (sub.access !== 'checked') {
         // joined before this first result: its access check comes first
         if (sub.access === 'unchecked') void this.engine.joinWithLast(sub, this);
       } else if (terminal) sub.end(result);
-      else this.engine.deliver(sub, result, json);
+      else sub.offer(state);
     }
   }
 
@@ -188,7 +299,7 @@ export class LiveEngine {
   private readonly access: AccessChecker;
   private readonly maxPerConnection: number;
   private readonly queries = new Map<string, LiveQuery>();
-  private readonly byConnection = new Map<Connection, Map<Subscriber, LiveQuery>>();
+  private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
   private readonly listeners = new Map<Connection, () => void>();
   /** executions run, for tests and metrics */
   executions = 0;
@@ -208,44 +319,23 @@ export class LiveEngine {
 
   /**
    * Streams the live result of a query-shaped operation (a subscription to
-   * mirrored fields is run as the query of the same fields).
+   * mirrored fields is run as the query of the same fields): full results,
+   * or JSON Patches after the first (`mode: 'patch'`, for `@live`).
    */
-  subscribe(args: ExecutionArgs, opts: { perConnection?: boolean } = {}): AsyncIterable<ExecutionResult> {
-    const ctx = args.contextValue as GatewayContext;
-    const conn = ctx.conn;
-    const queryArgs = { ...args, document: asQuery(args.document, args.operationName) };
-    return new Repeater<ExecutionResult>(async (push, stop) => {
-      const subs = this.byConnection.get(conn);
-      if (subs && subs.size >= this.maxPerConnection) {
-        await push(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
-        stop();
-        return;
-      }
-      const sub: Subscriber = {
-        conn,
-        last: undefined,
-        access: 'unchecked',
-        perConnection: opts.perConnection ?? false,
-        push: (r) => void push(r).catch(() => undefined),
-        end: (final) => {
-          if (final) void push(final).catch(() => undefined);
-          stop();
-        },
-      };
-      this.attach(sub, queryArgs);
-      await stop;
-      this.detach(sub);
-    }, new SlidingBuffer(1));
+  subscribe(args: ExecutionArgs, opts: { perConnection?: boolean; mode?: LiveMode } = {}): AsyncIterableIterator<ExecutionResult> {
+    const conn = (args.contextValue as GatewayContext).conn;
+    const stream = new LiveStream(conn, opts.mode ?? 'full', opts.perConnection ?? false);
+    const subs = this.byConnection.get(conn);
+    if (subs && subs.size >= this.maxPerConnection) {
+      stream.end(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
+      return stream;
+    }
+    stream.onClose = () => this.detach(stream);
+    this.attach(stream, { ...args, document: asQuery(args.document, args.operationName) });
+    return stream;
   }
 
-  /** Sends a result to one subscriber unless it already has exactly this one. */
-  deliver(sub: Subscriber, result: ExecutionResult, json: string): void {
-    if (sub.last === json) return;
-    sub.last = json;
-    sub.push(result);
-  }
-
-  private keyOf(args: ExecutionArgs, sub: Subscriber): string {
+  private keyOf(args: ExecutionArgs, sub: LiveStream): string {
     return JSON.stringify([
       print(args.document),
       args.operationName ?? null,
@@ -255,7 +345,7 @@ export class LiveEngine {
     ]);
   }
 
-  private attach(sub: Subscriber, args: ExecutionArgs): void {
+  private attach(sub: LiveStream, args: ExecutionArgs): void {
     const key = this.keyOf(args, sub);
     let q = this.queries.get(key);
     const joining = q !== undefined;
@@ -282,7 +372,7 @@ export class LiveEngine {
   }
 
   /** A subscriber joining a running LiveQuery gets its current result, after its own access check. */
-  async joinWithLast(sub: Subscriber, q: LiveQuery): Promise<void> {
+  async joinWithLast(sub: LiveStream, q: LiveQuery): Promise<void> {
     sub.access = 'checking';
     if (!(await this.mayStillSee(sub, q))) return;
     if (sub.access !== 'checking') return; // moved to another LiveQuery meanwhile
@@ -290,10 +380,10 @@ export class LiveEngine {
     const last = q.last;
     if (!last || !q.subscribers.has(sub)) return;
     if (terminalError(last.result)) sub.end(last.result);
-    else this.deliver(sub, last.result, last.json);
+    else sub.offer(last);
   }
 
-  private detach(sub: Subscriber): void {
+  private detach(sub: LiveStream): void {
     const subs = this.byConnection.get(sub.conn);
     const q = subs?.get(sub);
     if (!subs || !q) return;
@@ -317,7 +407,7 @@ export class LiveEngine {
    * system.accessDenied when denied. A denied soft reference is an error on
    * its field only, which a run shows (see recheck).
    */
-  private async mayStillSee(sub: Subscriber, q: LiveQuery): Promise<boolean> {
+  private async mayStillSee(sub: LiveStream, q: LiveQuery): Promise<boolean> {
     for (const rid of q.roots) {
       if (!(await this.access.mayGet(sub.conn, rid))) {
         sub.end(errorResult(ErrorCode.accessDenied, 'Access denied'));
@@ -337,7 +427,7 @@ export class LiveEngine {
     if (subs) for (const [sub, q] of subs) void this.recheck(sub, q);
   }
 
-  private async recheck(sub: Subscriber, q: LiveQuery): Promise<void> {
+  private async recheck(sub: LiveStream, q: LiveQuery): Promise<void> {
     if (!(await this.mayStillSee(sub, q))) return;
     if (!q.subscribers.has(sub)) return;
     if (q.key === this.keyOf(q.args, sub)) {
