@@ -18,8 +18,12 @@ directive @rid on FIELD_DEFINITION
 directive @field(name: String!) on FIELD_DEFINITION
 "A Subscription field that streams the payloads of a custom event."
 directive @event(rid: String!, name: String!) on FIELD_DEFINITION
-"A query that streams its result: full first, then JSON Patch updates."
-directive @live on QUERY
+"""
+A query that streams its result: the full result first (with revision 1),
+then a JSON Patch from the previous result for each change. patch: false
+sends full results instead; if: false makes it an ordinary query.
+"""
+directive @live(if: Boolean = true, patch: Boolean = true) on QUERY
 "Any JSON value: RES data values and shapes the schema does not map."
 scalar JSON
 `;

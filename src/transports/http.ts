@@ -117,13 +117,20 @@ function releaseAfterExecution(connections: ConnectionRegistry): Plugin<GatewayC
   };
   return {
     onExecute({ args }) {
-      return { onExecuteDone: () => release(args.contextValue) };
+      return {
+        // a `@live` query streams: its context lives until the stream ends
+        onExecuteDone: ({ result }) => {
+          if (isAsyncIterable(result)) return { onEnd: () => release(args.contextValue) };
+          release(args.contextValue);
+          return undefined;
+        },
+      };
     },
     // a stream (SSE or WebSocket) holds its context until it ends
     onSubscribe({ args }) {
       return {
         onSubscribeResult: ({ result }) => {
-          if (result && typeof result === 'object' && Symbol.asyncIterator in result) return { onEnd: () => release(args.contextValue) };
+          if (isAsyncIterable(result)) return { onEnd: () => release(args.contextValue) };
           release(args.contextValue);
           return undefined;
         },
@@ -131,4 +138,8 @@ function releaseAfterExecution(connections: ConnectionRegistry): Plugin<GatewayC
       };
     },
   };
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
