@@ -81,6 +81,11 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   offer(state: LiveState): void {
     if (this.ending || this.closed) return;
     if ((this.pending ?? this.delivered)?.json === state.json) return;
+    if (this.delivered?.json === state.json) {
+      // back to what the consumer has (A → B → A before it pulled B): nothing to send
+      this.pending = undefined;
+      return;
+    }
     this.pending = state;
     this.wakeUp();
   }
