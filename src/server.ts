@@ -76,13 +76,6 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
-  const natsReady = connectNats(servers, log).then((nc) => {
-    res.attach(nc);
-    listenToSystemSubjects(res, cache, connections, authenticator, log);
-    void watchConnection(nc, res, cache, connections, log);
-    return nc;
-  });
-
   const graphqlPath = opts.graphqlPath ?? '/graphql';
   const yoga = createHttpTransport({
     schema,
@@ -95,13 +88,27 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });
   const server = createServer(yoga);
-  const wss = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, authenticator, logger: log });
   await listen(server, opts.port ?? 4000, opts.host ?? '127.0.0.1');
+  // attached once listening: a failed listen then leaves nothing running behind it
+  const wss = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, authenticator, logger: log });
+  let closing: Promise<void> | undefined;
+
+  const natsReady = connectNats(servers, log).then(async (nc) => {
+    if (closing) {
+      // closed before NATS came up: do not start serving on it
+      await nc.close();
+      return nc;
+    }
+    res.attach(nc);
+    listenToSystemSubjects(res, cache, connections, authenticator, log);
+    void watchConnection(nc, res, cache, connections, log);
+    return nc;
+  });
+  natsReady.catch((e: unknown) => log.error('cannot connect to NATS', { error: (e as Error).message }));
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? '127.0.0.1';
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${graphqlPath}`;
 
-  let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       for (const ws of wss.clients) ws.close(1001, 'Going away');

@@ -23,7 +23,7 @@ export function parseHeaderAuth(value: string): HeaderAuthMethod {
   const name = value.slice(0, i);
   const method = value.slice(i + 1);
   if (i <= 0 || !method || !isValidResourceName(name) || /[\s?*>]/.test(method)) {
-    throw new Error(`header auth must be <resource>.<method>, like auth.session.jwt; got "${value}"`);
+    throw new Error(`header auth must be <resource>.<method>, like session.jwt (sent as auth.session.jwt); got "${value}"`);
   }
   return { name, method };
 }

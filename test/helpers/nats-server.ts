@@ -26,8 +26,10 @@ export function freePort(): Promise<number> {
 
 function spawnServer(port: number, extraArgs: string[] = []): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
+    // Debian installs nats-server in /usr/sbin, which is not on every user's PATH
     const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...extraArgs], {
       stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin` },
     });
     let out = '';
     const timer = setTimeout(() => {

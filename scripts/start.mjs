@@ -1,0 +1,297 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: everything needed to try resgraph on one machine.
+ *
+ *   1. builds dist/ when it is missing or older than src/;
+ *   2. unless a NATS URL is given (--nats or RESGRAPH_NATS), starts a local
+ *      nats-server on 127.0.0.1:4222, or on a free port if 4222 is taken;
+ *   3. starts the example library service (examples/library/service.ts, via tsx);
+ *   4. starts the gateway (dist/cli.js) on port 4000 (--port or RESGRAPH_PORT
+ *      to change it) and prints the GraphiQL URL.
+ *
+ * Ctrl-C stops the gateway, then the service, then nats-server, each in turn
+ * so they can shut down cleanly; a second Ctrl-C kills them at once. Each
+ * child runs in its own process group, so the terminal's Ctrl-C reaches only
+ * this script, which decides the order.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { delimiter, dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Running children, in start order. */
+const children = [];
+let stopping = false;
+
+function fatal(message) {
+  console.error(message);
+  void stopAll(1);
+}
+
+// --- options -------------------------------------------------------------------
+
+let args;
+try {
+  args = parseArgs({
+    options: { nats: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  }).values;
+} catch (e) {
+  console.error(`start: ${e.message.split('\n')[0]}`);
+  process.exit(2);
+}
+if (args.help) {
+  console.log(`Usage: npm start [-- --nats <url>] [-- --port <n>]
+
+Starts nats-server (unless --nats or RESGRAPH_NATS names one), the example
+library service and the resgraph gateway, and stops them all on Ctrl-C.`);
+  process.exit(0);
+}
+const configuredNats = args.nats || process.env.RESGRAPH_NATS || undefined;
+const port = args.port || process.env.RESGRAPH_PORT || '4000';
+
+// --- build -----------------------------------------------------------------------
+
+/** The newest modification time of the files under a path. */
+function newest(path) {
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))));
+}
+
+function ensureBuilt() {
+  if (!existsSync(join(root, 'node_modules', '.bin', 'tsx'))) {
+    console.error('The dependencies are not installed; run: npm install');
+    process.exit(1);
+  }
+  const cli = join(root, 'dist', 'cli.js');
+  const sources = Math.max(newest(join(root, 'src')), newest(join(root, 'tsconfig.json')), newest(join(root, 'tsconfig.build.json')));
+  if (existsSync(cli) && statSync(cli).mtimeMs >= sources) return;
+  console.log(existsSync(cli) ? 'src/ changed since the last build; running npm run build' : 'dist/ is missing; running npm run build');
+  const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(r.error ? `cannot run npm: ${r.error.message}` : 'npm run build failed; fix the errors above and run npm start again');
+    process.exit(1);
+  }
+}
+
+// --- nats-server -------------------------------------------------------------
+
+function findNatsServer() {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin'];
+  for (const dir of dirs) {
+    const candidate = join(dir, 'nats-server');
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+function installNatsServer() {
+  const missing = 'nats-server is not installed; run: sudo apt-get install -y nats-server';
+  if (process.getuid?.() !== 0) {
+    console.error(missing);
+    process.exit(1);
+  }
+  console.log('nats-server is not installed; installing it with: apt-get update && apt-get install -y nats-server');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const step of [['update'], ['install', '-y', 'nats-server']]) {
+    console.log(`$ apt-get ${step.join(' ')}`);
+    const r = spawnSync('apt-get', step, { stdio: 'inherit', env });
+    if (r.status !== 0) {
+      console.error(r.error ? `cannot run apt-get: ${r.error.message}` : `apt-get ${step[0]} failed`);
+      console.error('Install nats-server (https://docs.nats.io) and run npm start again, or pass --nats <url>.');
+      process.exit(1);
+    }
+  }
+  const bin = findNatsServer();
+  if (!bin) {
+    console.error('apt-get finished but nats-server is still not on PATH or in /usr/sbin');
+    process.exit(1);
+  }
+  return bin;
+}
+
+function isPortFree(p) {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port: p } = srv.address();
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+async function startNatsServer() {
+  const bin = findNatsServer() ?? installNatsServer();
+  const natsPort = (await isPortFree(4222)) ? 4222 : await freePort();
+  if (natsPort !== 4222) console.log(`port 4222 is taken; starting nats-server on ${natsPort}`);
+  const child = launch('nats', bin, ['-a', '127.0.0.1', '-p', String(natsPort)], { quiet: true });
+  await child.waitFor(/Server is ready/, 10_000);
+  return `nats://127.0.0.1:${natsPort}`;
+}
+
+// --- children --------------------------------------------------------------------
+
+/**
+ * Starts a child in its own process group, prefixes its output with its name
+ * (a quiet child shows only errors), and stops everything if it dies while
+ * it is needed.
+ */
+function launch(name, command, argv, { quiet = false } = {}) {
+  if (stopping) throw new Error('stopping');
+  const proc = spawn(command, argv, { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = { name, proc, exited: false, lines: [], waiters: [] };
+  children.push(child);
+  const onLine = (line, stream) => {
+    child.lines.push(line);
+    if (child.lines.length > 50) child.lines.shift();
+    for (const w of [...child.waiters]) w(line);
+    if (!quiet || /\[(ERR|FTL)\]/.test(line)) stream.write(`[${name}] ${line}\n`);
+  };
+  createInterface({ input: proc.stdout }).on('line', (l) => onLine(l, process.stdout));
+  createInterface({ input: proc.stderr }).on('line', (l) => onLine(l, process.stderr));
+  proc.once('error', (e) => {
+    child.exited = true;
+    fatal(`cannot start ${name}: ${e.message}`);
+  });
+  proc.once('exit', (code, signal) => {
+    child.exited = true;
+    if (stopping) return;
+    if (quiet) for (const l of child.lines) process.stderr.write(`[${name}] ${l}\n`);
+    const portTaken = name === 'gateway' && child.lines.some((l) => l.includes('the port is in use'));
+    const hint = portTaken ? ` (another program has port ${port}; try: npm start -- --port <n>)` : '';
+    fatal(`${name} exited unexpectedly (${signal ?? `code ${code}`}); stopping${hint}`);
+  });
+  /** Resolves with the match of the first output line matching re. */
+  child.waitFor = (re, ms) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not start within ${ms / 1000} s`)), ms);
+      const w = (line) => {
+        const m = re.exec(line);
+        if (!m) return;
+        clearTimeout(timer);
+        child.waiters.splice(child.waiters.indexOf(w), 1);
+        resolve(m);
+      };
+      child.waiters.push(w);
+      proc.once('exit', () => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited before it was ready`));
+      });
+    });
+  return child;
+}
+
+/** Signals a child's whole process group (tsx, for one, runs the service in a process of its own). */
+function signalGroup(child, signal) {
+  try {
+    process.kill(-child.proc.pid, signal);
+  } catch {
+    // the group is gone already
+  }
+}
+
+function waitForExit(child, ms) {
+  if (child.exited) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.proc.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** Stops the children in reverse start order (gateway, service, nats-server), then exits. */
+async function stopAll(code) {
+  if (stopping) return;
+  stopping = true;
+  for (const child of [...children].reverse()) {
+    if (!child.exited) {
+      child.proc.kill('SIGTERM');
+      if (!(await waitForExit(child, 5000))) console.error(`${child.name} did not stop within 5 s; killing it`);
+    }
+    signalGroup(child, 'SIGKILL'); // whatever is left of it
+  }
+  if (children.length > 0) console.log('stopped');
+  process.exit(code);
+}
+
+let firstSignalAt = 0;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (!stopping) {
+      firstSignalAt = Date.now();
+      console.log('\nstopping...');
+      void stopAll(0);
+    } else if (Date.now() - firstSignalAt > 500) {
+      // a second Ctrl-C (npm forwards the first one too, so an immediate repeat is the same keypress)
+      console.error('killing everything now');
+      process.exit(1);
+    }
+  });
+}
+// never leave a child behind, however this process ends
+process.on('exit', () => {
+  for (const child of children) signalGroup(child, 'SIGKILL');
+});
+
+// --- main ------------------------------------------------------------------------
+
+async function main() {
+  ensureBuilt();
+  const natsUrl = configuredNats ?? (await startNatsServer());
+  if (stopping) return;
+  console.log(configuredNats ? `using NATS at ${natsUrl}` : `nats-server running at ${natsUrl}`);
+
+  const tsx = realpathSync(join(root, 'node_modules', '.bin', 'tsx'));
+  const service = launch('library', process.execPath, [tsx, 'examples/library/service.ts', '--nats', natsUrl]);
+  await service.waitFor(/library service ready/, 30_000);
+  if (stopping) return;
+
+  const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port]);
+  const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
+  await waitForHealth(new URL('/healthz', url), 10_000);
+  if (stopping) return;
+  console.log(`
+resgraph is up. GraphiQL: ${url}  (open it in a browser)
+Try: curl -s ${url} -H 'content-type: application/json' -d '{"query":"{ books { title author { name } } }"}'
+Press Ctrl-C to stop.
+`);
+}
+
+/** Waits until the gateway reports its NATS connection healthy. */
+async function waitForHealth(url, ms) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && !stopping) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not answering yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!stopping) throw new Error(`the gateway did not report healthy within ${ms / 1000} s`);
+}
+
+main().catch((e) => {
+  if (!stopping) fatal(`start: ${e.message}`);
+});

@@ -1,0 +1,350 @@
+#!/usr/bin/env node
+/**
+ * The `resgraph` command: reads options from flags and RESGRAPH_* environment
+ * variables (a flag wins), starts the gateway, and shuts it down cleanly on
+ * SIGINT / SIGTERM.
+ *
+ * Exit codes: 0 after a requested shutdown, 1 when the gateway cannot run
+ * (an invalid schema, a busy port), 2 for invalid command-line input.
+ *
+ * Importing this module runs nothing: `main` starts only when the file is the
+ * process's entry point, and `parseCliArgs` is pure, for tests.
+ */
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { constants } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseHeaderAuth } from './access/auth.js';
+import { consoleLogger, type LogLevel, type Logger } from './log.js';
+import { printClientSchema } from './schema/publish.js';
+import { SchemaError, loadResourceSchema } from './schema/schema.js';
+import { startGateway, type Gateway } from './server.js';
+
+export interface CliOptions {
+  nats: string[];
+  schema: string;
+  port: number;
+  host: string;
+  requestTimeout: number;
+  evictDelay: number;
+  /** `<resource>.<method>` of an auth method called with each connection's HTTP headers */
+  headerAuth: string | undefined;
+  logLevel: LogLevel;
+}
+
+export type CliCommand =
+  | { command: 'help' }
+  | { command: 'version' }
+  | { command: 'print-schema'; schema: string }
+  | { command: 'run'; options: CliOptions };
+
+/** Invalid command-line input: reported in one line, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+const logLevels: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+
+/** Each option: its flag, its environment variable, its default and how to read it. */
+const settings = {
+  nats: {
+    env: 'RESGRAPH_NATS',
+    value: '<url[,url...]>',
+    default: 'nats://127.0.0.1:4222',
+    help: 'NATS server URL(s), comma-separated',
+  },
+  schema: {
+    env: 'RESGRAPH_SCHEMA',
+    value: '<path>',
+    default: './schema',
+    help: 'a .graphql file, or a folder searched for .graphql files',
+  },
+  port: { env: 'RESGRAPH_PORT', value: '<n>', default: '4000', help: 'HTTP port (0 picks a free one)' },
+  host: { env: 'RESGRAPH_HOST', value: '<addr>', default: '127.0.0.1', help: 'address to listen on' },
+  'request-timeout': {
+    env: 'RESGRAPH_REQUEST_TIMEOUT',
+    value: '<ms>',
+    default: '3000',
+    help: 'how long to wait for a service to answer',
+  },
+  'evict-delay': {
+    env: 'RESGRAPH_EVICT_DELAY',
+    value: '<ms>',
+    default: '5000',
+    help: 'how long an unused resource stays cached',
+  },
+  'header-auth': {
+    env: 'RESGRAPH_HEADER_AUTH',
+    value: '<rid.method>',
+    default: 'none',
+    help: 'auth method called with the HTTP headers of each connection',
+  },
+  'log-level': {
+    env: 'RESGRAPH_LOG_LEVEL',
+    value: '<level>',
+    default: 'info',
+    help: logLevels.join('|'),
+  },
+} as const;
+
+type SettingName = keyof typeof settings;
+
+export function helpText(): string {
+  const rows: [string, string, string?][] = (Object.keys(settings) as SettingName[]).map((name) => {
+    const s = settings[name];
+    return [`  --${name} ${s.value}`, s.help, `env ${s.env}, default ${s.default}`];
+  });
+  rows.push(['  -h, --help', 'show this help'], ['  -v, --version', 'show the version']);
+  const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
+  return [
+    'resgraph: a real-time GraphQL gateway for RES services over NATS',
+    '',
+    'Usage: resgraph [options]',
+    '       resgraph print-schema [--schema <path>]   print the client-facing schema (for codegen)',
+    '',
+    'Options:',
+    ...rows.flatMap(([flag, text, more]) => [flag.padEnd(width) + text, ...(more ? [' '.repeat(width) + more] : [])]),
+    '',
+    'A flag wins over its environment variable. Once started, open the printed',
+    'URL in a browser for GraphiQL, or POST GraphQL requests to it.',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Reads the command line and environment. Throws UsageError for input that
+ * cannot be used (unknown flag, missing value, a port that is not a number).
+ * Does not touch the file system: whether the schema path exists is checked
+ * by `main`.
+ */
+export function parseCliArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): CliCommand {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    const stringOption = { type: 'string' } as const;
+    ({ values, positionals } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: true,
+      options: {
+        nats: stringOption,
+        schema: stringOption,
+        port: stringOption,
+        host: stringOption,
+        'request-timeout': stringOption,
+        'evict-delay': stringOption,
+        'header-auth': stringOption,
+        'log-level': stringOption,
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    }));
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const option = /--[\w-]+/.exec(err.message)?.[0] ?? /'(-\w)/.exec(err.message)?.[1];
+    if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option) {
+      throw new UsageError(/does not take/.test(err.message) ? `${option} takes no value` : `${option} needs a value`);
+    }
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) throw new UsageError(`unknown option ${option}`);
+    // otherwise keep the first sentence of node's message (the rest are hints for another audience)
+    const first = err.message.split(/\.\s|\n/)[0].replace(/\.$/, '');
+    throw new UsageError(first.charAt(0).toLowerCase() + first.slice(1));
+  }
+  const subcommand = positionals[0] === 'print-schema' ? positionals.shift() : undefined;
+  if (positionals.length > 0) throw new UsageError(`unknown command "${positionals[0]}"`);
+  if (values.help) return { command: 'help' };
+  if (values.version) return { command: 'version' };
+
+  /** The flag's value, else the environment's (an empty variable counts as unset), else the default. */
+  const read = (name: SettingName): { text: string; source: string } => {
+    const flag = values[name];
+    if (typeof flag === 'string') return { text: flag, source: `--${name}` };
+    const fromEnv = env[settings[name].env];
+    if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: settings[name].env };
+    return { text: settings[name].default, source: `default of --${name}` };
+  };
+  const invalid = (name: SettingName, expected: string): never => {
+    const { text, source } = read(name);
+    throw new UsageError(`invalid ${source} ${JSON.stringify(text)}: expected ${expected}`);
+  };
+  const wholeNumber = (name: SettingName, min: number, max: number, expected: string): number => {
+    const { text } = read(name);
+    const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+    return Number.isSafeInteger(n) && n >= min && n <= max ? n : invalid(name, expected);
+  };
+
+  if (subcommand === 'print-schema') {
+    const path = read('schema').text;
+    if (path.trim() === '') invalid('schema', 'a path');
+    return { command: 'print-schema', schema: path };
+  }
+
+  const nats = read('nats').text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (nats.length === 0 || nats.some((u) => /\s/.test(u))) invalid('nats', 'one or more comma-separated URLs');
+  const schema = read('schema').text;
+  if (schema.trim() === '') invalid('schema', 'a path');
+  const host = read('host').text.trim();
+  if (host === '') invalid('host', 'an address');
+  const logLevel = read('log-level').text.trim().toLowerCase() as LogLevel;
+  if (!logLevels.includes(logLevel)) invalid('log-level', `one of ${logLevels.join(', ')}`);
+  const headerAuth = read('header-auth').text.trim();
+  if (headerAuth !== 'none') {
+    try {
+      parseHeaderAuth(headerAuth);
+    } catch {
+      invalid('header-auth', 'a resource name and a method, like session.header (sent as auth.session.header)');
+    }
+  }
+
+  return {
+    command: 'run',
+    options: {
+      nats,
+      schema,
+      port: wholeNumber('port', 0, 65535, 'a port number from 0 to 65535'),
+      host,
+      requestTimeout: wholeNumber('request-timeout', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
+      evictDelay: wholeNumber('evict-delay', 0, 2 ** 31 - 1, 'a number of milliseconds'),
+      headerAuth: headerAuth === 'none' ? undefined : headerAuth,
+      logLevel,
+    },
+  };
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`resgraph: ${message}\n`);
+  if (code === 2) process.stderr.write('see resgraph --help\n');
+  process.exit(code);
+}
+
+/** Runs the command; resolves once the gateway is listening (it then runs until a signal). */
+export async function main(argv: readonly string[] = process.argv.slice(2), env = process.env): Promise<void> {
+  let cmd: CliCommand;
+  try {
+    cmd = parseCliArgs(argv, env);
+  } catch (e) {
+    if (e instanceof UsageError) fail(2, e.message);
+    throw e;
+  }
+  if (cmd.command === 'help') {
+    process.stdout.write(helpText());
+    return;
+  }
+  if (cmd.command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+
+  if (cmd.command === 'print-schema') {
+    if (!existsSync(cmd.schema)) fail(2, `schema path ${cmd.schema} does not exist`);
+    try {
+      process.stdout.write(printClientSchema(loadResourceSchema(cmd.schema)) + '\n');
+    } catch (e) {
+      if (e instanceof SchemaError) fail(1, e.message);
+      throw e;
+    }
+    return;
+  }
+
+  const opts = cmd.options;
+  if (!existsSync(opts.schema)) fail(2, `schema path ${opts.schema} does not exist`);
+  const log = consoleLogger(opts.logLevel);
+
+  let gw: Gateway;
+  try {
+    gw = await startGateway({
+      nats: opts.nats,
+      schema: opts.schema,
+      port: opts.port,
+      host: opts.host,
+      requestTimeout: opts.requestTimeout,
+      evictDelay: opts.evictDelay,
+      headerAuth: opts.headerAuth,
+      logger: log,
+    });
+  } catch (e) {
+    if (e instanceof SchemaError) fail(1, e.message);
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE') fail(1, `cannot listen on ${opts.host}:${opts.port}: the port is in use`);
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
+      fail(1, `cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EACCES' ? 'permission denied' : 'no such address here'}`);
+    }
+    fail(1, err.message ?? String(e));
+  }
+
+  handleSignals(gw, log);
+  watchNats(gw, opts.nats, log);
+  process.stdout.write(`resgraph listening on ${gw.url}\n`);
+}
+
+/** Says so when NATS is slow to come up; a connection that can never be made ends the process. */
+function watchNats(gw: Gateway, servers: string[], log: Logger): void {
+  const slow = setTimeout(() => log.warn('NATS is not reachable yet; still trying', { servers }), 3000);
+  slow.unref();
+  gw.natsReady.then(
+    () => clearTimeout(slow),
+    (e: unknown) => {
+      clearTimeout(slow);
+      log.error('cannot connect to NATS', { servers, error: (e as Error).message });
+      void gw.close().finally(() => process.exit(1));
+    },
+  );
+}
+
+/**
+ * The first SIGINT / SIGTERM closes the gateway (in-flight requests end,
+ * NATS drains) and exits 0 (1 if that takes over 10 s); a second one exits
+ * at once. `npm run` forwards
+ * Ctrl-C to its child while the terminal sends it too, so a repeat within a
+ * moment of the first is the same keypress, not a second request.
+ */
+function handleSignals(gw: Gateway, log: Logger): void {
+  let firstAt = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    const now = Date.now();
+    if (firstAt !== 0) {
+      if (now - firstAt < 500) return;
+      process.stderr.write(`resgraph: ${signal} again; exiting without waiting\n`);
+      process.exit(128 + (constants.signals[signal] ?? 0));
+    }
+    firstAt = now;
+    log.info(`${signal} received; shutting down`);
+    // draining NATS waits for the broker; if it is gone, do not wait for ever
+    setTimeout(() => {
+      log.warn('shutdown is taking too long; exiting');
+      process.exit(1);
+    }, 10_000);
+    gw.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error('shutdown failed', { error: (e as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+/** Whether this module is what node was asked to run (also through the npm bin symlink). */
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main().catch((e: unknown) => fail(1, (e as Error).message ?? String(e)));
+}
