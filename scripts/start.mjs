@@ -267,7 +267,7 @@ async function main() {
   await service.waitFor(/library service ready/, 30_000);
   if (stopping) return;
 
-  const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port]);
+  const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header']);
   const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
   await waitForHealth(new URL('/healthz', url), 10_000);
   if (stopping) return;

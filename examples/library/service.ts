@@ -8,10 +8,11 @@
  *   library.book.<id>.tags             collection of strings
  *   library.author.<id>                model: id, name, books (ref)
  *   library.author.<id>.books          collection: references to the author's books
- *   library.secret                     model nobody may read (access denied)
+ *   library.secret                     model only an admin may read (see session.ts)
  *
  * Methods: library.book.<id>.set {title}, library.books.add {title, authorId},
- * library.books.remove {id}. As the protocol requires, every event a call
+ * library.books.remove {id}; sessions: auth.library.session.login / logout /
+ * header (session.ts). As the protocol requires, every event a call
  * causes is published before the call is answered.
  *
  * Run it:  npx tsx examples/library/service.ts [--nats nats://127.0.0.1:4222]
@@ -21,6 +22,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
+import { AuthError, handleSessionAuth, isSessionToken } from './session.js';
 
 interface Book {
   id: number;
@@ -210,8 +212,28 @@ export async function startLibraryService(natsUrl: string, opts: LibraryServiceO
     });
   };
 
-  // access: everyone may read and call everything, except the secret.
-  serve('access.library.>', (name) => (name === 'library.secret' ? { result: { get: false } } : { result: { get: true, call: '*' } }));
+  // access: everyone may read and call everything; only an admin may read the secret.
+  serve('access.library.>', (name, payload) => {
+    if (name !== 'library.secret') return { result: { get: true, call: '*' } };
+    return { result: { get: isSessionToken(payload.token) && payload.token.role === 'admin' } };
+  });
+
+  // sessions: password login, logout and header auth (see session.ts)
+  nc.subscribe('auth.library.session.*', {
+    callback: (_err, msg: Msg) => {
+      const method = msg.subject.slice('auth.library.session.'.length);
+      const answer = async (): Promise<Reply> => {
+        try {
+          return { result: await handleSessionAuth(nc, method, parsePayload(msg)) };
+        } catch (e) {
+          if (e instanceof AuthError || e instanceof ServiceError) return { error: { code: e.code, message: e.message } };
+          console.error('library service:', e);
+          return { error: { code: 'system.internalError', message: 'Internal error' } };
+        }
+      };
+      void answer().then((reply) => msg.reply && msg.respond(encoder.encode(JSON.stringify(reply))));
+    },
+  });
 
   serve('get.library.>', (name, payload) => {
     log(`get ${name}${typeof payload.query === 'string' ? `?${payload.query}` : ''}`);
