@@ -7,9 +7,11 @@
  *      nats-server on 127.0.0.1:4222, or on a free port if 4222 is taken;
  *   3. starts the example library service (examples/library/service.ts, via tsx);
  *   4. starts the gateway (dist/cli.js) on port 4000 (--port or RESGRAPH_PORT
- *      to change it) and prints the GraphiQL URL.
+ *      to change it) and prints the GraphiQL URL;
+ *   5. starts the web example (examples/web) on Vite's dev server, port 5173
+ *      or a free one if that is taken, and prints the page's URL.
  *
- * Ctrl-C stops the gateway, then the service, then nats-server, each in turn
+ * Ctrl-C stops the web server, the gateway, the service, then nats-server, in turn
  * so they can shut down cleanly; a second Ctrl-C kills them at once. Each
  * child runs in its own process group, so the terminal's Ctrl-C reaches only
  * this script, which decides the order.
@@ -48,7 +50,8 @@ if (args.help) {
   console.log(`Usage: npm start [-- --nats <url>] [-- --port <n>]
 
 Starts nats-server (unless --nats or RESGRAPH_NATS names one), the example
-library service and the resgraph gateway, and stops them all on Ctrl-C.`);
+library service, the resgraph gateway and the web example (Vite's dev
+server), and stops them all on Ctrl-C.`);
   process.exit(0);
 }
 const configuredNats = args.nats || process.env.RESGRAPH_NATS || undefined;
@@ -64,7 +67,7 @@ function newest(path) {
 }
 
 function ensureBuilt() {
-  if (!existsSync(join(root, 'node_modules', '.bin', 'tsx'))) {
+  if (!['tsx', 'vite'].every((bin) => existsSync(join(root, 'node_modules', '.bin', bin)))) {
     console.error('The dependencies are not installed; run: npm install');
     process.exit(1);
   }
@@ -269,10 +272,21 @@ async function main() {
 
   const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header']);
   const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
-  await waitForHealth(new URL('/healthz', url), 10_000);
+  await waitForHealth(new URL('/readyz', url), 10_000);
   if (stopping) return;
+
+  // the web example, on Vite's dev server; the page finds the gateway through VITE_RESGRAPH_URL
+  const webPort = (await isPortFree(5173)) ? 5173 : await freePort();
+  const vite = join(root, 'node_modules', 'vite', 'bin', 'vite.js');
+  process.env.VITE_RESGRAPH_URL = url;
+  const web = launch('web', process.execPath, [vite, 'examples/web', '--host', '127.0.0.1', '--port', String(webPort), '--strictPort', '--logLevel', 'warn']);
+  await waitForHealth(new URL(`http://127.0.0.1:${webPort}/`), 30_000).catch(() => {
+    throw new Error('the web example did not answer within 30 s');
+  });
+  if (stopping || web.exited) return;
   console.log(`
 resgraph is up. GraphiQL: ${url}  (open it in a browser)
+Web example, live in every tab: http://127.0.0.1:${webPort}/
 Try: curl -s ${url} -H 'content-type: application/json' -d '{"query":"{ books { title author { name } } }"}'
 Press Ctrl-C to stop.
 `);

@@ -1,0 +1,43 @@
+/**
+ * What `npm start` runs, in-process for a test: a nats-server of its own,
+ * the example library service (examples/library/service.ts) and a gateway
+ * serving schema/library.graphql on a free port.
+ */
+import { readFileSync } from 'node:fs';
+import { startLibraryService, type LibraryService } from '../../examples/library/service.js';
+import { startTestGateway, type TestGateway } from './gateway.js';
+import { startNatsServer, type NatsServer } from './nats-server.js';
+
+export interface LibraryStack {
+  nats: NatsServer;
+  library: LibraryService;
+  gw: TestGateway;
+  close(): Promise<void>;
+}
+
+export async function startLibraryStack(): Promise<LibraryStack> {
+  const sdl = readFileSync(new URL('../../schema/library.graphql', import.meta.url), 'utf8');
+  const nats = await startNatsServer();
+  let library: LibraryService | undefined;
+  let gw: TestGateway | undefined;
+  /** stops all three, even when one of them fails to stop */
+  const close = async () => {
+    try {
+      await gw?.close();
+    } finally {
+      try {
+        await library?.close();
+      } finally {
+        await nats.stop();
+      }
+    }
+  };
+  try {
+    library = await startLibraryService(nats.url);
+    gw = await startTestGateway(nats.url, sdl);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { nats, library, gw, close };
+}
