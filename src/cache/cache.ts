@@ -100,6 +100,13 @@ export interface ResourceCacheOptions {
   logger: Logger;
   /** How long an entry nobody holds stays cached, in ms. Default 5000. */
   evictDelay?: number;
+  /** told about every resource event that arrives (metrics) */
+  observer?: EventObserver;
+}
+
+/** Hears each resource event as it arrives: its name (`change`, `add`, ...; `custom` for the others). */
+export interface EventObserver {
+  event(type: string): void;
 }
 
 /**
@@ -147,11 +154,18 @@ export class ResourceCache {
   readonly reaccessListeners = new Set<(rid: string) => void>();
   /** told about custom events: (resource name, event name, payload) */
   readonly customEventListeners = new Set<(name: string, event: string, payload: unknown) => void>();
+  /**
+   * While an arriving event is handled, its arrival time (performance.now());
+   * watchers told of a change read it to time the way to the client.
+   */
+  eventArrivedAt: number | undefined;
+  private readonly observer: EventObserver | undefined;
 
   constructor(opts: ResourceCacheOptions) {
     this.res = opts.res;
     this.log = opts.logger;
     this.evictDelay = opts.evictDelay ?? 5000;
+    this.observer = opts.observer;
   }
 
   /** Number of cached entries and NATS event subscriptions (for metrics and leak tests). */
@@ -161,6 +175,11 @@ export class ResourceCache {
 
   newLease(): Lease {
     return new Lease(this);
+  }
+
+  /** The entry for a rid in any state, for watching (a failed one tells its watchers when a reset repairs it). */
+  entryOf(rid: string): CacheEntry | undefined {
+    return this.entries.get(this.aliases.get(rid) ?? rid);
   }
 
   /** The entry for a rid if it is loaded and current; no request is sent. */
@@ -249,8 +268,11 @@ export class ResourceCache {
   /** The entry a finished load ended in (a normalized query may have moved it), or its error. */
   private resultOf(entry: CacheEntry): CacheEntry {
     if (entry.state === 'ready') return this.entries.get(entry.rid) ?? entry;
-    // a failed entry is not kept: the next load asks the service again
-    if (this.entries.get(entry.rid) === entry) this.remove(entry);
+    // A failed get is kept only while someone holds the rid: a live result
+    // re-running then sees the same error without asking again (as Resgate
+    // keeps it for a subscription's life; a reset asks again). Unheld, the
+    // next load asks the service again.
+    if (this.entries.get(entry.rid) === entry && this.holdsOf(entry.rid) === 0) this.remove(entry);
     throw entry.error ?? notFound();
   }
 
@@ -285,6 +307,11 @@ export class ResourceCache {
 
   private scheduleEviction(entry: CacheEntry): void {
     if (entry.evictTimer) clearTimeout(entry.evictTimer);
+    if (entry.state === 'error' && entry.pending === undefined) {
+      // an error is not worth keeping once nobody holds it (res-protocol.md, "get")
+      this.remove(entry);
+      return;
+    }
     entry.evictTimer = setTimeout(() => {
       entry.evictTimer = undefined;
       if (this.holdsOf(entry.rid) > 0) return;
@@ -299,9 +326,16 @@ export class ResourceCache {
     if (!group) {
       // Event names are single tokens; `event.<name>.*` keeps the events of
       // `a.b.c` out of the subscription for `a.b`.
-      const sub = this.res.subscribe(`${subjects.eventPrefix}${name}.*`, (subject, payload) =>
-        this.onEvent(name, subject.slice(subjects.eventPrefix.length + name.length + 1), payload),
-      );
+      const sub = this.res.subscribe(`${subjects.eventPrefix}${name}.*`, (subject, payload) => {
+        const event = subject.slice(subjects.eventPrefix.length + name.length + 1);
+        this.observer?.event(reservedEvents.has(event) ? event : 'custom');
+        this.eventArrivedAt = performance.now();
+        try {
+          this.onEvent(name, event, payload);
+        } finally {
+          this.eventArrivedAt = undefined;
+        }
+      });
       group = { sub, entries: new Map() };
       this.groups.set(name, group);
     }
@@ -559,7 +593,7 @@ export class ResourceCache {
 
   private async resetEntries(entries: CacheEntry[]): Promise<void> {
     // a few at a time, so thousands of matching resources do not flood the services
-    const queue = entries.filter((e) => e.state === 'ready' && !e.pending);
+    const queue = entries.filter((e) => (e.state === 'ready' || e.state === 'error') && !e.pending);
     const worker = async () => {
       for (let e = queue.shift(); e; e = queue.shift()) await this.resetEntry(e);
     };
@@ -568,6 +602,7 @@ export class ResourceCache {
 
   private async resetEntry(entry: CacheEntry): Promise<void> {
     if (entry.pending) return entry.pending;
+    if (entry.state === 'error') return this.retryFailed(entry);
     const run = (async () => {
       let result: GetResult | undefined;
       try {
@@ -583,6 +618,26 @@ export class ResourceCache {
         entry.pending = undefined;
       }
       if (result) this.applyDifference(entry, result);
+      this.runDeferred(entry);
+      this.afterGet(entry);
+    })();
+    entry.pending = run;
+    return run;
+  }
+
+  /** Asks again for a held resource whose get failed; watchers hear when it is there now. */
+  private retryFailed(entry: CacheEntry): Promise<void> {
+    const run = (async () => {
+      try {
+        this.store(entry, await this.getFor(entry));
+        entry.error = undefined;
+      } catch (e) {
+        entry.error = ResError.is(e) ? e : entry.error;
+        return;
+      } finally {
+        entry.pending = undefined;
+      }
+      this.notify(entry, { type: 'change', values: {} });
       this.runDeferred(entry);
       this.afterGet(entry);
     })();

@@ -36,6 +36,18 @@ export interface LiveEngineOptions {
   logger: Logger;
   /** Live subscriptions one connection may hold. Default 200. */
   maxSubscriptionsPerConnection?: number;
+  /** told what each stream does with the results offered to it (metrics) */
+  observer?: LiveObserver;
+}
+
+/** Hears what streams do with results: hand them to the transport, or replace or drop them unsent. */
+export interface LiveObserver {
+  /** a result handed to the transport; `latencyMs` since the event behind it, when one is */
+  pushed(latencyMs: number | undefined): void;
+  /** a newer state replaced one the consumer had not pulled yet */
+  coalesced(): void;
+  /** a state the consumer had not pulled was discarded: the result went back to what it has, or the stream ended */
+  dropped(): void;
 }
 
 /** A result as delivered: serialized once, shared by every stream of a LiveQuery. */
@@ -69,6 +81,9 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   private revision = 0;
   /** called once when the stream closes, whoever closes it */
   onClose: () => void = () => undefined;
+  observer: LiveObserver | undefined;
+  /** when the earliest event behind the pending state arrived (performance.now()) */
+  private pendingEventAt: number | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -78,14 +93,20 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   ) {}
 
   /** Offers a new state; dropped when the stream already has (or is about to get) the same result. */
-  offer(state: LiveState): void {
+  offer(state: LiveState, eventAt?: number): void {
     if (this.ending || this.closed) return;
     if ((this.pending ?? this.delivered)?.json === state.json) return;
     if (this.delivered?.json === state.json) {
       // back to what the consumer has (A → B → A before it pulled B): nothing to send
+      if (this.pending) this.observer?.dropped();
       this.pending = undefined;
+      this.pendingEventAt = undefined;
       return;
     }
+    if (this.pending) this.observer?.coalesced();
+    // a state that replaces a pending one answers the earliest event still waiting too
+    const earlier = this.pending ? this.pendingEventAt : undefined;
+    this.pendingEventAt = earlier === undefined ? eventAt : eventAt === undefined ? earlier : Math.min(earlier, eventAt);
     this.pending = state;
     this.wakeUp();
   }
@@ -94,6 +115,7 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   end(final?: ExecutionResult): void {
     if (this.ending || this.closed) return;
     this.ending = true;
+    if (this.pending) this.observer?.dropped();
     this.pending = undefined;
     this.final = final;
     this.wakeUp();
@@ -106,11 +128,15 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
         this.pending = undefined;
         const value = this.payload(state);
         this.delivered = state;
+        const eventAt = this.pendingEventAt;
+        this.pendingEventAt = undefined;
+        this.observer?.pushed(eventAt === undefined ? undefined : performance.now() - eventAt);
         return { value, done: false };
       }
       if (this.ending && this.final) {
         const value = this.final;
         this.final = undefined;
+        this.observer?.pushed(undefined);
         return { value, done: false };
       }
       if (this.ending || this.closed) {
@@ -134,6 +160,7 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     if (this.closed) return;
     this.closed = true;
     this.ending = true;
+    if (this.pending) this.observer?.dropped();
     this.pending = undefined;
     this.wakeUp();
     this.onClose();
@@ -185,6 +212,8 @@ class LiveQuery implements EntryWatcher {
   private dirty = false;
   private scheduled = false;
   disposed = false;
+  /** when the earliest event not yet reflected in a run arrived (performance.now()), for push latency */
+  private eventAt: number | undefined;
 
   constructor(
     readonly key: string,
@@ -201,6 +230,7 @@ class LiveQuery implements EntryWatcher {
       for (const sub of [...this.subscribers]) sub.end(gone);
       return;
     }
+    this.eventAt ??= this.engine.cache.eventArrivedAt ?? performance.now();
     this.schedule();
   }
 
@@ -234,6 +264,8 @@ class LiveQuery implements EntryWatcher {
     const accessed = new Set<string>();
     const roots = new Set<string>();
     const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
+    const eventAt = this.eventAt;
+    this.eventAt = undefined;
     this.engine.executions++;
     let result: ExecutionResult;
     try {
@@ -262,7 +294,7 @@ class LiveQuery implements EntryWatcher {
         // joined before this first result: its access check comes first
         if (sub.access === 'unchecked') void this.engine.joinWithLast(sub, this);
       } else if (terminal) sub.end(result);
-      else sub.offer(state);
+      else sub.offer(state, eventAt);
     }
   }
 
@@ -270,7 +302,7 @@ class LiveQuery implements EntryWatcher {
   private rewatch(lease: Lease): void {
     const now = new Set<CacheEntry>();
     for (const rid of lease.rids) {
-      const e = this.engine.cache.peek(rid);
+      const e = this.engine.cache.entryOf(rid);
       if (e) now.add(e);
     }
     for (const e of this.watched) if (!now.has(e)) e.watchers.delete(this);
@@ -303,6 +335,7 @@ export class LiveEngine {
   readonly log: Logger;
   private readonly access: AccessChecker;
   private readonly maxPerConnection: number;
+  private readonly observer: LiveObserver | undefined;
   private readonly queries = new Map<string, LiveQuery>();
   private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
   private readonly listeners = new Map<Connection, () => void>();
@@ -314,6 +347,7 @@ export class LiveEngine {
     this.access = opts.access;
     this.log = opts.logger;
     this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? 200;
+    this.observer = opts.observer;
   }
 
   get stats(): { liveQueries: number; subscribers: number } {
@@ -330,6 +364,7 @@ export class LiveEngine {
   subscribe(args: ExecutionArgs, opts: { perConnection?: boolean; mode?: LiveMode } = {}): AsyncIterableIterator<ExecutionResult> {
     const conn = (args.contextValue as GatewayContext).conn;
     const stream = new LiveStream(conn, opts.mode ?? 'full', opts.perConnection ?? false);
+    stream.observer = this.observer;
     const subs = this.byConnection.get(conn);
     if (subs && subs.size >= this.maxPerConnection) {
       stream.end(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
