@@ -30,6 +30,10 @@ export interface CliOptions {
   /** `<resource>.<method>` of an auth method called with each connection's HTTP headers */
   headerAuth: string | undefined;
   logLevel: LogLevel;
+  /** `on`: /metrics on the gateway's port; `off`: none; a number: /metrics on that port */
+  metrics: 'on' | 'off' | number;
+  /** how long a shutdown waits for work in flight before closing it, in ms */
+  drainTimeout: number;
 }
 
 export type CliCommand =
@@ -88,6 +92,18 @@ const settings = {
     default: 'info',
     help: logLevels.join('|'),
   },
+  metrics: {
+    env: 'RESGRAPH_METRICS',
+    value: '<on|off|port>',
+    default: 'on',
+    help: 'Prometheus /metrics: on the HTTP port, off, or on a port of its own',
+  },
+  'drain-timeout': {
+    env: 'RESGRAPH_DRAIN_TIMEOUT',
+    value: '<ms>',
+    default: '10000',
+    help: 'on SIGTERM/SIGINT, how long to wait for work in flight before closing it',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -138,6 +154,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'evict-delay': stringOption,
         'header-auth': stringOption,
         'log-level': stringOption,
+        metrics: stringOption,
+        'drain-timeout': stringOption,
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -210,8 +228,17 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       evictDelay: wholeNumber('evict-delay', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       headerAuth: headerAuth === 'none' ? undefined : headerAuth,
       logLevel,
+      metrics: metricsSetting(read('metrics').text) ?? invalid('metrics', 'on, off, or a port number from 0 to 65535'),
+      drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
     },
   };
+}
+
+function metricsSetting(text: string): CliOptions['metrics'] | undefined {
+  const t = text.trim().toLowerCase();
+  if (t === 'on' || t === 'off') return t;
+  const n = /^\d+$/.test(t) ? Number(t) : NaN;
+  return Number.isSafeInteger(n) && n <= 65535 ? n : undefined;
 }
 
 function version(): string {
@@ -268,6 +295,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       requestTimeout: opts.requestTimeout,
       evictDelay: opts.evictDelay,
       headerAuth: opts.headerAuth,
+      metrics: opts.metrics === 'off' ? false : { port: opts.metrics === 'on' ? undefined : opts.metrics, processMetrics: true },
+      drainTimeout: opts.drainTimeout,
       logger: log,
     });
   } catch (e) {
@@ -280,9 +309,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
     fail(1, err.message ?? String(e));
   }
 
-  handleSignals(gw, log);
+  handleSignals(gw, log, opts.drainTimeout);
   watchNats(gw, opts.nats, log);
   process.stdout.write(`resgraph listening on ${gw.url}\n`);
+  if (typeof opts.metrics === 'number') process.stdout.write(`resgraph metrics on ${gw.metricsUrl}\n`);
 }
 
 /** Says so when NATS is slow to come up; a connection that can never be made ends the process. */
@@ -300,13 +330,17 @@ function watchNats(gw: Gateway, servers: string[], log: Logger): void {
 }
 
 /**
- * The first SIGINT / SIGTERM closes the gateway (in-flight requests end,
- * NATS drains) and exits 0 (1 if that takes over 10 s); a second one exits
- * at once. `npm run` forwards
+ * The first SIGINT / SIGTERM drains the gateway (see Gateway.drain: new work
+ * refused, WebSockets closed with 1012 and SSE streams ended so clients
+ * reconnect elsewhere, queries and mutations in flight finish, NATS drains)
+ * and exits 0. After `drainTimeout` ms what is left is closed and the exit
+ * is still 0: the shutdown was asked for and done; the cut-off work is
+ * logged. Only a shutdown that cannot finish at all (5 s past the timeout)
+ * exits 1. A second signal exits at once. `npm run` forwards
  * Ctrl-C to its child while the terminal sends it too, so a repeat within a
  * moment of the first is the same keypress, not a second request.
  */
-function handleSignals(gw: Gateway, log: Logger): void {
+function handleSignals(gw: Gateway, log: Logger, drainTimeout: number): void {
   let firstAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     const now = Date.now();
@@ -317,13 +351,17 @@ function handleSignals(gw: Gateway, log: Logger): void {
     }
     firstAt = now;
     log.info(`${signal} received; shutting down`);
-    // draining NATS waits for the broker; if it is gone, do not wait for ever
+    // the drain bounds itself; this is a backstop should closing hang
     setTimeout(() => {
-      log.warn('shutdown is taking too long; exiting');
+      log.error('shutdown is taking too long; exiting');
       process.exit(1);
-    }, 10_000);
-    gw.close().then(
-      () => process.exit(0),
+    }, drainTimeout + 5000).unref();
+    gw.drain(drainTimeout).then(
+      ({ forced, ms }) => {
+        if (forced) log.warn('drain timed out; work still in flight was closed', { ms });
+        else log.info('drained; exiting', { ms });
+        process.exit(0);
+      },
       (e: unknown) => {
         log.error('shutdown failed', { error: (e as Error).message });
         process.exit(1);

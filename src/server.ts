@@ -2,9 +2,13 @@
  * Wiring: configuration → parts → a listening server, and a clean shutdown.
  * The NATS connection is made in the background and retried forever, so a
  * gateway started before its broker stays up, answers with clear errors and
- * reports itself unhealthy until NATS is reachable.
+ * reports itself not ready until NATS is reachable.
+ *
+ * Shutdown is a drain (see `Gateway.drain`): new work is refused, live
+ * clients are told to reconnect elsewhere, work in flight finishes, then the
+ * NATS connection drains.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Events, connect, type NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
@@ -19,6 +23,7 @@ import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { LiveEngine } from './live/engine.js';
+import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 
@@ -43,7 +48,24 @@ export interface GatewayOptions {
   maxDepth?: number;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
+  /**
+   * Prometheus metrics: on (the default) at `/metrics` on the gateway's port,
+   * `false` for none, or `{ port }` for `/metrics` on a port of its own (0
+   * picks a free one). `processMetrics` adds the process's CPU, memory and
+   * event loop metrics (once per process: the CLI turns it on).
+   */
+  metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
+  /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
+  drainTimeout?: number;
   logger?: Logger;
+}
+
+/** How a drain went. */
+export interface DrainResult {
+  /** the timeout ran out: connections still open and requests still running were closed */
+  forced: boolean;
+  /** how long it took, in ms */
+  ms: number;
 }
 
 export interface Gateway {
@@ -57,6 +79,24 @@ export interface Gateway {
   yoga: GatewayYoga;
   /** resolves once the NATS connection is established */
   natsReady: Promise<NatsConnection>;
+  /** the gateway's metrics, unless turned off */
+  metrics: GatewayMetrics | undefined;
+  /** where the metrics are served, unless turned off */
+  metricsUrl: string | undefined;
+  /** whether a drain has begun */
+  readonly draining: boolean;
+  /**
+   * Shuts down gracefully: refuses new connections and GraphQL requests
+   * (503; /healthz, /readyz and /metrics still answer, /readyz with 503),
+   * closes WebSockets with 1012 "service restart" (a socket running a query
+   * or mutation once it is answered) and ends SSE streams so their clients
+   * reconnect elsewhere, waits for HTTP queries and mutations in flight, then
+   * drains the NATS connection. What is still open after `timeoutMs`
+   * (default: the drainTimeout option) is closed. Calling it again returns
+   * the same drain.
+   */
+  drain(timeoutMs?: number): Promise<DrainResult>;
+  /** `drain()` with the configured timeout. */
   close(): Promise<void>;
 }
 
@@ -65,14 +105,26 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
   const servers = opts.nats ?? 'nats://127.0.0.1:4222';
 
-  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log });
-  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay });
+  const metricsOpt = opts.metrics ?? true;
+  const metrics =
+    metricsOpt === false ? undefined : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics });
+  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
+  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
   const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
   const resolvers = new Resolvers({ cache, access, res, mapping: loaded.mapping, logger: log });
   const schema = buildExecutableSchema(loaded, resolvers);
-  const live = new LiveEngine({ cache, access, logger: log, maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection });
+  const live = new LiveEngine({
+    cache,
+    access,
+    logger: log,
+    maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection,
+    observer: metrics,
+  });
+  /** set when a drain begins */
+  let draining = false;
+  metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
@@ -84,14 +136,37 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
+    draining: () => draining,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });
-  const server = createServer(yoga);
-  await listen(server, opts.port ?? 4000, opts.host ?? '127.0.0.1');
+  const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
+  const requests = new RequestTracker();
+  const server = createServer((req, response) => {
+    const path = pathOf(req);
+    if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
+    if (draining) response.setHeader('connection', 'close');
+    if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
+    if (draining) return refuse(response);
+    requests.track(req, response);
+    void yoga(req, response);
+  });
+  const host = opts.host ?? '127.0.0.1';
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  await listen(server, opts.port ?? 4000, host);
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (separateMetrics && typeof metricsOpt === 'object') {
+    try {
+      metricsServer = await startMetricsServer(metrics!, metricsOpt.port!, metricsOpt.host ?? host);
+    } catch (e) {
+      server.close();
+      throw e;
+    }
+  }
   // attached once listening: a failed listen then leaves nothing running behind it
-  const wss = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, authenticator, logger: log });
-  let closing: Promise<void> | undefined;
+  const ws = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, authenticator, logger: log });
+  let closing: Promise<DrainResult> | undefined;
+  let natsConn: NatsConnection | undefined;
 
   const natsReady = connectNats(servers, log).then(async (nc) => {
     if (closing) {
@@ -99,6 +174,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
       await nc.close();
       return nc;
     }
+    natsConn = nc;
     res.attach(nc);
     listenToSystemSubjects(res, cache, connections, authenticator, log);
     void watchConnection(nc, res, cache, connections, log);
@@ -106,20 +182,143 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   natsReady.catch((e: unknown) => log.error('cannot connect to NATS', { error: (e as Error).message }));
   const port = (server.address() as AddressInfo).port;
-  const host = opts.host ?? '127.0.0.1';
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${graphqlPath}`;
+  const url = `http://${urlHost}:${port}${graphqlPath}`;
+  const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
 
-  const close = () =>
+  const drain = (timeoutMs = opts.drainTimeout ?? 10_000) =>
     (closing ??= (async () => {
-      for (const ws of wss.clients) ws.close(1001, 'Going away');
-      wss.close();
-      server.closeAllConnections?.();
+      const started = Date.now();
+      const deadline = started + timeoutMs;
+      draining = true;
+      log.info('draining: refusing new work, asking live clients to reconnect elsewhere', {
+        timeoutMs,
+        webSockets: ws.wss.clients.size,
+        sseStreams: requests.streams.size,
+        requestsInFlight: requests.oneShot.size,
+      });
+      const wsClosed = ws.closeForRestart();
+      requests.endStreams();
+      requests.closeAfterAnswer();
+      server.closeIdleConnections();
+      const finished = await within(Promise.all([wsClosed, requests.idle()]), deadline - Date.now());
+      if (!finished) {
+        log.warn('drain timed out; closing what is left', {
+          timeoutMs,
+          webSockets: ws.wss.clients.size,
+          requestsInFlight: requests.oneShot.size + requests.streams.size,
+        });
+        ws.terminate();
+      }
+      ws.wss.close();
+      server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       cache.clear();
-      await res.drain();
+      // draining NATS takes a moment when the broker is there; without one it could wait for ever
+      const nc = natsConn;
+      const natsDrained = await within(res.drain(), Math.max(deadline - Date.now(), 1000));
+      if (!natsDrained) {
+        log.warn('NATS drain timed out; closing the connection');
+        await nc?.close();
+      }
+      await metricsServer?.close();
+      return { forced: !finished || !natsDrained, ms: Date.now() - started };
     })());
 
-  return { url, port, res, cache, connections, live, yoga, natsReady, close };
+  return {
+    url,
+    port,
+    res,
+    cache,
+    connections,
+    live,
+    yoga,
+    natsReady,
+    metrics,
+    metricsUrl,
+    get draining() {
+      return draining;
+    },
+    drain,
+    close: () => drain().then(() => undefined),
+  };
+}
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+/** A GraphQL request that arrives while draining: 503, and go elsewhere. */
+function refuse(response: ServerResponse): void {
+  const body = JSON.stringify({
+    errors: [{ message: 'The gateway is shutting down; send the request to another instance', extensions: { code: 'system.unavailable' } }],
+  });
+  response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0', connection: 'close' });
+  response.end(body);
+}
+
+/** Resolves true when `p` settles within `ms`, false otherwise. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(ms, 0))));
+  try {
+    return await Promise.race([p.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The HTTP requests in flight, for the drain: one-shot GraphQL requests
+ * (queries, mutations, GraphiQL) are waited for; streams (SSE, multipart
+ * `@live`) are ended.
+ */
+class RequestTracker {
+  readonly oneShot = new Set<ServerResponse>();
+  readonly streams = new Map<ServerResponse, IncomingMessage>();
+  private waiters: (() => void)[] = [];
+
+  track(req: IncomingMessage, response: ServerResponse): void {
+    const accept = req.headers.accept ?? '';
+    const stream = accept.includes('text/event-stream') || accept.includes('multipart/mixed');
+    if (stream) this.streams.set(response, req);
+    else this.oneShot.add(response);
+    response.once('close', () => {
+      this.oneShot.delete(response);
+      this.streams.delete(response);
+      this.check();
+    });
+  }
+
+  /**
+   * Ends every stream's connection without a `complete` event: to the
+   * client it is a lost connection, which SSE clients answer by connecting
+   * again (to another instance), not a finished subscription.
+   */
+  endStreams(): void {
+    for (const req of this.streams.values()) req.socket.end();
+  }
+
+  /** Asks the clients of requests in flight not to reuse their connection: it closes after the answer. */
+  closeAfterAnswer(): void {
+    for (const response of this.oneShot) if (!response.headersSent) response.setHeader('connection', 'close');
+  }
+
+  /** Resolves when no request is in flight. */
+  idle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      this.check();
+    });
+  }
+
+  private check(): void {
+    if (this.oneShot.size > 0 || this.streams.size > 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
@@ -137,6 +336,9 @@ async function connectNats(servers: string | string[], log: Logger): Promise<Nat
   const nc = await connect({
     servers,
     name: 'resgraph',
+    // the list's order is the operator's: the first server is this gateway's
+    // own (nearest) node, the others are where it goes when that one fails
+    noRandomize: true,
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,

@@ -1,6 +1,6 @@
 /**
  * Conformance: a gateway started before its NATS server stays up, answers
- * with a clear system.timeout error, reports itself unhealthy, and works as
+ * with a clear system.timeout error, reports itself not ready, and works as
  * soon as NATS is reachable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +27,7 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-const healthz = () => fetch(`http://127.0.0.1:${gw.port}/healthz`);
+const readyz = () => fetch(`http://127.0.0.1:${gw.port}/readyz`);
 
 describe('NATS unavailable at start (tests run in order)', () => {
   it('answers a query with a clear system.timeout error', async () => {
@@ -37,8 +37,9 @@ describe('NATS unavailable at start (tests run in order)', () => {
     expect(r.errors![0].message).toMatch(/NATS/);
   });
 
-  it('reports itself unhealthy on /healthz with 503', async () => {
-    const h = await healthz();
+  it('reports itself not ready on /readyz with 503, and alive on /healthz', async () => {
+    expect((await fetch(`http://127.0.0.1:${gw.port}/healthz`)).status).toBe(200);
+    const h = await readyz();
     expect(h.status).toBe(503);
     expect(await h.json()).toMatchObject({ nats: 'disconnected' });
   });
@@ -48,13 +49,13 @@ describe('NATS unavailable at start (tests run in order)', () => {
     expect(gw.cache.stats).toEqual({ entries: 0, subscriptions: 0, held: 0 });
   });
 
-  it('connects once NATS is reachable: /healthz 200 and queries work', async () => {
+  it('connects once NATS is reachable: /readyz 200 and queries work', async () => {
     nats = await startNatsServer(port);
     svc = await TestService.start(nats.url);
     svc.model('library.book.1', { title: 'Finally' });
     await withTimeout(gw.natsReady, 10_000, 'the gateway to connect to NATS');
 
-    expect((await healthz()).status).toBe(200);
+    expect((await readyz()).status).toBe(200);
     expect(await gql(gw.url, '{ book(id: 1) { title } }')).toEqual({ data: { book: { title: 'Finally' } } });
     await expect(gw.cache.load('library.book.1')).resolves.toMatchObject({ value: { title: 'Finally' } });
   });

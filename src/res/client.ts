@@ -31,6 +31,19 @@ export interface ResClientOptions {
   /** How long to wait for a reply, in ms, unless a pre-response extends it. Default 3000. */
   requestTimeout?: number;
   logger: Logger;
+  /** told how each request ended (metrics) */
+  observer?: RequestObserver;
+}
+
+/**
+ * How a request ended: `ok` for a result or resource reply, `timeout` when no
+ * answer came in time (also no service answering, NATS down, or a service's
+ * own system.timeout), else the error code of the reply (`system.notFound`,
+ * a service's own code). A missing `access` responder counts as
+ * system.accessDenied, which is what it means.
+ */
+export interface RequestObserver {
+  request(kind: RequestKind, outcome: string): void;
 }
 
 /** Outcome counters by request type, for metrics and tests. */
@@ -60,6 +73,7 @@ const preResponse = /^timeout:"(\d+)"$/;
 export class ResClient {
   readonly requestTimeout: number;
   private readonly log: Logger;
+  private readonly observer: RequestObserver | undefined;
   private nc: NatsConnection | undefined;
   private inbox = '';
   private inboxSub: Subscription | undefined;
@@ -71,6 +85,7 @@ export class ResClient {
   constructor(opts: ResClientOptions) {
     this.requestTimeout = opts.requestTimeout ?? 3000;
     this.log = opts.logger;
+    this.observer = opts.observer;
   }
 
   /** Starts using a NATS connection. Until then every request fails with system.timeout. */
@@ -109,7 +124,7 @@ export class ResClient {
   async get(name: string, query?: string, opts: { onAnswer?: () => void } = {}): Promise<GetResult> {
     this.sent.get++;
     const subject = subjects.get(name);
-    const res = await this.request(subject, query === undefined ? {} : { query }, opts);
+    const res = await this.request(subject, query === undefined ? {} : { query }, { ...opts, kind: 'get' });
     if (res.kind === 'error') throw res.error;
     if (res.kind !== 'result') throw this.malformed(subject, 'get answered with a resource');
     try {
@@ -128,7 +143,7 @@ export class ResClient {
     const subject = subjects.access(name);
     let res: Response;
     try {
-      res = await this.request(subject, payload, { noRespondersAs: accessDenied });
+      res = await this.request(subject, payload, { noRespondersAs: accessDenied, kind: 'access' });
     } catch (e) {
       if (ResError.is(e) && e.code === ErrorCode.accessDenied) return noAccess;
       throw e;
@@ -143,25 +158,25 @@ export class ResClient {
   /** Sends `call.<name>.<method>`; returns the result or resource reply, throws a ResError for an error reply. */
   async call(name: string, method: string, payload: RequestPayload): Promise<Response> {
     this.sent.call++;
-    return this.throwOnError(await this.request(subjects.call(name, method), payload));
+    return this.throwOnError(await this.request(subjects.call(name, method), payload, { kind: 'call' }));
   }
 
   /** Sends `auth.<name>.<method>` (no access check: res-protocol.md, "auth"). */
   async auth(name: string, method: string, payload: RequestPayload): Promise<Response> {
     this.sent.auth++;
-    return this.throwOnError(await this.request(subjects.auth(name, method), payload));
+    return this.throwOnError(await this.request(subjects.auth(name, method), payload, { kind: 'auth' }));
   }
 
   /** Sends an auth request to a subject given by a service (`system.tokenReset`); the reply is not needed. */
   async authRequest(subject: string, payload: RequestPayload): Promise<Response> {
     this.sent.auth++;
-    return this.throwOnError(await this.request(subject, payload));
+    return this.throwOnError(await this.request(subject, payload, { kind: 'auth' }));
   }
 
   /** Sends a query request to the subject given by a `query` event. */
   async queryRequest(subject: string, query: string): Promise<unknown> {
     this.sent.query++;
-    const res = await this.request(subject, { query });
+    const res = await this.request(subject, { query }, { kind: 'query' });
     if (res.kind === 'error') throw res.error;
     if (res.kind !== 'result') throw this.malformed(subject, 'query request answered with a resource');
     return res.result;
@@ -222,11 +237,11 @@ export class ResClient {
   request(
     subject: string,
     payload: unknown,
-    opts: { noRespondersAs?: () => ResError; onAnswer?: () => void } = {},
+    opts: { noRespondersAs?: () => ResError; onAnswer?: () => void; kind?: RequestKind } = {},
   ): Promise<Response> {
     const token = (this.nextToken++).toString(36);
     const data = encoder.encode(JSON.stringify(payload));
-    return new Promise<Response>((resolve, reject) => {
+    const promise = new Promise<Response>((resolve, reject) => {
       const p: Pending = {
         subject,
         resolve,
@@ -249,6 +264,15 @@ export class ResClient {
         reject(ResError.is(e) ? e : new ResError(ErrorCode.timeout, `NATS unavailable: ${(e as Error).message}`));
       }
     });
+    const { observer } = this;
+    const kind = opts.kind;
+    if (observer && kind) {
+      promise.then(
+        (r) => observer.request(kind, r.kind === 'error' ? requestOutcome(r.error) : 'ok'),
+        (e: unknown) => observer.request(kind, requestOutcome(e)),
+      );
+    }
+    return promise;
   }
 
   private expire(token: string): void {
@@ -314,4 +338,10 @@ export class ResClient {
       p.reject(this.malformed(p.subject, (e as Error).message));
     }
   }
+}
+
+/** A failed request's outcome label (see RequestObserver). */
+function requestOutcome(e: unknown): string {
+  if (!ResError.is(e)) return ErrorCode.internalError;
+  return e.code === ErrorCode.timeout ? 'timeout' : e.code;
 }

@@ -1,6 +1,6 @@
 /**
  * The HTTP transport: graphql-yoga serving `POST`/`GET` /graphql, SSE and
- * GraphiQL, plus the `/healthz` probe. Cross-cutting work is done in Yoga
+ * GraphiQL, plus the `/healthz` and `/readyz` probes. Cross-cutting work is done in Yoga
  * plugins around the one execution pipeline: a Connection per HTTP request,
  * and the execution's cache lease released when the execution ends. No
  * business rules live here.
@@ -27,8 +27,10 @@ export interface HttpTransportOptions {
   connections: ConnectionRegistry;
   logger: Logger;
   graphqlEndpoint: string;
-  /** whether the NATS connection is up, for /healthz */
+  /** whether the NATS connection is up, for /readyz */
   natsConnected: () => boolean;
+  /** whether the gateway is draining (shutting down), for /readyz */
+  draining?: () => boolean;
   /** extra envelop plugins (limits, live results) */
   plugins?: Plugin[];
   /** header auth, run for each HTTP request before the operation */
@@ -82,25 +84,29 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       return { conn, lease: opts.cache.newLease() };
     },
     plugins: [
-      healthz(opts.natsConnected),
+      probes(opts.natsConnected, opts.draining ?? (() => false)),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
     ],
   });
 }
 
-/** `/healthz`: 200 when the NATS connection is up, 503 otherwise, with the state in the body. */
-function healthz(natsConnected: () => boolean): Plugin {
+/**
+ * The probes, for load balancers and Kubernetes. `/healthz` (liveness): 200
+ * while the process serves. `/readyz` (readiness): 200 when the NATS
+ * connection is up and the gateway is not draining (the schema is loaded
+ * before the gateway listens), 503 otherwise; the body says which.
+ */
+function probes(natsConnected: () => boolean, draining: () => boolean): Plugin {
   return {
     onRequest({ url, endResponse, fetchAPI }) {
-      if (url.pathname !== '/healthz') return;
+      if (url.pathname !== '/healthz' && url.pathname !== '/readyz') return;
+      const json = (status: number, body: unknown) =>
+        endResponse(new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } }));
+      if (url.pathname === '/healthz') return json(200, { status: 'ok' });
       const up = natsConnected();
-      endResponse(
-        new fetchAPI.Response(JSON.stringify({ status: up ? 'ok' : 'unavailable', nats: up ? 'connected' : 'disconnected' }), {
-          status: up ? 200 : 503,
-          headers: { 'content-type': 'application/json' },
-        }),
-      );
+      const ready = up && !draining();
+      json(ready ? 200 : 503, { status: ready ? 'ok' : 'unavailable', nats: up ? 'connected' : 'disconnected', draining: draining() });
     },
   };
 }

@@ -8,7 +8,7 @@
 import type { Server } from 'node:http';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { Logger } from '../log.js';
@@ -27,11 +27,39 @@ type SocketExtra = {
   connection?: Connection;
 };
 
+/** WebSocket close code 1012: the server restarts; reconnect (RFC 6455 registry). */
+export const serviceRestart = 1012;
+
 type EnvelopedRoot = { execute: (a: ExecutionArgs) => unknown; subscribe: (a: ExecutionArgs) => unknown };
 
-export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSocketServer {
+/** The WebSocket server, and the drain: clients are told to reconnect elsewhere. */
+export interface WebSocketTransport {
+  readonly wss: WebSocketServer;
+  /**
+   * Refuses new sockets (HTTP 503 to the upgrade) and closes every open one
+   * with 1012 "service restart", which graphql-ws clients answer by
+   * reconnecting and subscribing again. A socket with a query or mutation
+   * running is closed once its last one has been answered. Resolves when
+   * every socket has closed.
+   */
+  closeForRestart(): Promise<void>;
+  /** Closes every socket at once (the drain's timeout). */
+  terminate(): void;
+}
+
+export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSocketTransport {
   const { yoga, connections } = opts;
-  const wss = new WebSocketServer({ server: opts.server, path: opts.path });
+  let restarting = false;
+  /** ids of the operations running on each socket that are not streams (queries, mutations) */
+  const running = new Map<WebSocket, Set<string>>();
+  const closeIfIdle = (socket: WebSocket) => {
+    if (restarting && !running.get(socket)?.size) socket.close(serviceRestart, 'Service restart');
+  };
+  const wss = new WebSocketServer({
+    server: opts.server,
+    path: opts.path,
+    verifyClient: (_info, accept) => (restarting ? accept(false, 503, 'Service restarting') : accept(true)),
+  });
   useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       async onConnect(ctx) {
@@ -54,11 +82,27 @@ export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSo
         return true;
       },
       onClose(ctx) {
+        running.delete(ctx.extra.socket);
         if (ctx.extra.connection) connections.delete(ctx.extra.connection);
+      },
+      // every operation counts as running until its result is known to be a stream
+      onOperation(ctx, id, _payload, _args, result) {
+        if (typeof result === 'object' && result !== null && Symbol.asyncIterator in result) {
+          running.get(ctx.extra.socket)?.delete(id);
+          closeIfIdle(ctx.extra.socket);
+        }
+        return undefined;
+      },
+      onComplete(ctx, id) {
+        // graphql-ws sends `complete` right after this hook: close behind it, not before
+        setImmediate(() => {
+          running.get(ctx.extra.socket)?.delete(id);
+          closeIfIdle(ctx.extra.socket);
+        });
       },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
-      async onSubscribe(ctx, _id, params) {
+      async onSubscribe(ctx, id, params) {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -83,6 +127,9 @@ export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSo
           throw e;
         }
         if (errors.length > 0) return errors;
+        const socketOps = running.get(ctx.extra.socket) ?? new Set<string>();
+        running.set(ctx.extra.socket, socketOps);
+        socketOps.add(id);
         return {
           schema,
           operationName: params.operationName,
@@ -96,5 +143,30 @@ export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSo
     wss,
   );
   wss.on('error', (e) => opts.logger.error('WebSocket server error', { error: e.message }));
-  return wss;
+  let allClosed: (() => void) | undefined;
+  wss.on('connection', (socket) => {
+    socket.once('close', () =>
+      setImmediate(() => {
+        if (restarting && wss.clients.size === 0) allClosed?.();
+      }),
+    );
+    // a socket whose upgrade was under way as the drain began
+    closeIfIdle(socket);
+  });
+  return {
+    wss,
+    closeForRestart() {
+      restarting = true;
+      for (const socket of wss.clients) closeIfIdle(socket);
+      return new Promise<void>((resolve) => {
+        allClosed = resolve;
+        if (wss.clients.size === 0) resolve();
+      });
+    },
+    terminate() {
+      restarting = true;
+      for (const socket of wss.clients) socket.terminate();
+      wss.close();
+    },
+  };
 }

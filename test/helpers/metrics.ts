@@ -1,0 +1,41 @@
+/**
+ * Reads a gateway's real /metrics endpoint (Prometheus text format) into
+ * samples that a test can look up by name and labels.
+ */
+
+export interface Scrape {
+  text: string;
+  /** metric names that have a `# TYPE` line */
+  names: Set<string>;
+  /** the value of a sample; 0 when the series is absent */
+  value(name: string, labels?: Record<string, string>): number;
+}
+
+function key(name: string, labels: Record<string, string>): string {
+  const parts = Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(labels[k])}`);
+  return parts.length ? `${name}{${parts.join(',')}}` : name;
+}
+
+export function parseMetrics(text: string): Scrape {
+  const samples = new Map<string, number>();
+  const names = new Set<string>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# TYPE ')) names.add(line.split(' ')[2]);
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) throw new Error(`unparsable metrics line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    samples.set(key(m[1], labels), Number(m[3]));
+  }
+  return { text, names, value: (name, labels = {}) => samples.get(key(name, labels)) ?? 0 };
+}
+
+export async function scrape(url: string): Promise<Scrape> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`GET ${url}: ${res.status}`);
+  if (!res.headers.get('content-type')?.startsWith('text/plain')) throw new Error(`GET ${url}: not the Prometheus text format`);
+  return parseMetrics(await res.text());
+}
