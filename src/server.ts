@@ -164,7 +164,17 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     }
   }
   // attached once listening: a failed listen then leaves nothing running behind it
-  const ws = attachWebSocketTransport({ server, yoga, path: graphqlPath, connections, authenticator, logger: log });
+  const ws = attachWebSocketTransport({
+    server,
+    yoga,
+    path: graphqlPath,
+    connections,
+    authenticator,
+    live,
+    cache,
+    mapping: loaded.mapping,
+    logger: log,
+  });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
 

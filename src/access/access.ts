@@ -37,10 +37,21 @@ export class Connection {
   /** told when the token changes or verdicts are dropped, so live results can re-check */
   readonly accessListeners = new Set<() => void>();
 
+  private httpInfo: HttpInfo | (() => HttpInfo) | undefined;
+
   constructor(
     readonly transport: 'http' | 'ws' | 'sse',
-    readonly http?: HttpInfo,
-  ) {}
+    /** the HTTP details, or a function making them when first needed (most connections never need them) */
+    http?: HttpInfo | (() => HttpInfo),
+  ) {
+    this.httpInfo = http;
+  }
+
+  /** HTTP details of the request that opened the connection, sent with auth requests. */
+  get http(): HttpInfo | undefined {
+    if (typeof this.httpInfo === 'function') this.httpInfo = this.httpInfo();
+    return this.httpInfo;
+  }
 
   get isHttp(): boolean {
     return this.transport === 'http';

@@ -54,15 +54,22 @@ export interface LiveObserver {
 interface LiveState {
   result: ExecutionResult;
   json: string;
-  /** patches from earlier states to this one, computed once for all patch streams (see LiveStream.payload) */
-  patchesFrom?: Map<LiveState, PatchOperation[]>;
+  /** patches from earlier states to this one, computed and serialized once for all patch streams (see LiveStream.payload) */
+  patchesFrom?: Map<LiveState, { ops: PatchOperation[]; json: string }>;
+}
+
+/** One payload for a consumer: the result, its JSON, and the shared state it is (full results), for caching frames. */
+export interface LivePayload {
+  value: ExecutionResult;
+  json: string;
+  shared?: object;
 }
 
 /** How a stream sends updates: whole results, or JSON Patch from the previous result (`@live`). */
 export type LiveMode = 'full' | 'patch';
 
 /** One client's stream of a LiveQuery: an async iterator that always yields the newest state. */
-class LiveStream implements AsyncIterableIterator<ExecutionResult> {
+export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /**
    * Whether this stream's own access was checked. The stream that starts a
    * LiveQuery is checked by its executions; one that joins is checked before
@@ -81,6 +88,8 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   private revision = 0;
   /** called once when the stream closes, whoever closes it */
   onClose: () => void = () => undefined;
+  /** called when `take` has something new (for transports that pull without awaiting) */
+  onAvailable: (() => void) | undefined;
   observer: LiveObserver | undefined;
   /** when the earliest event behind the pending state arrived (performance.now()) */
   private pendingEventAt: number | undefined;
@@ -121,28 +130,42 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     this.wakeUp();
   }
 
+  /**
+   * What the consumer gets now, without waiting: the next payload (with its
+   * JSON, serialized once and shared when the payload is a shared state),
+   * `'done'` once the stream has ended, or undefined when nothing is new.
+   * A transport that writes to sockets calls this whenever the socket can
+   * take a frame, so a slow socket skips states instead of queuing them.
+   */
+  take(): LivePayload | 'done' | undefined {
+    if (this.pending) {
+      const state = this.pending;
+      this.pending = undefined;
+      const payload = this.payload(state);
+      this.delivered = state;
+      const eventAt = this.pendingEventAt;
+      this.pendingEventAt = undefined;
+      this.observer?.pushed(eventAt === undefined ? undefined : performance.now() - eventAt);
+      return payload;
+    }
+    if (this.ending && this.final) {
+      const value = this.final;
+      this.final = undefined;
+      this.observer?.pushed(undefined);
+      return { value, json: JSON.stringify(value) };
+    }
+    if (this.ending || this.closed) {
+      this.close();
+      return 'done';
+    }
+    return undefined;
+  }
+
   async next(): Promise<IteratorResult<ExecutionResult>> {
     for (;;) {
-      if (this.pending) {
-        const state = this.pending;
-        this.pending = undefined;
-        const value = this.payload(state);
-        this.delivered = state;
-        const eventAt = this.pendingEventAt;
-        this.pendingEventAt = undefined;
-        this.observer?.pushed(eventAt === undefined ? undefined : performance.now() - eventAt);
-        return { value, done: false };
-      }
-      if (this.ending && this.final) {
-        const value = this.final;
-        this.final = undefined;
-        this.observer?.pushed(undefined);
-        return { value, done: false };
-      }
-      if (this.ending || this.closed) {
-        this.close();
-        return { value: undefined, done: true };
-      }
+      const t = this.take();
+      if (t === 'done') return { value: undefined, done: true };
+      if (t) return { value: t.value, done: false };
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
   }
@@ -170,6 +193,7 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     const wake = this.wake;
     this.wake = undefined;
     wake?.();
+    this.onAvailable?.();
   }
 
   /**
@@ -178,20 +202,28 @@ class LiveStream implements AsyncIterableIterator<ExecutionResult> {
    * this stream last delivered (the format @n1ru4l/graphql-live-query-patch
    * applies on the client).
    */
-  private payload(state: LiveState): ExecutionResult {
-    if (this.mode === 'full') return state.result;
+  private payload(state: LiveState): LivePayload {
+    if (this.mode === 'full') return { value: state.result, json: state.json, shared: state };
     const from = this.delivered;
     this.revision++;
-    if (!from || this.revision === 1) return { ...state.result, revision: 1 } as ExecutionResult;
+    if (!from || this.revision === 1) {
+      const value = { ...state.result, revision: 1 } as ExecutionResult;
+      return { value, json: JSON.stringify(value) };
+    }
     state.patchesFrom ??= new Map();
     let patch = state.patchesFrom.get(from);
     if (!patch) {
-      patch = diff(from.result.data ?? null, state.result.data ?? null);
+      const ops = diff(from.result.data ?? null, state.result.data ?? null);
+      patch = { ops, json: JSON.stringify(ops) };
       state.patchesFrom.set(from, patch);
     }
-    const payload: Record<string, unknown> = { patch, revision: this.revision };
-    if (state.result.errors) payload.errors = state.result.errors;
-    return payload as ExecutionResult;
+    const value: Record<string, unknown> = { patch: patch.ops, revision: this.revision };
+    let json = `{"patch":${patch.json},"revision":${this.revision}`;
+    if (state.result.errors) {
+      value.errors = state.result.errors;
+      json += `,"errors":${JSON.stringify(state.result.errors)}`;
+    }
+    return { value: value as ExecutionResult, json: json + '}' };
   }
 }
 
@@ -361,7 +393,7 @@ export class LiveEngine {
    * mirrored fields is run as the query of the same fields): full results,
    * or JSON Patches after the first (`mode: 'patch'`, for `@live`).
    */
-  subscribe(args: ExecutionArgs, opts: { perConnection?: boolean; mode?: LiveMode } = {}): AsyncIterableIterator<ExecutionResult> {
+  subscribe(args: ExecutionArgs, opts: { perConnection?: boolean; mode?: LiveMode } = {}): LiveStream {
     const conn = (args.contextValue as GatewayContext).conn;
     const stream = new LiveStream(conn, opts.mode ?? 'full', opts.perConnection ?? false);
     stream.observer = this.observer;
@@ -377,7 +409,7 @@ export class LiveEngine {
 
   private keyOf(args: ExecutionArgs, sub: LiveStream): string {
     return JSON.stringify([
-      print(args.document),
+      printed(args.document),
       args.operationName ?? null,
       args.variableValues ?? null,
       sub.conn.token ?? null,
@@ -481,14 +513,43 @@ export class LiveEngine {
   }
 }
 
-/** The same operation as a query: mirrored Subscription fields exist on Query with the same arguments. */
+const printedDocuments = new WeakMap<DocumentNode, string>();
+
+/** A document's text, printed once: parsed documents are cached and shared, so one print serves every subscribe. */
+function printed(document: DocumentNode): string {
+  let text = printedDocuments.get(document);
+  if (text === undefined) {
+    text = print(document);
+    printedDocuments.set(document, text);
+  }
+  return text;
+}
+
+const queryDocuments = new WeakMap<DocumentNode, Map<string, DocumentNode>>();
+
+/**
+ * The same operation as a query: mirrored Subscription fields exist on Query
+ * with the same arguments. Made once per parsed document, so identical
+ * subscriptions share one document (and one printed key).
+ */
 function asQuery(document: DocumentNode, operationName?: string | null): DocumentNode {
-  return {
-    ...document,
-    definitions: document.definitions.map((d) =>
-      d.kind === 'OperationDefinition' && d.operation === 'subscription' && (!operationName || d.name?.value === operationName)
-        ? ({ ...d, operation: 'query' } as OperationDefinitionNode)
-        : d,
-    ),
-  };
+  let byName = queryDocuments.get(document);
+  if (!byName) {
+    byName = new Map();
+    queryDocuments.set(document, byName);
+  }
+  const name = operationName ?? '';
+  let query = byName.get(name);
+  if (!query) {
+    query = {
+      ...document,
+      definitions: document.definitions.map((d) =>
+        d.kind === 'OperationDefinition' && d.operation === 'subscription' && (!operationName || d.name?.value === operationName)
+          ? ({ ...d, operation: 'query' } as OperationDefinitionNode)
+          : d,
+      ),
+    };
+    byName.set(name, query);
+  }
+  return query;
 }

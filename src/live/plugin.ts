@@ -4,37 +4,57 @@
  * `@live` (JSON Patch updates unless `@live(patch: false)`). Other
  * subscriptions (`@event` streams) run through graphql-js as usual.
  */
-import { Kind, getOperationAST, valueFromASTUntyped, type OperationDefinitionNode, type SelectionNode } from 'graphql';
+import { Kind, getOperationAST, valueFromASTUntyped, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { ResourceMapping } from '../schema/schema.js';
 import { cidPlaceholder, type RidTemplate } from '../schema/template.js';
-import type { LiveEngine } from './engine.js';
+import type { LiveEngine, LiveMode } from './engine.js';
+
+/** How a live operation streams: shared or per connection, full results or patches. */
+export interface LiveRoute {
+  perConnection: boolean;
+  mode: LiveMode;
+}
+
+/**
+ * Whether an operation is live, and how: a subscription whose root fields
+ * are all mirrored `@get` fields, or a query marked `@live`. Undefined for
+ * anything else (ordinary queries, mutations, `@event` streams).
+ */
+export function liveRoute(
+  op: OperationDefinitionNode,
+  variables: Record<string, unknown> | null | undefined,
+  mapping: ResourceMapping,
+): LiveRoute | undefined {
+  const fields = op.selectionSet.selections;
+  // a root whose rid names the connection (`session.{cid}`) is another
+  // resource for every connection, whatever their tokens: never shared
+  const perConnection = (root: string) =>
+    fields.some((s) => s.kind === Kind.FIELD && usesConnectionId(mapping.fields.get(`${root}.${s.name.value}`)?.get));
+  if (op.operation === 'query') {
+    const live = liveDirective(op, variables);
+    return live && { perConnection: perConnection('Query'), mode: live.patch ? 'patch' : 'full' };
+  }
+  if (op.operation !== 'subscription') return undefined;
+  const mirrored = fields.every(
+    (s) => s.kind === Kind.FIELD && (s.name.value === '__typename' || mapping.fields.get(`Subscription.${s.name.value}`)?.mirrorOf),
+  );
+  return mirrored ? { perConnection: perConnection('Subscription'), mode: 'full' } : undefined;
+}
 
 export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Plugin {
-  const perConnection = (fields: readonly SelectionNode[], root: string) =>
-    fields.some((s) => s.kind === Kind.FIELD && usesConnectionId(mapping.fields.get(`${root}.${s.name.value}`)?.get));
+  const routeOf = (args: { document: DocumentNode; operationName?: string | null; variableValues?: Record<string, unknown> | null }) => {
+    const op = getOperationAST(args.document, args.operationName);
+    return op ? liveRoute(op, args.variableValues, mapping) : undefined;
+  };
   return {
     onExecute({ args, setExecuteFn }) {
-      const op = getOperationAST(args.document, args.operationName);
-      if (!op || op.operation !== 'query') return;
-      const live = liveDirective(op, args.variableValues);
-      if (!live) return;
-      const mode = live.patch ? 'patch' : 'full';
-      const options = { perConnection: perConnection(op.selectionSet.selections, 'Query'), mode } as const;
-      setExecuteFn((a) => engine.subscribe(a, options));
+      const route = routeOf(args);
+      if (route) setExecuteFn((a) => engine.subscribe(a, route));
     },
     onSubscribe({ args, setSubscribeFn }) {
-      const op = getOperationAST(args.document, args.operationName);
-      if (!op || op.operation !== 'subscription') return;
-      const fields = op.selectionSet.selections;
-      const live = fields.every(
-        (s) => s.kind === Kind.FIELD && (s.name.value === '__typename' || mapping.fields.get(`Subscription.${s.name.value}`)?.mirrorOf),
-      );
-      if (!live) return;
-      // a root whose rid names the connection (`session.{cid}`) is another
-      // resource for every connection, whatever their tokens: never shared
-      const options = { perConnection: perConnection(fields, 'Subscription') };
-      setSubscribeFn((a) => engine.subscribe(a, options));
+      const route = routeOf(args);
+      if (route) setSubscribeFn((a) => engine.subscribe(a, route));
     },
   };
 }

@@ -1,17 +1,42 @@
 /**
- * The WebSocket transport: graphql-ws on the HTTP server's port and GraphQL
- * path, running every operation through Yoga's envelop pipeline so HTTP and
- * WebSocket share plugins, context and limits. Each socket is one
- * Connection (its own cid for access and call requests), registered while
- * the socket is open.
+ * The WebSocket transport: the graphql-transport-ws protocol (graphql-ws's
+ * message types and close codes) on the HTTP server's port and GraphQL path.
+ * Each socket is one Connection (its own cid for access and call requests),
+ * registered while the socket is open.
+ *
+ * Operations are parsed and validated through Yoga's envelop pipeline, so
+ * HTTP and WebSocket share plugins and limits. Live operations then take a
+ * short path: the socket pulls from its LiveStream whenever it can take a
+ * frame, and a state shared by many subscribers is framed once, so fan-out
+ * costs one socket write per subscriber and a slow socket skips states
+ * instead of queuing them. Everything else (queries, mutations, `@event`
+ * streams) runs through envelop's execute / subscribe as usual.
+ *
+ * The protocol loop is ours rather than graphql-ws's `useServer` because
+ * that one serializes every result once per socket and awaits each send
+ * through several async layers: at 1,000 subscribers that was most of the
+ * gateway's CPU (see README, Performance).
  */
-import type { Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { IncomingMessage, Server } from 'node:http';
+import { GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import {
+  CloseCode,
+  GRAPHQL_TRANSPORT_WS_PROTOCOL,
+  MessageType,
+  handleProtocols,
+  parseMessage,
+  stringifyMessage,
+  type Message,
+  type SubscribePayload,
+} from 'graphql-ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
+import type { ResourceCache } from '../cache/cache.js';
+import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
+import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
+import type { ResourceMapping } from '../schema/schema.js';
 import { canonicalHeaders, type GatewayYoga } from './http.js';
 
 export interface WebSocketTransportOptions {
@@ -20,17 +45,18 @@ export interface WebSocketTransportOptions {
   path: string;
   connections: ConnectionRegistry;
   authenticator: Authenticator;
+  live: LiveEngine;
+  cache: ResourceCache;
+  mapping: ResourceMapping;
   logger: Logger;
+  /** How long a socket may take to send connection_init, in ms. Default 3000. */
+  connectionInitWaitTimeout?: number;
+  /** How often dead sockets are looked for with a WebSocket ping, in ms. Default 12000. */
+  keepAlive?: number;
 }
-
-type SocketExtra = {
-  connection?: Connection;
-};
 
 /** WebSocket close code 1012: the server restarts; reconnect (RFC 6455 registry). */
 export const serviceRestart = 1012;
-
-type EnvelopedRoot = { execute: (a: ExecutionArgs) => unknown; subscribe: (a: ExecutionArgs) => unknown };
 
 /** The WebSocket server, and the drain: clients are told to reconnect elsewhere. */
 export interface WebSocketTransport {
@@ -47,126 +73,316 @@ export interface WebSocketTransport {
   terminate(): void;
 }
 
-export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSocketTransport {
-  const { yoga, connections } = opts;
-  let restarting = false;
-  /** ids of the operations running on each socket that are not streams (queries, mutations) */
-  const running = new Map<WebSocket, Set<string>>();
-  const closeIfIdle = (socket: WebSocket) => {
-    if (restarting && !running.get(socket)?.size) socket.close(serviceRestart, 'Service restart');
+type EnvelopedRoot = { execute: (a: ExecutionArgs) => unknown; subscribe: (a: ExecutionArgs) => unknown };
+
+/** One running operation of a socket. */
+interface Operation {
+  /** ends it from our side (the client completed it, or the socket closed) */
+  stop(): void;
+  /** a query or mutation, not a stream: a drain waits for it */
+  finite: boolean;
+}
+
+/** Frames of shared states, per operation id: subscribers with the same id get the very same bytes. */
+const frames = new WeakMap<object, Map<string, Buffer>>();
+
+function nextFrame(id: string, payload: LivePayload): Buffer | string {
+  const text = () => `{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`;
+  if (!payload.shared) return text();
+  let byId = frames.get(payload.shared);
+  if (!byId) {
+    byId = new Map();
+    frames.set(payload.shared, byId);
+  }
+  let frame = byId.get(id);
+  if (!frame) {
+    frame = Buffer.from(text());
+    byId.set(id, frame);
+  }
+  return frame;
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
+  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
+}
+
+/** The HTTP details of the upgrade request, read only if an auth request needs them. */
+function lazyHttpInfo(req: IncomingMessage) {
+  return () => {
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (Array.isArray(v)) v.forEach((x) => headers.append(k, x));
+      else if (v !== undefined) headers.set(k, v);
+    }
+    return { header: canonicalHeaders(headers), host: req.headers.host, remoteAddr: req.socket.remoteAddress, uri: req.url };
   };
-  const wss = new WebSocketServer({
-    server: opts.server,
-    path: opts.path,
-    verifyClient: (_info, accept) => (restarting ? accept(false, 503, 'Service restarting') : accept(true)),
-  });
-  useServer<Record<string, unknown> | undefined, SocketExtra>(
-    {
-      async onConnect(ctx) {
-        const req = ctx.extra.request;
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(req.headers)) {
-          if (Array.isArray(v)) v.forEach((x) => headers.append(k, x));
-          else if (v !== undefined) headers.set(k, v);
-        }
-        const conn = new Connection('ws', {
-          header: canonicalHeaders(headers),
-          host: req.headers.host,
-          remoteAddr: req.socket.remoteAddress,
-          uri: req.url,
-        });
-        ctx.extra.connection = conn;
-        connections.add(conn);
-        // header auth runs before the connection is acknowledged, so no operation runs without its token
-        await opts.authenticator.authenticate(conn, ctx.connectionParams);
-        return true;
-      },
-      onClose(ctx) {
-        running.delete(ctx.extra.socket);
-        if (ctx.extra.connection) connections.delete(ctx.extra.connection);
-      },
-      // every operation counts as running until its result is known to be a stream
-      onOperation(ctx, id, _payload, _args, result) {
-        if (typeof result === 'object' && result !== null && Symbol.asyncIterator in result) {
-          running.get(ctx.extra.socket)?.delete(id);
-          closeIfIdle(ctx.extra.socket);
-        }
-        return undefined;
-      },
-      onComplete(ctx, id) {
-        // graphql-ws sends `complete` right after this hook: close behind it, not before
-        setImmediate(() => {
-          running.get(ctx.extra.socket)?.delete(id);
-          closeIfIdle(ctx.extra.socket);
-        });
-      },
-      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
-      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
-      async onSubscribe(ctx, id, params) {
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params,
-          connection: ctx.extra.connection,
-        });
-        let document;
-        try {
-          document = parse(params.query);
-        } catch (e) {
-          return [e as never];
-        }
-        let errors;
-        try {
-          errors = validate(schema, document);
-        } catch (e) {
-          // validation plugins (the depth limit) reject by throwing: answer this
-          // operation with the error instead of letting graphql-ws close the
-          // whole socket, and every other subscription on it, with 4500
-          if (e instanceof GraphQLError) return [e as never];
-          throw e;
-        }
-        if (errors.length > 0) return errors;
-        const socketOps = running.get(ctx.extra.socket) ?? new Set<string>();
-        running.set(ctx.extra.socket, socketOps);
-        socketOps.add(id);
-        return {
-          schema,
-          operationName: params.operationName,
-          document,
-          variableValues: params.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-      },
-    },
-    wss,
-  );
-  wss.on('error', (e) => opts.logger.error('WebSocket server error', { error: e.message }));
-  let allClosed: (() => void) | undefined;
-  wss.on('connection', (socket) => {
-    socket.once('close', () =>
-      setImmediate(() => {
-        if (restarting && wss.clients.size === 0) allClosed?.();
-      }),
-    );
-    // a socket whose upgrade was under way as the drain began
-    closeIfIdle(socket);
-  });
-  return {
-    wss,
-    closeForRestart() {
-      restarting = true;
-      for (const socket of wss.clients) closeIfIdle(socket);
-      return new Promise<void>((resolve) => {
-        allClosed = resolve;
-        if (wss.clients.size === 0) resolve();
+}
+
+class Session {
+  readonly conn: Connection;
+  private initReceived = false;
+  private acknowledged = false;
+  private closed = false;
+  readonly ops = new Map<string, Operation>();
+  alive = true;
+  private readonly initTimer: NodeJS.Timeout;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly req: IncomingMessage,
+    private readonly t: WebSocketTransportImpl,
+  ) {
+    this.conn = new Connection('ws', lazyHttpInfo(req));
+    t.opts.connections.add(this.conn);
+    this.initTimer = setTimeout(() => {
+      if (!this.initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+    }, t.opts.connectionInitWaitTimeout ?? 3000);
+    socket.on('message', (data: RawData) => this.onMessage(data));
+    socket.on('pong', () => (this.alive = true));
+    socket.once('close', () => this.onClosed());
+    socket.on('error', () => undefined); // a broken socket closes; nothing to add
+  }
+
+  private send(message: Message): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(stringifyMessage(message));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
+  }
+
+  private onMessage(data: RawData): void {
+    let msg: Message;
+    try {
+      msg = parseMessage(data.toString());
+    } catch (e) {
+      this.close(CloseCode.BadRequest, (e as Error).message);
+      return;
+    }
+    switch (msg.type) {
+      case MessageType.ConnectionInit:
+        if (this.initReceived) return this.close(CloseCode.TooManyInitialisationRequests, 'Too many initialisation requests');
+        this.initReceived = true;
+        clearTimeout(this.initTimer);
+        void this.init(msg.payload);
+        return;
+      case MessageType.Ping:
+        this.send(msg.payload ? { type: MessageType.Pong, payload: msg.payload } : { type: MessageType.Pong });
+        return;
+      case MessageType.Pong:
+        return;
+      case MessageType.Subscribe:
+        if (!this.acknowledged) return this.close(CloseCode.Unauthorized, 'Unauthorized');
+        if (this.ops.has(msg.id)) return this.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${msg.id} already exists`);
+        void this.start(msg.id, msg.payload);
+        return;
+      case MessageType.Complete: {
+        const op = this.ops.get(msg.id);
+        this.ops.delete(msg.id);
+        op?.stop();
+        this.t.closeIfIdle(this);
+        return;
+      }
+      default:
+        this.close(CloseCode.BadRequest, `Unexpected message of type ${msg.type} received`);
+    }
+  }
+
+  /** Header auth runs before the connection is acknowledged, so no operation runs without its token. */
+  private async init(params: Record<string, unknown> | undefined): Promise<void> {
+    await this.t.opts.authenticator.authenticate(this.conn, params);
+    if (this.closed) return;
+    this.acknowledged = true;
+    this.send({ type: MessageType.ConnectionAck });
+  }
+
+  private async start(id: string, payload: SubscribePayload): Promise<void> {
+    const op: Operation = { stop: () => undefined, finite: true };
+    this.ops.set(id, op);
+    try {
+      const { schema, execute, subscribe, contextFactory, parse, validate } = this.t.opts.yoga.getEnveloped({
+        req: this.req,
+        socket: this.socket,
+        params: payload,
+        connection: this.conn,
       });
-    },
-    terminate() {
-      restarting = true;
-      for (const socket of wss.clients) socket.terminate();
-      wss.close();
-    },
-  };
+      let document: DocumentNode;
+      let errors: readonly GraphQLError[];
+      try {
+        document = parse(payload.query);
+        errors = validate(schema, document);
+      } catch (e) {
+        // parse errors and validation plugins that throw (the depth limit) fail this operation only
+        if (e instanceof GraphQLError) return this.fail(id, [e]);
+        throw e;
+      }
+      if (errors.length > 0) return this.fail(id, errors);
+      const operation = getOperationAST(document, payload.operationName);
+      if (!operation) return this.fail(id, [new GraphQLError('Unable to identify the operation')]);
+      const args = { schema, document, operationName: payload.operationName, variableValues: payload.variables };
+      const route = liveRoute(operation, payload.variables, this.t.opts.mapping);
+      if (route) {
+        op.finite = false;
+        this.t.closeIfIdle(this);
+        const stream = this.t.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.t.opts.cache.newLease() } }, route);
+        this.pump(id, op, stream);
+        return;
+      }
+      const root: EnvelopedRoot = { execute, subscribe };
+      const full = { ...args, contextValue: await contextFactory() };
+      const result = operation.operation === 'subscription' ? await root.subscribe(full) : await root.execute(full);
+      if (!this.ops.has(id)) {
+        if (isAsyncIterable(result)) void result[Symbol.asyncIterator]().return?.();
+        return;
+      }
+      if (isAsyncIterable(result)) {
+        op.finite = false;
+        this.t.closeIfIdle(this);
+        await this.iterate(id, op, result);
+      } else {
+        this.send({ id, type: MessageType.Next, payload: result as ExecutionResult });
+      }
+      this.complete(id);
+    } catch (e) {
+      this.t.opts.logger.error('WebSocket operation failed', { error: (e as Error)?.stack ?? String(e) });
+      this.fail(id, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
+    }
+  }
+
+  /**
+   * Sends a live stream's results: one frame in flight at a time, the next
+   * taken only once the socket has written the last, so a slow socket gets
+   * the newest state rather than a backlog.
+   */
+  private pump(id: string, op: Operation, stream: LiveStream): void {
+    let sending = false;
+    const pull = () => {
+      if (sending) return;
+      const next = stream.take();
+      if (next === undefined) return;
+      if (next === 'done') {
+        stream.onAvailable = undefined;
+        if (this.ops.get(id) === op) this.complete(id);
+        return;
+      }
+      if (this.socket.readyState !== this.socket.OPEN) return;
+      sending = true;
+      // a text frame, also when the frame is a cached Buffer
+      this.socket.send(nextFrame(id, next), { binary: false }, () => {
+        sending = false;
+        pull();
+      });
+    };
+    op.stop = () => {
+      stream.onAvailable = undefined;
+      void stream.return();
+    };
+    stream.onAvailable = pull;
+    pull();
+  }
+
+  private async iterate(id: string, op: Operation, result: AsyncIterable<ExecutionResult>): Promise<void> {
+    const iterator = result[Symbol.asyncIterator]();
+    op.stop = () => void iterator.return?.();
+    for (;;) {
+      const { value, done } = await iterator.next();
+      if (done || this.ops.get(id) !== op) return;
+      this.send({ id, type: MessageType.Next, payload: value });
+    }
+  }
+
+  private fail(id: string, errors: readonly GraphQLError[]): void {
+    if (this.ops.delete(id)) this.send({ id, type: MessageType.Error, payload: errors.map((e) => e.toJSON()) });
+    this.t.closeIfIdle(this);
+  }
+
+  private complete(id: string): void {
+    if (this.ops.delete(id)) this.send({ id, type: MessageType.Complete });
+    this.t.closeIfIdle(this);
+  }
+
+  private onClosed(): void {
+    this.closed = true;
+    clearTimeout(this.initTimer);
+    for (const op of this.ops.values()) op.stop();
+    this.ops.clear();
+    this.t.opts.connections.delete(this.conn);
+    this.t.sessionClosed(this);
+  }
+
+  /** Whether a query or mutation is still running (a drain waits for it). */
+  get busy(): boolean {
+    for (const op of this.ops.values()) if (op.finite) return true;
+    return false;
+  }
+}
+
+class WebSocketTransportImpl implements WebSocketTransport {
+  readonly wss: WebSocketServer;
+  private readonly sessions = new Set<Session>();
+  private restarting = false;
+  private allClosed: (() => void) | undefined;
+  private readonly keepAliveTimer: NodeJS.Timeout;
+
+  constructor(readonly opts: WebSocketTransportOptions) {
+    this.wss = new WebSocketServer({
+      server: opts.server,
+      path: opts.path,
+      handleProtocols: (protocols) => handleProtocols(protocols),
+      verifyClient: (_info, accept) => (this.restarting ? accept(false, 503, 'Service restarting') : accept(true)),
+    });
+    this.wss.on('connection', (socket, req) => {
+      if (socket.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) {
+        socket.close(CloseCode.SubprotocolNotAcceptable, 'Subprotocol not acceptable');
+        return;
+      }
+      const session = new Session(socket, req, this);
+      this.sessions.add(session);
+      // a socket whose upgrade was under way as the drain began
+      this.closeIfIdle(session);
+    });
+    this.wss.on('error', (e) => opts.logger.error('WebSocket server error', { error: e.message }));
+    // one timer for every socket: a socket that missed the last ping is dead
+    this.keepAliveTimer = setInterval(() => {
+      for (const s of this.sessions) {
+        if (!s.alive) {
+          s.socket.terminate();
+          continue;
+        }
+        s.alive = false;
+        s.socket.ping();
+      }
+    }, opts.keepAlive ?? 12_000);
+    this.keepAliveTimer.unref();
+  }
+
+  closeIfIdle(session: Session): void {
+    if (this.restarting && !session.busy) session.close(serviceRestart, 'Service restart');
+  }
+
+  sessionClosed(session: Session): void {
+    this.sessions.delete(session);
+    if (this.restarting && this.sessions.size === 0) this.allClosed?.();
+  }
+
+  closeForRestart(): Promise<void> {
+    this.restarting = true;
+    clearInterval(this.keepAliveTimer);
+    for (const s of this.sessions) this.closeIfIdle(s);
+    return new Promise<void>((resolve) => {
+      this.allClosed = resolve;
+      if (this.sessions.size === 0) resolve();
+    });
+  }
+
+  terminate(): void {
+    this.restarting = true;
+    clearInterval(this.keepAliveTimer);
+    for (const s of this.sessions) s.socket.terminate();
+    this.wss.close();
+  }
+}
+
+export function attachWebSocketTransport(opts: WebSocketTransportOptions): WebSocketTransport {
+  return new WebSocketTransportImpl(opts);
 }
