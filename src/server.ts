@@ -21,6 +21,7 @@ import { buildExecutableSchema } from './resolvers/executable.js';
 import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
+import { createQueryFastPath } from './transports/fast-http.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
@@ -142,6 +143,16 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
   const requests = new RequestTracker();
+  const fastPath = createQueryFastPath({
+    yoga,
+    schema,
+    mapping: loaded.mapping,
+    cache,
+    connections,
+    authenticator,
+    graphqlPath,
+    logger: log,
+  });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -149,6 +160,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
     if (draining) return refuse(response);
     requests.track(req, response);
+    if (fastPath(req, response, path)) return;
     void yoga(req, response);
   });
   const host = opts.host ?? '127.0.0.1';

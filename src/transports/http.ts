@@ -49,6 +49,21 @@ export function canonicalHeaders(headers: Headers): Record<string, string[]> {
   return out;
 }
 
+/** A Node request's headers as fetch Headers (repeated headers kept). */
+export function headersOf(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (Array.isArray(v)) v.forEach((x) => headers.append(k, x));
+    else if (v !== undefined) headers.set(k, v);
+  }
+  return headers;
+}
+
+/** The HTTP details auth requests carry, read from a Node request. */
+export function httpInfoOf(req: IncomingMessage): HttpInfo {
+  return { header: canonicalHeaders(headersOf(req)), host: req.headers.host, remoteAddr: req.socket.remoteAddress, uri: req.url };
+}
+
 export function httpInfo(request: Request, remoteAddr?: string): HttpInfo {
   const url = new URL(request.url);
   return {

@@ -37,7 +37,7 @@ import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
 import type { ResourceMapping } from '../schema/schema.js';
-import { canonicalHeaders, type GatewayYoga } from './http.js';
+import { httpInfoOf, type GatewayYoga } from './http.js';
 
 export interface WebSocketTransportOptions {
   server: Server;
@@ -106,18 +106,6 @@ function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
   return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
-/** The HTTP details of the upgrade request, read only if an auth request needs them. */
-function lazyHttpInfo(req: IncomingMessage) {
-  return () => {
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (Array.isArray(v)) v.forEach((x) => headers.append(k, x));
-      else if (v !== undefined) headers.set(k, v);
-    }
-    return { header: canonicalHeaders(headers), host: req.headers.host, remoteAddr: req.socket.remoteAddress, uri: req.url };
-  };
-}
-
 class Session {
   readonly conn: Connection;
   private initReceived = false;
@@ -132,7 +120,8 @@ class Session {
     private readonly req: IncomingMessage,
     private readonly t: WebSocketTransportImpl,
   ) {
-    this.conn = new Connection('ws', lazyHttpInfo(req));
+    // the HTTP details are read only if an auth request needs them
+    this.conn = new Connection('ws', () => httpInfoOf(req));
     t.opts.connections.add(this.conn);
     this.initTimer = setTimeout(() => {
       if (!this.initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');

@@ -1,0 +1,160 @@
+/**
+ * A short path for the most common HTTP request: a JSON `POST` of a query or
+ * mutation from a non-browser client. Its document is parsed and validated
+ * once (through Yoga's envelop, so the same rules and limits apply) and then
+ * executed directly with graphql-js, skipping the fetch-API layers that
+ * cost most of a cached query's time. Anything else, and every document
+ * that does not parse and validate cleanly, is handed to Yoga unchanged,
+ * so errors, CORS, SSE, `@live` and GraphiQL behave exactly as Yoga makes
+ * them.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { execute, getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { Connection, type ConnectionRegistry } from '../access/access.js';
+import type { Authenticator } from '../access/auth.js';
+import type { ResourceCache } from '../cache/cache.js';
+import { liveRoute } from '../live/plugin.js';
+import type { Logger } from '../log.js';
+import type { GatewayContext } from '../resolvers/resolvers.js';
+import type { ResourceMapping } from '../schema/schema.js';
+import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
+
+export interface QueryFastPathOptions {
+  yoga: GatewayYoga;
+  schema: GraphQLSchema;
+  mapping: ResourceMapping;
+  cache: ResourceCache;
+  connections: ConnectionRegistry;
+  authenticator: Authenticator;
+  graphqlPath: string;
+  logger: Logger;
+}
+
+/** A document seen before: runnable on the short path, or not (Yoga answers it). */
+type Prepared = { document: DocumentNode; operationName: string | undefined } | 'yoga';
+
+/** Request bodies above this go to Yoga, which applies its own limits. */
+const maxBody = 1 << 20;
+/** Distinct documents remembered; beyond it the memory starts over (clients send few distinct documents). */
+const maxDocuments = 1000;
+
+interface Body {
+  query: string;
+  variables?: Record<string, unknown> | null;
+  operationName?: string | null;
+}
+
+function isBody(v: unknown): v is Body {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const b = v as Record<string, unknown>;
+  return (
+    typeof b.query === 'string' &&
+    (b.variables === undefined || b.variables === null || (typeof b.variables === 'object' && !Array.isArray(b.variables))) &&
+    (b.operationName === undefined || b.operationName === null || typeof b.operationName === 'string') &&
+    b.extensions === undefined
+  );
+}
+
+/** Whether a request may take the short path, from its headers alone (the body is read only then). */
+function eligible(req: IncomingMessage, path: string, graphqlPath: string): boolean {
+  if (req.method !== 'POST' || path !== graphqlPath) return false;
+  // browsers send Origin: Yoga's CORS handling answers them
+  if (req.headers.origin !== undefined) return false;
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return false;
+  const accept = req.headers.accept;
+  return accept === undefined || accept === '*/*' || /^application\/json\b/i.test(accept);
+}
+
+export function createQueryFastPath(opts: QueryFastPathOptions) {
+  const prepared = new Map<string, Prepared>();
+
+  /** Parses and validates a document once, with Yoga's own parser, rules and plugins. */
+  const prepare = (req: IncomingMessage, body: Body): Prepared => {
+    const key = `${body.operationName ?? ''}\n${body.query}`;
+    let p = prepared.get(key);
+    if (p) return p;
+    p = 'yoga';
+    try {
+      const { parse, validate, schema } = opts.yoga.getEnveloped({ req, params: body } as never);
+      const document = parse(body.query);
+      if (validate(schema, document).length === 0) {
+        const op = getOperationAST(document, body.operationName);
+        // streams and subscriptions need Yoga's response formats
+        if (op && op.operation !== 'subscription' && !liveRoute(op, undefined, opts.mapping)) {
+          p = { document, operationName: body.operationName ?? undefined };
+        }
+      }
+    } catch {
+      // a parse error or a rule that throws: Yoga answers it in its own words
+    }
+    if (prepared.size >= maxDocuments) prepared.clear();
+    prepared.set(key, p);
+    return p;
+  };
+
+  const run = async (req: IncomingMessage, res: ServerResponse, body: Body, p: Exclude<Prepared, 'yoga'>) => {
+    const conn = new Connection('http', () => httpInfoOf(req));
+    opts.connections.add(conn);
+    const lease = opts.cache.newLease();
+    try {
+      // registered first, so the service's conn.<cid>.token reaches it before the auth reply
+      await opts.authenticator.authenticate(conn);
+      const contextValue: GatewayContext = { conn, lease };
+      const result = (await execute({
+        schema: opts.schema,
+        document: p.document,
+        operationName: p.operationName,
+        variableValues: body.variables ?? undefined,
+        contextValue,
+      })) as ExecutionResult;
+      const json = JSON.stringify(result);
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
+      res.end(json);
+    } finally {
+      lease.release();
+      opts.connections.delete(conn);
+    }
+  };
+
+  /** Hands a request whose body was already read to Yoga, and writes Yoga's response. */
+  const toYoga = async (req: IncomingMessage, res: ServerResponse, raw: Buffer) => {
+    const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`;
+    const response = await opts.yoga.fetch(new Request(url, { method: 'POST', headers: headersOf(req), body: new Uint8Array(raw) }), { req, res });
+    res.writeHead(response.status, Object.fromEntries(response.headers));
+    if (response.body) {
+      // Yoga's body is its own stream type: read it as an async iterable
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+      }
+    }
+    res.end();
+  };
+
+  /** Answers the request and returns true, or returns false when it is Yoga's from the start. */
+  return function handle(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    if (!eligible(req, path, opts.graphqlPath)) return false;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks, size);
+      let body: unknown;
+      try {
+        body = size <= maxBody ? JSON.parse(raw.toString('utf8')) : undefined;
+      } catch {
+        body = undefined;
+      }
+      const p = isBody(body) ? prepare(req, body) : 'yoga';
+      const answer = p === 'yoga' ? toYoga(req, res, raw) : run(req, res, body as Body, p);
+      answer.catch((e: unknown) => {
+        opts.logger.error('HTTP request failed', { error: (e as Error)?.stack ?? String(e) });
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: 'system.internalError' } }] }));
+      });
+    });
+    return true;
+  };
+}
