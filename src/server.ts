@@ -185,6 +185,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     live,
     cache,
     mapping: loaded.mapping,
+    schema,
     logger: log,
   });
   let closing: Promise<DrainResult> | undefined;

@@ -9,7 +9,7 @@
  * them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { execute, getOperationAST, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { execute, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
@@ -17,6 +17,7 @@ import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 import type { ResourceMapping } from '../schema/schema.js';
+import { DocumentCache } from './documents.js';
 import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
 
 export interface QueryFastPathOptions {
@@ -35,8 +36,6 @@ type Prepared = { document: DocumentNode; operationName: string | undefined } | 
 
 /** Request bodies above this go to Yoga, which applies its own limits. */
 const maxBody = 1 << 20;
-/** Distinct documents remembered; beyond it the memory starts over (clients send few distinct documents). */
-const maxDocuments = 1000;
 
 interface Body {
   query: string;
@@ -66,30 +65,14 @@ function eligible(req: IncomingMessage, path: string, graphqlPath: string): bool
 }
 
 export function createQueryFastPath(opts: QueryFastPathOptions) {
-  const prepared = new Map<string, Prepared>();
+  const documents = new DocumentCache(opts.yoga);
 
-  /** Parses and validates a document once, with Yoga's own parser, rules and plugins. */
+  /** The prepared document, when the short path may run it: it validates and is not a stream. */
   const prepare = (req: IncomingMessage, body: Body): Prepared => {
-    const key = `${body.operationName ?? ''}\n${body.query}`;
-    let p = prepared.get(key);
-    if (p) return p;
-    p = 'yoga';
-    try {
-      const { parse, validate, schema } = opts.yoga.getEnveloped({ req, params: body } as never);
-      const document = parse(body.query);
-      if (validate(schema, document).length === 0) {
-        const op = getOperationAST(document, body.operationName);
-        // streams and subscriptions need Yoga's response formats
-        if (op && op.operation !== 'subscription' && !liveRoute(op, undefined, opts.mapping)) {
-          p = { document, operationName: body.operationName ?? undefined };
-        }
-      }
-    } catch {
-      // a parse error or a rule that throws: Yoga answers it in its own words
-    }
-    if (prepared.size >= maxDocuments) prepared.clear();
-    prepared.set(key, p);
-    return p;
+    const p = documents.prepare(body.query, body.operationName, { req, params: body });
+    // errors are Yoga's to answer; streams and subscriptions need its response formats
+    if (!p.ok || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, opts.mapping)) return 'yoga';
+    return { document: p.document, operationName: body.operationName ?? undefined };
   };
 
   const run = async (req: IncomingMessage, res: ServerResponse, body: Body, p: Exclude<Prepared, 'yoga'>) => {

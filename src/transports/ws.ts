@@ -18,7 +18,7 @@
  * gateway's CPU (see README, Performance).
  */
 import type { IncomingMessage, Server } from 'node:http';
-import { GraphQLError, getOperationAST, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import {
   CloseCode,
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -37,6 +37,7 @@ import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
 import type { ResourceMapping } from '../schema/schema.js';
+import { DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
 
 export interface WebSocketTransportOptions {
@@ -48,6 +49,8 @@ export interface WebSocketTransportOptions {
   live: LiveEngine;
   cache: ResourceCache;
   mapping: ResourceMapping;
+  /** the executable schema (the one Yoga serves) */
+  schema: GraphQLSchema;
   logger: Logger;
   /** How long a socket may take to send connection_init, in ms. Default 3000. */
   connectionInitWaitTimeout?: number;
@@ -189,34 +192,21 @@ class Session {
     const op: Operation = { stop: () => undefined, finite: true };
     this.ops.set(id, op);
     try {
-      const { schema, execute, subscribe, contextFactory, parse, validate } = this.t.opts.yoga.getEnveloped({
-        req: this.req,
-        socket: this.socket,
-        params: payload,
-        connection: this.conn,
-      });
-      let document: DocumentNode;
-      let errors: readonly GraphQLError[];
-      try {
-        document = parse(payload.query);
-        errors = validate(schema, document);
-      } catch (e) {
-        // parse errors and validation plugins that throw (the depth limit) fail this operation only
-        if (e instanceof GraphQLError) return this.fail(id, [e]);
-        throw e;
-      }
-      if (errors.length > 0) return this.fail(id, errors);
-      const operation = getOperationAST(document, payload.operationName);
-      if (!operation) return this.fail(id, [new GraphQLError('Unable to identify the operation')]);
-      const args = { schema, document, operationName: payload.operationName, variableValues: payload.variables };
+      const initial = { req: this.req, socket: this.socket, params: payload, connection: this.conn };
+      const prepared = this.t.documents.prepare(payload.query, payload.operationName, initial);
+      if (!prepared.ok) return this.fail(id, prepared.errors);
+      const { document, operation } = prepared;
+      const args = { schema: this.t.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
       const route = liveRoute(operation, payload.variables, this.t.opts.mapping);
       if (route) {
+        // live: no per-operation envelop; the engine runs it from the cache
         op.finite = false;
         this.t.closeIfIdle(this);
         const stream = this.t.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.t.opts.cache.newLease() } }, route);
         this.pump(id, op, stream);
         return;
       }
+      const { execute, subscribe, contextFactory } = this.t.opts.yoga.getEnveloped(initial);
       const root: EnvelopedRoot = { execute, subscribe };
       const full = { ...args, contextValue: await contextFactory() };
       const result = operation.operation === 'subscription' ? await root.subscribe(full) : await root.execute(full);
@@ -312,8 +302,10 @@ class WebSocketTransportImpl implements WebSocketTransport {
   private restarting = false;
   private allClosed: (() => void) | undefined;
   private readonly keepAliveTimer: NodeJS.Timeout;
+  readonly documents: DocumentCache;
 
   constructor(readonly opts: WebSocketTransportOptions) {
+    this.documents = new DocumentCache(opts.yoga);
     this.wss = new WebSocketServer({
       server: opts.server,
       path: opts.path,

@@ -1,0 +1,53 @@
+/**
+ * Parsed and validated documents, remembered by their text: clients send few
+ * distinct documents, many times. Parsing and validation run through Yoga's
+ * envelop (its parser cache, the spec's rules and our plugins' rules, such as
+ * the depth limit) once per document; later requests reuse the outcome.
+ */
+import { GraphQLError, getOperationAST, type DocumentNode, type OperationDefinitionNode } from 'graphql';
+import type { GatewayYoga } from './http.js';
+
+export type PreparedDocument =
+  | { ok: true; document: DocumentNode; operation: OperationDefinitionNode }
+  | { ok: false; errors: readonly GraphQLError[] };
+
+/** Distinct documents remembered; beyond it the memory starts over. */
+const maxDocuments = 1000;
+
+export class DocumentCache {
+  private readonly prepared = new Map<string, PreparedDocument>();
+
+  constructor(private readonly yoga: GatewayYoga) {}
+
+  /**
+   * The outcome of parsing and validating a document for an operation name.
+   * `initialContext` is what Yoga's plugins see while validating (the first
+   * request's; validation rules do not depend on who asks).
+   */
+  prepare(query: string, operationName: string | null | undefined, initialContext: object): PreparedDocument {
+    const key = `${operationName ?? ''}\n${query}`;
+    let p = this.prepared.get(key);
+    if (p) return p;
+    p = this.run(query, operationName, initialContext);
+    if (this.prepared.size >= maxDocuments) this.prepared.clear();
+    this.prepared.set(key, p);
+    return p;
+  }
+
+  private run(query: string, operationName: string | null | undefined, initialContext: object): PreparedDocument {
+    const { parse, validate, schema } = this.yoga.getEnveloped(initialContext as never);
+    let document: DocumentNode;
+    try {
+      document = parse(query);
+      const errors = validate(schema, document);
+      if (errors.length > 0) return { ok: false, errors };
+    } catch (e) {
+      // parse errors, and validation plugins that reject by throwing (the depth limit)
+      if (e instanceof GraphQLError) return { ok: false, errors: [e] };
+      throw e;
+    }
+    const operation = getOperationAST(document, operationName);
+    if (!operation) return { ok: false, errors: [new GraphQLError('Unable to identify the operation')] };
+    return { ok: true, document, operation };
+  }
+}
