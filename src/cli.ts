@@ -34,6 +34,8 @@ export interface CliOptions {
   metrics: 'on' | 'off' | number;
   /** how long a shutdown waits for work in flight before closing it, in ms */
   drainTimeout: number;
+  maxSubscriptions: number;
+  maxDepth: number;
 }
 
 export type CliCommand =
@@ -104,6 +106,18 @@ const settings = {
     default: '10000',
     help: 'on SIGTERM/SIGINT, how long to wait for work in flight before closing it',
   },
+  'max-subscriptions': {
+    env: 'RESGRAPH_MAX_SUBSCRIPTIONS',
+    value: '<n>',
+    default: '200',
+    help: 'live subscriptions one connection may hold',
+  },
+  'max-depth': {
+    env: 'RESGRAPH_MAX_DEPTH',
+    value: '<n>',
+    default: '15',
+    help: 'deepest selection an operation may have',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -156,6 +170,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'log-level': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
+        'max-subscriptions': stringOption,
+        'max-depth': stringOption,
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -230,6 +246,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       logLevel,
       metrics: metricsSetting(read('metrics').text) ?? invalid('metrics', 'on, off, or a port number from 0 to 65535'),
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
+      maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
+      maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
     },
   };
 }
@@ -297,6 +315,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       headerAuth: opts.headerAuth,
       metrics: opts.metrics === 'off' ? false : { port: opts.metrics === 'on' ? undefined : opts.metrics, processMetrics: true },
       drainTimeout: opts.drainTimeout,
+      maxSubscriptionsPerConnection: opts.maxSubscriptions,
+      maxDepth: opts.maxDepth,
       logger: log,
     });
   } catch (e) {

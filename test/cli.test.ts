@@ -1,0 +1,32 @@
+/** The command line: flags, environment variables, defaults, and clear errors for bad input. */
+import { describe, expect, it } from 'vitest';
+import { parseCliArgs, UsageError } from '../src/cli.js';
+
+const run = (argv: string[], env: Record<string, string> = {}) => {
+  const cmd = parseCliArgs(argv, env);
+  if (cmd.command !== 'run') throw new Error(`not a run: ${cmd.command}`);
+  return cmd.options;
+};
+
+describe('resgraph command line', () => {
+  it('has sensible defaults', () => {
+    expect(run([])).toMatchObject({ nats: ['nats://127.0.0.1:4222'], schema: './schema', port: 4000, host: '127.0.0.1', requestTimeout: 3000, maxSubscriptions: 200, maxDepth: 15 });
+  });
+
+  it('reads flags and environment variables, a flag winning', () => {
+    const opts = run(['--port', '5000', '--max-subscriptions', '10', '--nats', 'nats://a:1,nats://b:2'], { RESGRAPH_PORT: '6000', RESGRAPH_MAX_DEPTH: '7' });
+    expect(opts).toMatchObject({ port: 5000, maxSubscriptions: 10, maxDepth: 7, nats: ['nats://a:1', 'nats://b:2'] });
+  });
+
+  it('refuses bad input with a one-line reason', () => {
+    expect(() => run(['--port', 'abc'])).toThrow(UsageError);
+    expect(() => run(['--max-depth', '0'])).toThrow(/max-depth/);
+    expect(() => run(['--nope'])).toThrow(/unknown option --nope/);
+    expect(() => run([], { RESGRAPH_MAX_SUBSCRIPTIONS: '-1' })).toThrow(/RESGRAPH_MAX_SUBSCRIPTIONS/);
+  });
+
+  it('has a print-schema command', () => {
+    expect(parseCliArgs(['print-schema', '--schema', 'schema'], {})).toEqual({ command: 'print-schema', schema: 'schema' });
+    expect(() => parseCliArgs(['serve'], {})).toThrow(/unknown command "serve"/);
+  });
+});
