@@ -8,6 +8,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // the default report for people, and a JSON one that .ci/run sums up in one line
+    reporters: ['default', ['json', { outputFile: 'test-results.json' }]],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     // each test file starts its own nats-server; two cores run two files at once
