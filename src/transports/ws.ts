@@ -194,7 +194,7 @@ class Session {
     try {
       const initial = { req: this.req, socket: this.socket, params: payload, connection: this.conn };
       const prepared = this.t.documents.prepare(payload.query, payload.operationName, initial);
-      if (!prepared.ok) return this.fail(id, prepared.errors);
+      if (!prepared.ok) return this.fail(id, op, prepared.errors);
       const { document, operation } = prepared;
       const args = { schema: this.t.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
       const route = liveRoute(operation, payload.variables, this.t.opts.mapping);
@@ -210,21 +210,23 @@ class Session {
       const root: EnvelopedRoot = { execute, subscribe };
       const full = { ...args, contextValue: await contextFactory() };
       const result = operation.operation === 'subscription' ? await root.subscribe(full) : await root.execute(full);
-      if (!this.ops.has(id)) {
+      if (this.ops.get(id) !== op) {
+        // completed by the client (or its socket closed) while it ran
         if (isAsyncIterable(result)) void result[Symbol.asyncIterator]().return?.();
         return;
       }
       if (isAsyncIterable(result)) {
+        // an @event stream
         op.finite = false;
         this.t.closeIfIdle(this);
         await this.iterate(id, op, result);
       } else {
         this.send({ id, type: MessageType.Next, payload: result as ExecutionResult });
       }
-      this.complete(id);
+      this.complete(id, op);
     } catch (e) {
       this.t.opts.logger.error('WebSocket operation failed', { error: (e as Error)?.stack ?? String(e) });
-      this.fail(id, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
+      this.fail(id, op, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
     }
   }
 
@@ -241,7 +243,7 @@ class Session {
       if (next === undefined) return;
       if (next === 'done') {
         stream.onAvailable = undefined;
-        if (this.ops.get(id) === op) this.complete(id);
+        this.complete(id, op);
         return;
       }
       if (this.socket.readyState !== this.socket.OPEN) return;
@@ -270,13 +272,19 @@ class Session {
     }
   }
 
-  private fail(id: string, errors: readonly GraphQLError[]): void {
-    if (this.ops.delete(id)) this.send({ id, type: MessageType.Error, payload: errors.map((e) => e.toJSON()) });
+  /** Ends an operation with errors, unless the client ended it first (an id may be reused after that). */
+  private fail(id: string, op: Operation, errors: readonly GraphQLError[]): void {
+    if (this.ops.get(id) !== op) return;
+    this.ops.delete(id);
+    this.send({ id, type: MessageType.Error, payload: errors.map((e) => e.toJSON()) });
     this.t.closeIfIdle(this);
   }
 
-  private complete(id: string): void {
-    if (this.ops.delete(id)) this.send({ id, type: MessageType.Complete });
+  /** Tells the client an operation is over, unless it ended it first. */
+  private complete(id: string, op: Operation): void {
+    if (this.ops.get(id) !== op) return;
+    this.ops.delete(id);
+    this.send({ id, type: MessageType.Complete });
     this.t.closeIfIdle(this);
   }
 
