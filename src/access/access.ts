@@ -48,6 +48,8 @@ export class Connection {
   tid: string | undefined;
   /** access verdicts by rid; a pending promise is shared by concurrent checks */
   readonly verdicts = new Map<string, Promise<AccessVerdict>>();
+  /** the verdicts that have arrived, readable without waiting (a re-run from the cache then runs synchronously) */
+  readonly known = new Map<string, AccessVerdict>();
   /** told when the token changes or verdicts are dropped, so live results can re-check */
   readonly accessListeners = new Set<() => void>();
 
@@ -85,6 +87,7 @@ export class Connection {
     this.tid = token === null || token === undefined ? undefined : tid;
     // a new identity: every verdict is stale, and live results must re-check
     this.verdicts.clear();
+    this.known.clear();
     this.notifyAccessChanged();
   }
 
@@ -94,6 +97,7 @@ export class Connection {
     for (const rid of this.verdicts.keys()) {
       if (which(rid)) {
         this.verdicts.delete(rid);
+        this.known.delete(rid);
         dropped = true;
       }
     }
@@ -149,14 +153,26 @@ export class AccessChecker {
     let v = conn.verdicts.get(rid);
     if (!v) {
       const { name, query } = splitRid(rid);
-      v = this.res.access(name, conn.basePayload(query));
-      conn.verdicts.set(rid, v);
-      // a failed request (timeout) is not a verdict: ask again next time
-      v.catch(() => {
-        if (conn.verdicts.get(rid) === v) conn.verdicts.delete(rid);
-      });
+      const asked = this.res.access(name, conn.basePayload(query));
+      v = asked;
+      conn.verdicts.set(rid, asked);
+      asked.then(
+        (verdict) => {
+          // only if it was not forgotten meanwhile (a new token, a reaccess)
+          if (conn.verdicts.get(rid) === asked) conn.known.set(rid, verdict);
+        },
+        // a failed request (timeout) is not a verdict: ask again next time
+        () => {
+          if (conn.verdicts.get(rid) === asked) conn.verdicts.delete(rid);
+        },
+      );
     }
     return v;
+  }
+
+  /** The verdict a connection already holds for a rid, if it has arrived; no request is sent. */
+  known(conn: Connection, rid: string): AccessVerdict | undefined {
+    return conn.known.get(rid);
   }
 
   /** Throws system.accessDenied unless the connection may get the rid. */

@@ -266,11 +266,16 @@ class LiveQuery implements EntryWatcher {
     this.schedule();
   }
 
-  /** Runs again soon: events of one NATS read arrive in one tick and make one run. */
+  /**
+   * Runs again soon. nats.js hands over every message of one socket read in
+   * one synchronous loop, so a microtask runs after all the events that
+   * arrived together: they make one run, without waiting for the next turn
+   * of the event loop.
+   */
   schedule(): void {
     if (this.scheduled || this.disposed) return;
     this.scheduled = true;
-    setImmediate(() => {
+    queueMicrotask(() => {
       this.scheduled = false;
       void this.run();
     });

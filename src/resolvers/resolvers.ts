@@ -175,12 +175,22 @@ export class Resolvers {
 
   private getRoot(m: FieldMapping): Resolver {
     const template = m.get!;
-    return async (_parent, args, ctx, info) => {
+    return (_parent, args, ctx, info) => {
       try {
         const rid = fillRidTemplate(template, args, ctx.conn.cid);
         ctx.roots?.add(rid);
-        await this.checkGet(ctx, rid);
-        return await this.follow(rid, info.returnType, ctx);
+        const known = this.access.known(ctx.conn, rid);
+        if (known) {
+          // the verdict is in: with the resource cached too, this resolves
+          // without a promise, and a re-run from the cache stays synchronous
+          ctx.accessed?.add(rid);
+          if (!known.get) throw accessDenied();
+          return this.followCatching(rid, info.returnType, ctx);
+        }
+        return this.checkGet(ctx, rid).then(
+          () => this.followCatching(rid, info.returnType, ctx),
+          (e: unknown) => Promise.reject(toGraphQLError(e, this.log)),
+        );
       } catch (e) {
         throw toGraphQLError(e, this.log);
       }
