@@ -86,6 +86,9 @@ interface Operation {
   finite: boolean;
 }
 
+/** Keep-alive pings go out in this many slices per period. */
+const keepAliveSlices = 48;
+
 /** Frames of shared states, per operation id: subscribers with the same id get the very same bytes. */
 const frames = new WeakMap<object, Map<string, Buffer>>();
 
@@ -116,6 +119,8 @@ class Session {
   private closed = false;
   readonly ops = new Map<string, Operation>();
   alive = true;
+  /** the keep-alive slice this socket is pinged in */
+  readonly slot: number;
   private readonly initTimer: NodeJS.Timeout;
 
   constructor(
@@ -125,6 +130,7 @@ class Session {
   ) {
     // the HTTP details are read only if an auth request needs them
     this.conn = new Connection('ws', () => httpInfoOf(req));
+    this.slot = t.nextSlot++ % keepAliveSlices;
     t.opts.connections.add(this.conn);
     this.initTimer = setTimeout(() => {
       if (!this.initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
@@ -331,9 +337,15 @@ class WebSocketTransportImpl implements WebSocketTransport {
       this.closeIfIdle(session);
     });
     this.wss.on('error', (e) => opts.logger.error('WebSocket server error', { error: e.message }));
-    // one timer for every socket: a socket that missed the last ping is dead
+    // One timer for every socket, pinging a slice of them per tick so that
+    // 10,000 sockets do not cost one long pause every period. A socket that
+    // has not answered its last ping by its next turn is dead.
+    const period = opts.keepAlive ?? 12_000;
+    let tick = 0;
     this.keepAliveTimer = setInterval(() => {
+      const slice = tick++ % keepAliveSlices;
       for (const s of this.sessions) {
+        if (s.slot !== slice) continue;
         if (!s.alive) {
           s.socket.terminate();
           continue;
@@ -341,9 +353,12 @@ class WebSocketTransportImpl implements WebSocketTransport {
         s.alive = false;
         s.socket.ping();
       }
-    }, opts.keepAlive ?? 12_000);
+    }, period / keepAliveSlices);
     this.keepAliveTimer.unref();
   }
+
+  /** Which keep-alive slice the next session pings in. */
+  nextSlot = 0;
 
   closeIfIdle(session: Session): void {
     if (this.restarting && !session.busy) session.close(serviceRestart, 'Service restart');
