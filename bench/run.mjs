@@ -2,11 +2,12 @@
 /**
  * The benchmark suite's entry point.
  *
- *   node bench/run.mjs <scenario...|all> [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N]
+ *   node bench/run.mjs <scenario...|all> [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N] [--only 1,2]
  *   node bench/run.mjs profile      the 1,000-subscriber fan-out with the gateway under --cpu-prof,
  *                                   then its top costs (bench/top-costs.mjs)
  *
- * Scenarios: fanout, many, query, memory. Each starts its own nats-server,
+ * Scenarios: fanout, many, query, memory, compare (resgraph vs Resgate in
+ * the same run; `--only 2,3` picks among its six). Each starts its own nats-server,
  * fixture service, gateway (node dist/, built by `npm run build`) and load
  * generators as separate processes on 127.0.0.1, stops them all at the end,
  * prints tables and writes bench/results/<scenario>.json.
@@ -21,6 +22,7 @@ import { fanout } from './scenarios/fanout.mjs';
 import { many } from './scenarios/many.mjs';
 import { query } from './scenarios/query.mjs';
 import { memory } from './scenarios/memory.mjs';
+import { compare } from './scenarios/compare.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -32,12 +34,13 @@ const { values, positionals } = parseArgs({
     profile: { type: 'boolean', default: false },
     'heap-snapshots': { type: 'boolean', default: false },
     subscribers: { type: 'string' },
+    only: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
-const all = ['fanout', 'many', 'query', 'memory'];
+const all = ['fanout', 'many', 'query', 'memory', 'compare'];
 if (values.help || positionals.length === 0) {
-  console.log('usage: node bench/run.mjs <fanout|many|query|memory|all|profile>... [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N]');
+  console.log('usage: node bench/run.mjs <fanout|many|query|memory|compare|all|profile>... [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N] [--only 1,2,...6 (compare)]');
   process.exit(values.help ? 0 : 2);
 }
 const wanted = positionals.flatMap((p) => (p === 'all' ? all : [p]));
@@ -89,6 +92,7 @@ for (const name of wanted) {
     else if (name === 'many') result = await many({ quick, clientProcs, profile });
     else if (name === 'query') result = await query({ quick, profile });
     else if (name === 'memory') result = await memory({ quick, clientProcs, heapSnapshots: values['heap-snapshots'], n: Number(values.subscribers) || undefined });
+    else if (name === 'compare') result = await compare({ quick, clientProcs, profile, only: values.only?.split(',').map(Number) });
     else if (name === 'profile') result = await fanout({ sizes: sizes ?? [1000], quick, clientProcs, profile: true });
     allTargets.push(...(result.targets ?? []));
     for (const file of result.profiles ?? []) {

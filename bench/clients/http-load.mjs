@@ -3,13 +3,14 @@
  * over keep-alive connections, in its own process so its CPU is not the
  * gateway's. `cached` repeats one rid; `uncached` gives every request a new
  * rid, so each one costs the gateway an access and a get round trip.
+ * `resgate-get`: Resgate's `GET /api/<rid path>` of one rid (the comparison).
  */
 import autocannon from 'autocannon';
 import { serve, ready } from '../lib/ipc.mjs';
 
 const query = 'query Item($id: ID!) { item(id: $id) { id seq ts name } }';
 
-function run({ url, connections = 50, durationSec = 10, mode = 'cached', id = 'hot', prefix = 'u' }) {
+function run({ url, connections = 50, durationSec = 10, mode = 'cached', id = 'hot', prefix = 'u', ridPath = 'bench/item' }) {
   let n = 0;
   let graphqlErrors = 0;
   let errorSample;
@@ -28,6 +29,18 @@ function run({ url, connections = 50, durationSec = 10, mode = 'cached', id = 'h
     },
   };
   if (mode === 'uncached') request.setupRequest = (req) => ({ ...req, body: body(`${prefix}${n++}`) });
+  if (mode === 'resgate-get') {
+    request.method = 'GET';
+    request.path = `/api/${ridPath}/${id}`;
+    request.headers = { accept: 'application/json' };
+    delete request.body;
+    request.onResponse = (status, resBody) => {
+      if (status !== 200 || !String(resBody).includes('"seq"')) {
+        graphqlErrors++;
+        errorSample ??= `${status} ${String(resBody).slice(0, 200)}`;
+      }
+    };
+  }
   return new Promise((resolve, reject) => {
     autocannon(
       { url: new URL(url).origin, connections, duration: durationSec, requests: [request] },

@@ -47,11 +47,12 @@ export class Hist {
   }
 
   summary() {
-    if (this.n === 0) return { count: 0, p50: null, p90: null, p99: null, max: null, mean: null };
+    if (this.n === 0) return { count: 0, p50: null, p90: null, p95: null, p99: null, max: null, mean: null };
     return {
       count: this.n,
       p50: this.quantile(0.5),
       p90: this.quantile(0.9),
+      p95: this.quantile(0.95),
       p99: this.quantile(0.99),
       max: this.max,
       mean: this.sum / this.n,

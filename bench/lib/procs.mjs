@@ -164,10 +164,10 @@ export class Processes {
     return join(logsDir, `${this.scenario}-${name}.log`);
   }
 
-  track(name, role, child) {
-    const entry = { name, role, child, pid: child.pid };
+  track(name, role, child, logName = name) {
+    const entry = { name, role, child, pid: child.pid, log: this.logFile(logName) };
     this.list.push(entry);
-    const log = createWriteStream(this.logFile(name));
+    const log = createWriteStream(entry.log);
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
     child.once('exit', () => setTimeout(() => log.end(), 100));
@@ -195,23 +195,53 @@ export class Processes {
    * Starts a node script (an ES module under bench/) as a child with IPC.
    * `fds`: open files it needs; the soft limit is raised through bash's ulimit when lower.
    */
-  async startNode(name, role, script, { args = [], execArgv = [], fds = 0, env = {}, gateway = false } = {}) {
-    let argv = pinned([process.execPath, ...execArgv, join(benchDir, script), ...args], gateway);
+  async startNode(name, role, script, { args = [], execArgv = [], fds = 0, env = {}, gateway = false, logName } = {}) {
+    const argv = withFds(name, fds, pinned([process.execPath, ...execArgv, join(benchDir, script), ...args], gateway));
     const stdio = ['ignore', 'pipe', 'pipe', 'ipc'];
     const opts = { stdio, cwd: rootDir, env: { ...process.env, ...env } };
-    const { soft, hard } = fdLimits();
-    if (fds > soft) {
-      const want = Math.min(hard === Infinity ? fds : hard, Math.max(fds, 1024));
-      if (want < fds) process.stderr.write(`warning: ${name} needs ${fds} open files but the hard limit is ${hard}\n`);
-      argv = ['bash', '-c', `ulimit -n ${want} && exec "$0" "$@"`, ...argv];
-    }
     const child = spawn(argv[0], argv.slice(1), opts);
-    const entry = this.track(name, role, child);
+    const entry = this.track(name, role, child, logName);
     entry.cores = pinFor(gateway);
     entry.rpc = rpc(child, name);
     entry.info = await entry.rpc.ready(60_000).catch((e) => {
-      throw new Error(`${e.message}; see ${this.logFile(name)}`);
+      throw new Error(`${e.message}; see ${entry.log}`);
     });
+    return entry;
+  }
+
+  /**
+   * Starts a program that is not one of ours (Resgate): no IPC; ready when its
+   * output matches `readyWhen`. Stopped with SIGTERM.
+   */
+  async startProgram(name, role, argv, { fds = 0, gateway = false, logName, readyWhen, timeoutMs = 15_000 } = {}) {
+    const full = withFds(name, fds, pinned(argv, gateway));
+    const child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: rootDir });
+    const entry = this.track(name, role, child, logName);
+    entry.cores = pinFor(gateway);
+    let out = '';
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} not ready within ${timeoutMs} ms; see ${entry.log}`)), timeoutMs);
+      const onData = (d) => {
+        out += d.toString();
+        if (readyWhen.test(out)) {
+          clearTimeout(timer);
+          child.stdout.off('data', onData);
+          child.stderr.off('data', onData);
+          resolve();
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot run ${argv[0]}: ${e.message}`));
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited (${code}) before it was ready; see ${entry.log}`));
+      });
+    });
+    entry.output = out;
     return entry;
   }
 
@@ -228,19 +258,15 @@ export class Processes {
 
   /** Stops everything, newest first: asks node children to stop, then kills what is left. */
   async stopAll() {
+    for (const p of [...this.list].reverse()) await stopEntry(p);
+  }
+
+  /** Stops the named processes and forgets them (their names can be used again). */
+  async stop(...names) {
     for (const p of [...this.list].reverse()) {
-      if (p.child.exitCode !== null || p.child.signalCode !== null) continue;
-      const exited = new Promise((r) => p.child.once('exit', r));
-      if (p.rpc) {
-        p.rpc.call('stop', {}, 10_000).catch(() => undefined);
-      } else {
-        p.child.kill('SIGTERM');
-      }
-      const done = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-      if (!done) {
-        p.child.kill('SIGKILL');
-        await Promise.race([exited, sleep(2000)]);
-      }
+      if (!names.includes(p.name)) continue;
+      await stopEntry(p);
+      this.list.splice(this.list.indexOf(p), 1);
     }
   }
 
@@ -256,6 +282,30 @@ export class Processes {
       }
     }
   }
+}
+
+async function stopEntry(p) {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once('exit', r));
+  if (p.rpc) {
+    p.rpc.call('stop', {}, 10_000).catch(() => undefined);
+  } else {
+    p.child.kill('SIGTERM');
+  }
+  const done = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+  if (!done) {
+    p.child.kill('SIGKILL');
+    await Promise.race([exited, sleep(2000)]);
+  }
+}
+
+/** argv run through bash's `ulimit -n` when the process needs more open files than our soft limit. */
+function withFds(name, fds, argv) {
+  const { soft, hard } = fdLimits();
+  if (fds <= soft) return argv;
+  const want = Math.min(hard === Infinity ? fds : hard, Math.max(fds, 1024));
+  if (want < fds) process.stderr.write(`warning: ${name} needs ${fds} open files but the hard limit is ${hard}\n`);
+  return ['bash', '-c', `ulimit -n ${want} && exec "$0" "$@"`, ...argv];
 }
 
 /**

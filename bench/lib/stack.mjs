@@ -66,9 +66,10 @@ export class ClientPool {
     return this.list.map((_, i) => Math.max(0, Math.min(per, total - i * per)));
   }
 
-  async connect(url, total) {
+  /** extra: {protocol: 'graphql-ws' | 'resgate', transport: 'ws' | 'raw'} (see clients/ws-clients.mjs) */
+  async connect(url, total, extra = {}) {
     const counts = this.split(total);
-    const r = await this.all('connect', (i) => ({ url, count: counts[i] }), 600_000);
+    const r = await this.all('connect', (i) => ({ url, count: counts[i], ...extra }), 600_000);
     return { connected: sum(r, 'connected'), failed: sum(r, 'failed'), failSample: r.find((x) => x.failSample)?.failSample, ms: Math.max(...r.map((x) => x.ms)) };
   }
 

@@ -1,0 +1,53 @@
+/**
+ * The two gateways of the `compare` scenario, started the same way on the
+ * same nats-server: resgraph (node dist/ through bench/gateway.mjs, with its
+ * IPC hooks) and Resgate (the Go binary, no hooks: measured from /proc only).
+ * Both get the gateway's place in the CPU pinning (see procs.mjs).
+ */
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { benchDir, freePort, resultsDir, rootDir } from './procs.mjs';
+
+/** The Resgate binary: RESGATE_BIN, else ../shared/resgate/resgate beside the repository; or why there is none. */
+export function findResgate() {
+  const fromEnv = process.env.RESGATE_BIN;
+  const bin = fromEnv || resolve(rootDir, '../shared/resgate/resgate');
+  try {
+    accessSync(bin, constants.X_OK);
+    return { bin };
+  } catch {
+    return { reason: `no executable Resgate at ${bin}${fromEnv ? ' (RESGATE_BIN)' : ' (set RESGATE_BIN to point at one)'}` };
+  }
+}
+
+/**
+ * Starts a gateway as process `gateway` of `procs`. Returns {kind, url (HTTP
+ * base for queries), wsUrl, rpc (resgraph only), pid, profileFile}.
+ */
+export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile = false, tag = '', resgateBin } = {}) {
+  if (kind === 'resgate') {
+    const port = await freePort();
+    const e = await procs.startProgram('gateway', 'Resgate 1.8 (Go binary)', [resgateBin, '-n', natsUrl, '-i', '127.0.0.1', '-p', String(port)], {
+      fds,
+      gateway: true,
+      logName: `resgate${tag}`,
+      readyWhen: /Listening on/,
+    });
+    return { kind, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/`, pid: e.pid };
+  }
+  const execArgv = ['--expose-gc'];
+  let profileFile;
+  if (profile) {
+    mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
+    profileFile = join(resultsDir, 'profiles', `gateway-compare${tag}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, '--cpu-prof-interval=500');
+  }
+  const e = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${profile ? ', --cpu-prof' : ''})`, 'gateway.mjs', {
+    args: [natsUrl, join(benchDir, 'fixture/bench.graphql'), 'warn'],
+    execArgv,
+    fds,
+    gateway: true,
+    logName: `resgraph${tag}`,
+  });
+  return { kind, url: e.info.url, wsUrl: e.info.url, rpc: e.rpc, pid: e.pid, profileFile };
+}
