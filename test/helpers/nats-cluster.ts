@@ -4,8 +4,8 @@
  * all the others. `start` resolves once every node reports a route to every
  * other node (monitoring endpoint /routez), never after a sleep.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { freePort } from './nats-server.js';
+import type { ChildProcess } from 'node:child_process';
+import { freePort, spawnNatsServer } from './nats-server.js';
 import { waitFor } from './wait.js';
 
 export interface ClusterNode {
@@ -26,32 +26,6 @@ export interface ClusterNode {
 export interface NatsCluster {
   nodes: ClusterNode[];
   stop(): Promise<void>;
-}
-
-function spawnNode(args: string[]): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`nats-server did not start within 10 s:\n${out}`));
-    }, 10_000);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run nats-server (${e.message})`));
-    });
-    child.stderr!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('Server is ready')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`nats-server exited with ${code}:\n${out}`));
-    });
-  });
 }
 
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
@@ -94,7 +68,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     await Promise.all(
       nodes.map(async (node, i) => {
         const routes = ports.filter((_, j) => j !== i).map((p) => `nats://127.0.0.1:${p.cluster}`);
-        node.process = await spawnNode([
+        node.process = await spawnNatsServer([
           '-a', '127.0.0.1',
           '-p', String(node.clientPort),
           '-m', String(node.monitorPort),

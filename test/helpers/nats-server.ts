@@ -24,10 +24,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-function spawnServer(port: number, extraArgs: string[] = []): Promise<ChildProcess> {
+/** Spawns nats-server with these arguments and resolves once it says it is ready. */
+export function spawnNatsServer(args: string[]): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     // Debian installs nats-server in /usr/sbin, which is not on every user's PATH
-    const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...extraArgs], {
+    const child = spawn('nats-server', args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin` },
     });
@@ -56,7 +57,8 @@ function spawnServer(port: number, extraArgs: string[] = []): Promise<ChildProce
 
 export async function startNatsServer(port?: number): Promise<NatsServer> {
   const p = port ?? (await freePort());
-  let child: ChildProcess | undefined = await spawnServer(p);
+  const args = ['-a', '127.0.0.1', '-p', String(p)];
+  let child: ChildProcess | undefined = await spawnNatsServer(args);
   return {
     url: `nats://127.0.0.1:${p}`,
     port: p,
@@ -71,7 +73,7 @@ export async function startNatsServer(port?: number): Promise<NatsServer> {
     },
     async start() {
       if (child) return;
-      child = await spawnServer(p);
+      child = await spawnNatsServer(args);
     },
   };
 }
