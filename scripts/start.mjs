@@ -17,14 +17,13 @@
  * this script, which decides the order.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { delimiter, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ensureBuilt as ensureBuiltWith, findNatsServer, freePort, root, signalGroup, waitForExit } from './processes.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Running children, in start order. */
 const children = [];
@@ -59,44 +58,9 @@ const port = args.port || process.env.RESGRAPH_PORT || '4000';
 
 // --- build -----------------------------------------------------------------------
 
-/** The newest modification time of the files under a path. */
-function newest(path) {
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))));
-}
-
-function ensureBuilt() {
-  if (!['tsx', 'vite'].every((bin) => existsSync(join(root, 'node_modules', '.bin', bin)))) {
-    console.error('The dependencies are not installed; run: npm install');
-    process.exit(1);
-  }
-  const cli = join(root, 'dist', 'cli.js');
-  const sources = Math.max(newest(join(root, 'src')), newest(join(root, 'tsconfig.json')), newest(join(root, 'tsconfig.build.json')));
-  if (existsSync(cli) && statSync(cli).mtimeMs >= sources) return;
-  console.log(existsSync(cli) ? 'src/ changed since the last build; running npm run build' : 'dist/ is missing; running npm run build');
-  const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) {
-    console.error(r.error ? `cannot run npm: ${r.error.message}` : 'npm run build failed; fix the errors above and run npm start again');
-    process.exit(1);
-  }
-}
+const ensureBuilt = () => ensureBuiltWith(['tsx', 'vite']);
 
 // --- nats-server -------------------------------------------------------------
-
-function findNatsServer() {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin'];
-  for (const dir of dirs) {
-    const candidate = join(dir, 'nats-server');
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 function installNatsServer() {
   const missing = 'nats-server is not installed; run: sudo apt-get install -y nats-server';
@@ -128,17 +92,6 @@ function isPortFree(p) {
     const srv = createServer();
     srv.once('error', () => resolve(false));
     srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port: p } = srv.address();
-      srv.close(() => resolve(p));
-    });
   });
 }
 
@@ -201,26 +154,6 @@ function launch(name, command, argv, { quiet = false } = {}) {
       });
     });
   return child;
-}
-
-/** Signals a child's whole process group (tsx, for one, runs the service in a process of its own). */
-function signalGroup(child, signal) {
-  try {
-    process.kill(-child.proc.pid, signal);
-  } catch {
-    // the group is gone already
-  }
-}
-
-function waitForExit(child, ms) {
-  if (child.exited) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.proc.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 /** Stops the children in reverse start order (gateway, service, nats-server), then exits. */

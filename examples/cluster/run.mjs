@@ -15,15 +15,13 @@
  * is killed at the end, so nothing is left behind; a second Ctrl-C kills
  * everything at once.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { delimiter, dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ensureBuilt, findNatsServer, freePort, root, signalGroup, waitForExit } from '../../scripts/processes.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const size = 3;
 
 let args;
@@ -95,25 +93,6 @@ function launch(name, command, argv, { quiet = false } = {}) {
   return child;
 }
 
-function killGroup(child, signal) {
-  try {
-    process.kill(-child.proc.pid, signal);
-  } catch {
-    // gone already
-  }
-}
-
-function exited(child, ms) {
-  if (child.exited) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.proc.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
 /** Gateways first (they drain), then the service, then the NATS nodes; each group is killed after. */
 async function stopAll(code) {
   if (stopping) return;
@@ -125,9 +104,9 @@ async function stopAll(code) {
       group.map(async (child) => {
         if (!child.exited) {
           child.proc.kill('SIGTERM');
-          if (!(await exited(child, 12_000))) console.error(`${child.name} did not stop within 12 s; killing it`);
+          if (!(await waitForExit(child, 12_000))) console.error(`${child.name} did not stop within 12 s; killing it`);
         }
-        killGroup(child, 'SIGKILL');
+        signalGroup(child, 'SIGKILL');
       }),
     );
   }
@@ -155,57 +134,11 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 // whatever ends this process, no child outlives it
 process.on('exit', () => {
-  for (const child of children) killGroup(child, 'SIGKILL');
+  for (const child of children) signalGroup(child, 'SIGKILL');
 });
 
 // --- set-up ------------------------------------------------------------------------
 
-function newest(path) {
-  const st = statSync(path);
-  return st.isDirectory() ? Math.max(0, ...readdirSync(path).map((n) => newest(join(path, n)))) : st.mtimeMs;
-}
-
-function ensureBuilt() {
-  if (!existsSync(join(root, 'node_modules', '.bin', 'tsx'))) {
-    console.error('The dependencies are not installed; run: npm install');
-    process.exit(1);
-  }
-  const cli = join(root, 'dist', 'cli.js');
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(join(root, 'src'))) return;
-  console.log('building dist/ (npm run build)');
-  const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) {
-    console.error('npm run build failed');
-    process.exit(1);
-  }
-}
-
-function findNatsServer() {
-  for (const dir of [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/bin']) {
-    const candidate = join(dir, 'nats-server');
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  console.error('nats-server is not installed; run: sudo apt-get install -y nats-server');
-  process.exit(1);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls until `fn` returns something truthy, or throws after `ms`. */
 async function poll(fn, ms, what) {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -222,8 +155,12 @@ async function poll(fn, ms, what) {
 }
 
 async function main() {
-  ensureBuilt();
+  ensureBuilt(['tsx']);
   const natsBin = findNatsServer();
+  if (!natsBin) {
+    console.error('nats-server is not installed; run: sudo apt-get install -y nats-server');
+    process.exit(1);
+  }
 
   // --- the NATS cluster: every node routes to the other two
   const nodes = [];
