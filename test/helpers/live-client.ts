@@ -11,8 +11,8 @@ export interface StreamResult {
 }
 
 /** A stream's results as a queue: `next()` waits for the next one, `completed` resolves at the end. */
-export class ResultStream {
-  readonly results: StreamResult[] = [];
+export class ResultStream<T = StreamResult> {
+  readonly results: T[] = [];
   private taken = 0;
   private waiter: (() => void) | undefined;
   done = false;
@@ -25,7 +25,7 @@ export class ResultStream {
     this.completed = new Promise((r) => (this.complete = r));
   }
 
-  push(r: StreamResult): void {
+  push(r: T): void {
     this.results.push(r);
     this.waiter?.();
   }
@@ -38,7 +38,7 @@ export class ResultStream {
   }
 
   /** The next result not yet taken; rejects after timeoutMs or when the stream ends first. */
-  async next(timeoutMs = 3000): Promise<StreamResult> {
+  async next(timeoutMs = 3000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     while (this.taken >= this.results.length) {
       if (this.done) throw new Error(`stream ended${this.error ? `: ${JSON.stringify(this.error)}` : ''} while waiting for a result`);

@@ -7,7 +7,7 @@
  * sends and their sizes.
  */
 import WebSocket from 'ws';
-import { wsUrl, type ResultStream, type StreamResult } from './live-client.js';
+import { ResultStream, wsUrl, type StreamResult } from './live-client.js';
 
 /** A deterministic PRNG (mulberry32): the same seed gives the same sequence, so failures reproduce. */
 export function mulberry32(seed: number): () => number {
@@ -110,11 +110,9 @@ export interface RawFrame {
 
 /** A bare graphql-transport-ws socket running one operation, recording the raw `next` frames. */
 export class RawLiveSocket {
-  readonly frames: RawFrame[] = [];
-  private taken = 0;
-  private waiter: (() => void) | undefined;
+  /** the frames as a queue: `next()` waits for the next one, and fails once the socket has closed */
+  private readonly stream = new ResultStream<RawFrame>();
   private readonly ws: WebSocket;
-  closed = false;
 
   constructor(httpUrl: string, query: string, variables?: Record<string, unknown>) {
     this.ws = new WebSocket(wsUrl(httpUrl), 'graphql-transport-ws');
@@ -124,44 +122,22 @@ export class RawLiveSocket {
       const msg = JSON.parse(raw);
       if (msg.type === 'connection_ack') this.ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query, variables } }));
       else if (msg.type === 'ping') this.ws.send(JSON.stringify({ type: 'pong' }));
-      else if (msg.type === 'next') {
-        this.frames.push({ raw, bytes: data.byteLength, payload: msg.payload });
-        this.wake();
-      }
+      else if (msg.type === 'next') this.stream.push({ raw, bytes: data.byteLength, payload: msg.payload });
     });
-    this.ws.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
+    this.ws.on('close', () => this.stream.end());
   }
 
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
+  get frames(): RawFrame[] {
+    return this.stream.results;
   }
 
   /** The next `next` frame not yet taken; rejects after `timeoutMs` or if the socket closes first. */
-  async next(timeoutMs = 3000): Promise<RawFrame> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.taken >= this.frames.length) {
-      if (this.closed) throw new Error('socket closed while waiting for a frame');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no frame within ${timeoutMs} ms (got ${this.frames.length})`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-    return this.frames[this.taken++];
+  next(timeoutMs = 3000): Promise<RawFrame> {
+    return this.stream.next(timeoutMs);
   }
 
   get pending(): number {
-    return this.frames.length - this.taken;
+    return this.stream.pending;
   }
 
   dispose(): void {
