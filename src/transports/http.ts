@@ -92,7 +92,8 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       // a WebSocket operation runs as its socket's connection; an HTTP request is a connection of its own
       if (connection) return { conn: connection, lease: opts.cache.newLease() };
       const sse = request.headers.get('accept')?.includes('text/event-stream') ?? false;
-      const conn = new Connection(sse ? 'sse' : 'http', httpInfo(request, req?.socket?.remoteAddress));
+      // the HTTP details are read only if an auth request needs them
+      const conn = new Connection(sse ? 'sse' : 'http', () => httpInfo(request, req?.socket?.remoteAddress));
       connections.add(conn);
       // registered first, so the service's conn.<cid>.token reaches it before the auth reply
       await opts.authenticator.authenticate(conn);
