@@ -148,6 +148,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     schema,
     mapping: loaded.mapping,
     cache,
+    resolvers,
     connections,
     authenticator,
     graphqlPath,

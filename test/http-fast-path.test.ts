@@ -45,6 +45,42 @@ describe('HTTP query short path', () => {
     expect(bad.data).toBeUndefined();
   });
 
+  it('answers a document the same on its first run (graphql-js) and once it is compiled (later runs)', async () => {
+    svc
+      .model('library.book.3', { id: 3, title: 'Emma', author: { rid: 'library.author.3' } })
+      .model('library.author.3', { name: 'Austen', books: { rid: 'library.author.3.books' } })
+      .collection('library.author.3.books', [{ rid: 'library.book.3' }])
+      .model('library.book.2', { id: 2, title: { data: 'not a string' }, author: { rid: 'library.author.missing' }, tags: { rid: 'library.book.2.tags' }, meta: { data: { pages: [1, 2] } } })
+      .collection('library.book.2.tags', ['sf', 'classic'])
+      .model('library.secret', { id: 0, title: 'hidden' });
+    svc.accessRules.set('library.secret', { get: false });
+    const query = `query Q($id: ID!, $withAuthor: Boolean!) {
+      first: book(id: $id) { __typename id title ...Who @include(if: $withAuthor) }
+      second: book(id: "2") { id tags meta author { name } }
+      nothing: book(id: "404") { id }
+      secret { title }
+    }
+    fragment Who on Book { author { __typename name books { id } } }`;
+    const body = { query, variables: { id: '3', withAuthor: true }, operationName: 'Q' };
+    const texts = [];
+    for (let i = 0; i < 3; i++) texts.push(await (await post(body)).text());
+    // byte for byte: a live result is compared by its JSON
+    expect(texts[1]).toBe(texts[0]);
+    expect(texts[2]).toBe(texts[0]);
+    const first = JSON.parse(texts[0]);
+    expect(first.data.first).toEqual({ __typename: 'Book', id: 'library.book.3', title: 'Emma', author: { __typename: 'Author', name: 'Austen', books: [{ id: 'library.book.3' }] } });
+    expect(first.data.second).toBeNull();
+    expect(first.data.nothing).toBeNull();
+    expect(first.data.secret).toBeNull();
+    const codes = Object.fromEntries(first.errors.map((e: { path: string[]; extensions?: { code?: string } }) => [e.path.join('.'), e.extensions?.code]));
+    expect(codes).toMatchObject({ 'nothing': 'system.notFound', 'secret': 'system.accessDenied', 'second.author': 'system.notFound' });
+    // variables are coerced alike on both paths: a missing one is a request error
+    const bad = [];
+    for (let i = 0; i < 2; i++) bad.push(await (await post({ ...body, variables: { id: '3' } })).text());
+    expect(JSON.parse(bad[0]).data).toBeUndefined();
+    expect(bad[1]).toBe(bad[0]);
+  });
+
   it('leaves syntax errors, invalid JSON and unknown fields to Yoga', async () => {
     const syntax = await post({ query: '{ book(id: 1) { title }' });
     expect((await syntax.json()).errors[0].message).toMatch(/Syntax Error/);

@@ -40,7 +40,7 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
   if (profile) {
     mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
     profileFile = join(resultsDir, 'profiles', `gateway-compare${tag}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, '--cpu-prof-interval=500');
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, `--cpu-prof-interval=${process.env.PROF_INTERVAL ?? 500}`);
   }
   const e = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${profile ? ', --cpu-prof' : ''})`, 'gateway.mjs', {
     args: [natsUrl, join(benchDir, 'fixture/bench.graphql'), 'warn'],

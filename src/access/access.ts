@@ -161,9 +161,10 @@ export class AccessChecker {
           // only if it was not forgotten meanwhile (a new token, a reaccess)
           if (conn.verdicts.get(rid) === asked) conn.known.set(rid, verdict);
         },
-        // a failed request (timeout) is not a verdict: ask again next time
+        // a failed request (timeout) is not a verdict: ask again next time;
+        // an HTTP connection lives for one request, which asks once per rid
         () => {
-          if (conn.verdicts.get(rid) === asked) conn.verdicts.delete(rid);
+          if (conn.verdicts.get(rid) === asked && !conn.isHttp) conn.verdicts.delete(rid);
         },
       );
     }

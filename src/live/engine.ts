@@ -16,7 +16,6 @@
  */
 import {
   GraphQLError,
-  execute,
   print,
   type DocumentNode,
   type ExecutionArgs,
@@ -27,6 +26,7 @@ import type { AccessChecker, Connection } from '../access/access.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
+import { run as runOperation } from '../resolvers/compiled.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 import { diff, type PatchOperation } from './patch.js';
 
@@ -306,7 +306,8 @@ class LiveQuery implements EntryWatcher {
     this.engine.executions++;
     let result: ExecutionResult;
     try {
-      result = (await execute({ ...this.args, contextValue })) as ExecutionResult;
+      const r = runOperation({ ...this.args, contextValue });
+      result = r instanceof Promise ? await r : r;
     } catch (e) {
       this.engine.log.error('live query execution failed', { error: (e as Error).message });
       result = { errors: [new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } })] };

@@ -14,16 +14,21 @@
 import { FixedBuffer, Repeater } from '@repeaterjs/repeater';
 import {
   GraphQLError,
+  Kind,
+  getArgumentValues,
   getNamedType,
   getNullableType,
   isAbstractType,
   isLeafType,
   isListType,
   isObjectType,
+  getVariableValues,
   type GraphQLFieldResolver,
   type GraphQLOutputType,
   type GraphQLResolveInfo,
+  type GraphQLSchema,
   type GraphQLTypeResolver,
+  type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
 import type { CacheEntry, Lease, ResourceCache } from '../cache/cache.js';
@@ -110,6 +115,35 @@ export class Resolvers {
     if (typeName === rootTypes.query || typeName === rootTypes.mutation) return undefined;
     if (m?.rid) return (parent) => ridOf(parent);
     return this.property(m?.property ?? fieldName);
+  }
+
+  /**
+   * Asks, all at once, the access verdicts that the `@get` root fields of a
+   * query will need, so that the execution after it finds them known and
+   * runs synchronously when the resources are cached. It asks exactly what
+   * the resolvers would ask; fields it cannot read plainly (under a
+   * directive or a fragment, or with arguments that do not fill the rid
+   * template) are left to the resolvers, which ask and report errors.
+   */
+  askRootAccess(schema: GraphQLSchema, op: OperationDefinitionNode, variables: Record<string, unknown> | undefined, conn: Connection): Promise<unknown> | undefined {
+    const root = op.operation === 'query' ? schema.getQueryType() : undefined;
+    if (!root) return undefined;
+    const coerced = getVariableValues(schema, op.variableDefinitions ?? [], variables ?? {});
+    if (!coerced.coerced) return undefined;
+    const asks: Promise<unknown>[] = [];
+    for (const sel of op.selectionSet.selections) {
+      if (sel.kind !== Kind.FIELD || sel.directives?.length) continue;
+      const template = this.mapping.fields.get(`${root.name}.${sel.name.value}`)?.get;
+      const def = root.getFields()[sel.name.value];
+      if (!template || !def) continue;
+      try {
+        const rid = fillRidTemplate(template, getArgumentValues(def, sel, coerced.coerced), conn.cid);
+        asks.push(this.access.verdict(conn, rid).catch(() => undefined));
+      } catch {
+        // the resolver reports it
+      }
+    }
+    return asks.length > 0 ? Promise.all(asks) : undefined;
   }
 
   /**
