@@ -6,10 +6,10 @@
  *
  * Operations are parsed and validated through Yoga's envelop pipeline, so
  * HTTP and WebSocket share plugins and limits. Live operations then take a
- * short path: the socket pulls from its LiveStream whenever it can take a
- * frame, and a state shared by many subscribers is framed once, so fan-out
- * costs one socket write per subscriber and a slow socket skips states
- * instead of queuing them. Everything else (queries, mutations, `@event`
+ * short path: a state shared by many subscribers is framed once and written
+ * as is to each socket, so fan-out costs one socket write per subscriber,
+ * and a socket that falls behind waits to drain and then takes only the
+ * newest state, skipping states instead of queuing them. Everything else (queries, mutations, `@event`
  * streams) runs through envelop's execute / subscribe as usual.
  *
  * The protocol loop is ours rather than graphql-ws's `useServer` because
@@ -89,23 +89,46 @@ interface Operation {
 /** Keep-alive pings go out in this many slices per period. */
 const keepAliveSlices = 48;
 
+/**
+ * An unmasked, final WebSocket text frame (RFC 6455, 5.2), header and
+ * payload in one buffer: one socket write, and for a shared state the same
+ * bytes for every socket.
+ */
+function textFrame(text: string): Buffer {
+  const n = Buffer.byteLength(text);
+  const header = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + n);
+  frame[0] = 0x81; // FIN, opcode 1 (text)
+  if (n < 126) {
+    frame[1] = n;
+  } else if (n < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(n), 2);
+  }
+  frame.write(text, header);
+  return frame;
+}
+
 /** Frames of shared states, per operation id: subscribers with the same id get the very same bytes. */
 const frames = new WeakMap<object, Map<string, Buffer>>();
 
-function nextFrame(id: string, payload: LivePayload): Buffer | string {
-  const text = () => `{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`;
-  if (!payload.shared) return text();
+function nextFrame(id: string, payload: LivePayload): Buffer {
+  const frame = () => textFrame(`{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`);
+  if (!payload.shared) return frame();
   let byId = frames.get(payload.shared);
   if (!byId) {
     byId = new Map();
     frames.set(payload.shared, byId);
   }
-  let frame = byId.get(id);
-  if (!frame) {
-    frame = Buffer.from(text());
-    byId.set(id, frame);
+  let f = byId.get(id);
+  if (!f) {
+    f = frame();
+    byId.set(id, f);
   }
-  return frame;
+  return f;
 }
 
 function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
@@ -118,6 +141,8 @@ class Session {
   private acknowledged = false;
   private closed = false;
   readonly ops = new Map<string, Operation>();
+  /** live streams waiting for the socket to drain before their next frame */
+  private readonly draining = new Set<() => void>();
   alive = true;
   /** the keep-alive slice this socket is pinged in */
   readonly slot: number;
@@ -139,6 +164,7 @@ class Session {
     socket.on('pong', () => (this.alive = true));
     socket.once('close', () => this.onClosed());
     socket.on('error', () => undefined); // a broken socket closes; nothing to add
+    req.socket.on('drain', () => this.drained());
   }
 
   private send(message: Message): void {
@@ -237,35 +263,47 @@ class Session {
   }
 
   /**
-   * Sends a live stream's results: one frame in flight at a time, the next
-   * taken only once the socket has written the last, so a slow socket gets
-   * the newest state rather than a backlog.
+   * Sends a live stream's results as they come, while the socket keeps up:
+   * once its unsent bytes pass the socket's high-water mark (a client that
+   * reads slower than the changes come), the stream waits for the socket to
+   * drain and then takes only the newest state, so a slow socket skips
+   * states instead of queuing a backlog.
+   *
+   * Frames go straight to the TCP socket, whole (header and payload in one
+   * buffer, shared by every subscriber of a state): ws's sender would cost
+   * two writes and a callback per frame. ws writes its own frames (control
+   * frames, our other messages) whole and synchronously too, and compression
+   * is off, so the two never interleave inside a frame.
    */
   private pump(id: string, op: Operation, stream: LiveStream): void {
-    let sending = false;
     const pull = () => {
-      if (sending) return;
-      const next = stream.take();
-      if (next === undefined) return;
-      if (next === 'done') {
-        stream.onAvailable = undefined;
-        this.complete(id, op);
-        return;
+      // until the stream has nothing new (a final result is followed by its end)
+      while (!this.draining.has(pull)) {
+        const next = stream.take();
+        if (next === undefined) return;
+        if (next === 'done') {
+          stream.onAvailable = undefined;
+          this.complete(id, op);
+          return;
+        }
+        if (this.socket.readyState !== this.socket.OPEN) return;
+        if (!this.req.socket.write(nextFrame(id, next))) this.draining.add(pull);
       }
-      if (this.socket.readyState !== this.socket.OPEN) return;
-      sending = true;
-      // a text frame, also when the frame is a cached Buffer
-      this.socket.send(nextFrame(id, next), { binary: false }, () => {
-        sending = false;
-        pull();
-      });
     };
     op.stop = () => {
       stream.onAvailable = undefined;
+      this.draining.delete(pull);
       void stream.return();
     };
     stream.onAvailable = pull;
     pull();
+  }
+
+  /** The socket has written what it buffered: streams that waited take their newest state. */
+  private drained(): void {
+    const waiting = [...this.draining];
+    this.draining.clear();
+    for (const pull of waiting) pull();
   }
 
   private async iterate(id: string, op: Operation, result: AsyncIterable<ExecutionResult>): Promise<void> {
@@ -299,6 +337,7 @@ class Session {
     clearTimeout(this.initTimer);
     for (const op of this.ops.values()) op.stop();
     this.ops.clear();
+    this.draining.clear();
     this.t.opts.connections.delete(this.conn);
     this.t.sessionClosed(this);
   }
@@ -323,6 +362,8 @@ class WebSocketTransportImpl implements WebSocketTransport {
     this.wss = new WebSocketServer({
       server: opts.server,
       path: opts.path,
+      // off (ws's default too), and must stay so: live frames are written to the TCP socket directly
+      perMessageDeflate: false,
       handleProtocols: (protocols) => handleProtocols(protocols),
       verifyClient: (_info, accept) => (this.restarting ? accept(false, 503, 'Service restarting') : accept(true)),
     });

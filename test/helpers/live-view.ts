@@ -140,6 +140,15 @@ export class RawLiveSocket {
     return this.stream.pending;
   }
 
+  /** Stops reading the socket (the gateway's writes pile up in the kernel, then in its own buffer). */
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
   dispose(): void {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ id: '1', type: 'complete' }));
     this.ws.close(1000);
