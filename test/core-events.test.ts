@@ -134,7 +134,7 @@ describe('events', () => {
     const entry = gw.cache.peek('library.book.7')!;
     entry.watchers.add({ entryChanged: (_e, c) => seen.push(c) });
     expect(entry.value).toEqual({ title: 'After', n: 1 });
-    expect(entry.version).toBe(0);
+    expect(entry.changedAt).toBe(0);
     // a later event is applied normally, and is the only change ever reported
     const applied = nextEntryChange(gw.cache, 'library.book.7');
     await svc.event('library.book.7', 'change', { values: { n: 2 } });

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
-import { waitFor } from './helpers/wait.js';
+import { nextEntryChange, waitFor } from './helpers/wait.js';
 
 let env: LiveEnv;
 
@@ -109,6 +109,41 @@ describe('collections of references', () => {
     expect(await s.next()).toEqual({ data: { shelf: [{ id: 'library.book.9' }, { id: 'library.book.8' }] } });
     await svc.add('library.shelf.4', ref('library.book.1'), 2);
     expect(await s.next()).toEqual({ data: { shelf: [{ id: 'library.book.9' }, { id: 'library.book.8' }, { id: 'library.book.1' }] } });
+    await closeClients(gw, client);
+  });
+
+  it('shows a change to an item that arrived while the run that added it still waited for another item', async () => {
+    // The run after the adds reads book 20 as soon as its get is answered,
+    // then waits for book 21. A change of book 20 in that gap is applied to
+    // the cache before the run watches book 20: the run must notice it.
+    const { svc, gw } = env;
+    addBook(svc, 20, 'Twenty', 1);
+    addBook(svc, 21, 'Twenty-one', 1);
+    svc.collection('library.shelf.5', []);
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { shelf(id: 5) { id title } }');
+    expect(await s.next()).toEqual({ data: { shelf: [] } });
+
+    let answer21: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (answer21 = resolve));
+    svc.handle('get.library.book.21', async () => {
+      await held;
+      return { result: structuredClone(svc.resources.get('library.book.21')) };
+    });
+    const enc = new TextEncoder();
+    svc.collection('library.shelf.5', [ref('library.book.20'), ref('library.book.21')]);
+    svc.nc.publish('event.library.shelf.5.add', enc.encode(JSON.stringify({ value: ref('library.book.20'), idx: 0 })));
+    svc.nc.publish('event.library.shelf.5.add', enc.encode(JSON.stringify({ value: ref('library.book.21'), idx: 1 })));
+    await svc.nextRequest('get.library.book.21');
+    await waitFor(() => gw.cache.peek('library.book.20'), 2000, 'book 20 in the cache');
+    const applied = nextEntryChange(gw.cache, 'library.book.20');
+    await svc.change('library.book.20', { title: 'Twenty, changed' });
+    await applied;
+    answer21();
+
+    let last = await s.next();
+    while (last.data?.shelf?.[0]?.title !== 'Twenty, changed') last = await s.next();
+    expect(last).toEqual({ data: { shelf: [{ id: 'library.book.20', title: 'Twenty, changed' }, { id: 'library.book.21', title: 'Twenty-one' }] } });
     await closeClients(gw, client);
   });
 });

@@ -59,8 +59,8 @@ export class CacheEntry {
   model: Model | undefined;
   collection: Collection | undefined;
   error: ResError | undefined;
-  /** bumped on every applied change; lets readers tell whether a value moved */
-  version = 0;
+  /** the cache's change count at this entry's last change: a reader from before then holds an old value */
+  changedAt = 0;
   /** a get in flight (first load or reset); events meanwhile are dropped */
   pending: Promise<void> | undefined;
   /** a `reaccess` that arrived while a get was pending */
@@ -159,6 +159,8 @@ export class ResourceCache {
    * watchers told of a change read it to time the way to the client.
    */
   eventArrivedAt: number | undefined;
+  /** changes applied to entries so far (see CacheEntry.changedAt) */
+  changes = 0;
   private readonly observer: EventObserver | undefined;
 
   constructor(opts: ResourceCacheOptions) {
@@ -535,7 +537,7 @@ export class ResourceCache {
   }
 
   private notify(entry: CacheEntry, change: EntryChange): void {
-    entry.version++;
+    entry.changedAt = ++this.changes;
     for (const w of [...entry.watchers]) {
       try {
         w.entryChanged(entry, change);

@@ -227,6 +227,17 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   }
 }
 
+/** What one execution of a LiveQuery read, and the event it answers. */
+interface Run {
+  lease: Lease;
+  accessed: Set<string>;
+  roots: Set<string>;
+  /** when the earliest event it reflects arrived (performance.now()) */
+  eventAt: number | undefined;
+  /** the cache's change count when it started */
+  changesAtStart: number;
+}
+
 /** Root errors that end a live result: the resource is gone, or the client may no longer see it. */
 const terminalCodes = new Set<string>([ErrorCode.notFound, ErrorCode.accessDenied]);
 
@@ -277,41 +288,61 @@ class LiveQuery implements EntryWatcher {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      void this.run();
+      this.run();
     });
   }
 
-  run(): Promise<void> {
+  /**
+   * Runs the operation. A run served from the cache finishes synchronously,
+   * without a promise; one that waits for the service is followed by one
+   * more run if changes arrived meanwhile.
+   */
+  run(): void {
     if (this.running) {
       this.dirty = true;
-      return this.running;
+      return;
     }
-    this.running = this.execute().finally(() => {
+    const waiting = this.start();
+    if (!waiting) return;
+    this.running = waiting.finally(() => {
       this.running = undefined;
       if (this.dirty && !this.disposed) {
         this.dirty = false;
         this.schedule();
       }
     });
-    return this.running;
   }
 
-  private async execute(): Promise<void> {
+  /** Executes; finishes at once when the execution is synchronous, else returns the promise of finishing. */
+  private start(): Promise<void> | undefined {
     const lease = this.engine.cache.newLease();
     const accessed = new Set<string>();
     const roots = new Set<string>();
     const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
-    const eventAt = this.eventAt;
+    const run: Run = { lease, accessed, roots, eventAt: this.eventAt, changesAtStart: this.engine.cache.changes };
     this.eventAt = undefined;
     this.engine.executions++;
-    let result: ExecutionResult;
+    let result: ExecutionResult | Promise<ExecutionResult>;
     try {
-      const r = runOperation({ ...this.args, contextValue });
-      result = r instanceof Promise ? await r : r;
+      result = runOperation({ ...this.args, contextValue });
     } catch (e) {
-      this.engine.log.error('live query execution failed', { error: (e as Error).message });
-      result = { errors: [new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } })] };
+      result = this.failed(e);
     }
+    if (!(result instanceof Promise)) {
+      this.finish(result, run);
+      return undefined;
+    }
+    return result.catch((e: unknown) => this.failed(e)).then((r) => this.finish(r, run));
+  }
+
+  private failed(e: unknown): ExecutionResult {
+    this.engine.log.error('live query execution failed', { error: (e as Error)?.message ?? String(e) });
+    return { errors: [new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } })] };
+  }
+
+  /** Takes a run's dependencies and hands its result, serialized once, to every subscriber. */
+  private finish(result: ExecutionResult, run: Run): void {
+    const { lease, eventAt } = run;
     if (this.disposed) {
       lease.release();
       return;
@@ -319,9 +350,16 @@ class LiveQuery implements EntryWatcher {
     // hold the new dependency set before letting go of the old one, so shared entries are never evicted
     this.lease?.release();
     this.lease = lease;
-    this.accessed = accessed;
-    this.roots = roots;
+    this.accessed = run.accessed;
+    this.roots = run.roots;
     this.rewatch(lease);
+    // A run that waited for the service read some entries before others; one
+    // that changed after it was read, before this run watched it, told
+    // nobody: the result may hold its old value, so run once more.
+    if (this.engine.cache.changes !== run.changesAtStart && this.readChanged(run.changesAtStart)) {
+      this.eventAt ??= performance.now();
+      this.schedule();
+    }
     const json = JSON.stringify(result);
     if (this.last?.json === json) return;
     const state: LiveState = { result, json };
@@ -334,6 +372,12 @@ class LiveQuery implements EntryWatcher {
       } else if (terminal) sub.end(result);
       else sub.offer(state, eventAt);
     }
+  }
+
+  /** Whether an entry the last run read has changed since the run started. */
+  private readChanged(since: number): boolean {
+    for (const e of this.watched) if (e.changedAt > since) return true;
+    return false;
   }
 
   /** Watches exactly the entries the last run read. */
@@ -443,7 +487,7 @@ export class LiveEngine {
     }
     subs.set(sub, q);
     if (!joining) {
-      void q.run();
+      q.run();
     } else if (q.last) {
       void this.joinWithLast(sub, q);
     }
