@@ -20,7 +20,7 @@ export async function startStack(scenario, { clients = 0, clientProcs = 1, floor
     if (profile) {
       mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
       profileFile = join(resultsDir, 'profiles', `gateway-${scenario}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
-      execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, '--cpu-prof-interval=500');
+      execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, `--cpu-prof-interval=${process.env.PROF_INTERVAL ?? 500}`);
     }
     const gateway = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${profile ? ', --cpu-prof' : ''})`, 'gateway.mjs', {
       args: [nats.url, join(benchDir, 'fixture/bench.graphql'), logLevel],

@@ -38,12 +38,21 @@ function compiled(args: ExecutionArgs): CompiledQuery | undefined {
     return undefined;
   }
   if (plan === 'once') {
-    const c = compileQuery(args.schema, args.document, args.operationName ?? undefined);
-    const next: Plan = isCompiledQuery(c) ? c : 'graphql-js';
+    const next = compile(args);
     byName.set(name, next);
     return typeof next === 'string' ? undefined : next;
   }
   return typeof plan === 'string' ? undefined : plan;
+}
+
+/** graphql-jit's function for an operation, or graphql-js when it reports (or throws) that it cannot compile it. */
+function compile(args: ExecutionArgs): Plan {
+  try {
+    const c = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+    return isCompiledQuery(c) ? c : 'graphql-js';
+  } catch {
+    return 'graphql-js';
+  }
 }
 
 /**
