@@ -5,10 +5,10 @@
  * root fields' access verdicts are asked first, all at once, and the
  * operation then runs compiled (resolvers/compiled.ts), synchronously when
  * the resources are cached, skipping the fetch-API layers and graphql-js's
- * promise bookkeeping that cost most of a cached query's time. Anything else, and every document
- * that does not parse and validate cleanly, is handed to Yoga unchanged,
- * so errors, CORS, SSE, `@live` and GraphiQL behave exactly as Yoga makes
- * them.
+ * promise bookkeeping that cost most of a cached query's time. Anything
+ * else, and every document that does not parse and validate cleanly, is
+ * handed to Yoga unchanged, so errors, CORS, SSE, `@live` and GraphiQL
+ * behave exactly as Yoga makes them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DocumentNode, GraphQLSchema, OperationDefinitionNode } from 'graphql';

@@ -9,8 +9,9 @@
  * short path: a state shared by many subscribers is framed once and written
  * as is to each socket, so fan-out costs one socket write per subscriber,
  * and a socket that falls behind waits to drain and then takes only the
- * newest state, skipping states instead of queuing them. Everything else (queries, mutations, `@event`
- * streams) runs through envelop's execute / subscribe as usual.
+ * newest state, skipping states instead of queuing them. Everything else
+ * (queries, mutations, `@event` streams) runs through envelop's execute /
+ * subscribe as usual.
  *
  * The protocol loop is ours rather than graphql-ws's `useServer` because
  * that one serializes every result once per socket and awaits each send
