@@ -140,4 +140,26 @@ describe('access of live results', () => {
     await expectAccessDenied(b);
     await closeClients(gw, c1, c2);
   });
+
+  it('ends a subscription whose access was withdrawn while its first run waited for the service', async () => {
+    // The run asks access (granted), then waits for the get; a reaccess that
+    // withdraws access arrives meanwhile. The verdict the run holds is stale:
+    // it must not show the data, and the stream ends with system.accessDenied.
+    const { svc, gw } = env;
+    const held = gate();
+    svc.handle('get.library.book.9', async () => {
+      await held.promise;
+      return { result: structuredClone(svc.resources.get('library.book.9')) };
+    });
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, bookTitle, { id: 9 });
+    await svc.nextRequest('get.library.book.9');
+    svc.accessRules.set('library.book.9', { get: false });
+    const asked = svc.nextRequest('access.library.book.9');
+    await svc.event('library.book.9', 'reaccess');
+    held.open();
+    await expectAccessDenied(s);
+    await asked;
+    await closeClients(gw, client);
+  });
 });

@@ -52,6 +52,8 @@ export class Connection {
   readonly known = new Map<string, AccessVerdict>();
   /** told when the token changes or verdicts are dropped, so live results can re-check */
   readonly accessListeners = new Set<() => void>();
+  /** how many times the token changed or verdicts were dropped: work that began before then may hold a stale verdict */
+  accessChanges = 0;
 
   private httpInfo: HttpInfo | (() => HttpInfo) | undefined;
 
@@ -105,6 +107,7 @@ export class Connection {
   }
 
   private notifyAccessChanged(): void {
+    this.accessChanges++;
     for (const l of this.accessListeners) l();
   }
 }

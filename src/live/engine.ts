@@ -236,6 +236,9 @@ interface Run {
   eventAt: number | undefined;
   /** the cache's change count when it started */
   changesAtStart: number;
+  /** the connection whose verdicts it used, and how often they had changed when it started */
+  conn: Connection;
+  accessChangesAtStart: number;
 }
 
 /** Root errors that end a live result: the resource is gone, or the client may no longer see it. */
@@ -319,7 +322,15 @@ class LiveQuery implements EntryWatcher {
     const accessed = new Set<string>();
     const roots = new Set<string>();
     const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
-    const run: Run = { lease, accessed, roots, eventAt: this.eventAt, changesAtStart: this.engine.cache.changes };
+    const run: Run = {
+      lease,
+      accessed,
+      roots,
+      eventAt: this.eventAt,
+      changesAtStart: this.engine.cache.changes,
+      conn: this.conn,
+      accessChangesAtStart: this.conn.accessChanges,
+    };
     this.eventAt = undefined;
     this.engine.executions++;
     let result: ExecutionResult | Promise<ExecutionResult>;
@@ -353,6 +364,13 @@ class LiveQuery implements EntryWatcher {
     this.accessed = run.accessed;
     this.roots = run.roots;
     this.rewatch(lease);
+    if (run.conn.accessChanges !== run.accessChangesAtStart) {
+      // the token changed or verdicts were dropped while the run waited for
+      // the service: it may have used a stale verdict, so it shows nothing;
+      // a new run asks again
+      this.schedule();
+      return;
+    }
     // A run that waited for the service read some entries before others; one
     // that changed after it was read, before this run watched it, told
     // nobody: the result may hold its old value, so run once more.
