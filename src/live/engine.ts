@@ -368,6 +368,7 @@ class LiveQuery implements EntryWatcher {
       // the token changed or verdicts were dropped while the run waited for
       // the service: it may have used a stale verdict, so it shows nothing;
       // a new run asks again
+      this.eventAt ??= eventAt;
       this.schedule();
       return;
     }
