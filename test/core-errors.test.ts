@@ -80,6 +80,18 @@ describe('errors', () => {
     expect(json.errors.map((e: any) => e.path)).toEqual([['bad']]);
   });
 
+  it('asks access once per resource in one HTTP request, also when it times out', async () => {
+    svc.handle('access.library.book.7', () => undefined);
+    const before = svc.count('access.library.book.7');
+    const { json } = await post('{ a: book(id: 7) { title } b: book(id: 7) { title } }');
+    expect(json.data).toEqual({ a: null, b: null });
+    expect(json.errors.map((e: any) => [e.path[0], e.extensions.code])).toEqual([
+      ['a', 'system.timeout'],
+      ['b', 'system.timeout'],
+    ]);
+    expect(svc.count('access.library.book.7') - before).toBe(1);
+  });
+
   it('reports a null in a non-null list as a GraphQL error without internals', async () => {
     const { text, json } = await post('{ books { title } }');
     expect(json.data).toBeNull();
