@@ -50,7 +50,8 @@ describe('HTTP query short path', () => {
       .model('library.book.3', { id: 3, title: 'Emma', author: { rid: 'library.author.3' } })
       .model('library.author.3', { name: 'Austen', books: { rid: 'library.author.3.books' } })
       .collection('library.author.3.books', [{ rid: 'library.book.3' }])
-      .model('library.book.2', { id: 2, title: { data: 'not a string' }, author: { rid: 'library.author.missing' }, tags: { rid: 'library.book.2.tags' }, meta: { data: { pages: [1, 2] } } })
+      // book 2's author is missing: a non-null field, so the error nulls the whole book
+      .model('library.book.2', { id: 2, title: 'Persuasion', author: { rid: 'library.author.missing' }, tags: { rid: 'library.book.2.tags' }, meta: { data: { pages: [1, 2] } } })
       .collection('library.book.2.tags', ['sf', 'classic'])
       .model('library.secret', { id: 0, title: 'hidden' });
     svc.accessRules.set('library.secret', { get: false });

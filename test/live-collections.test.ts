@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
-import { nextEntryChange, waitFor } from './helpers/wait.js';
+import { gate, nextEntryChange, waitFor } from './helpers/wait.js';
 
 let env: LiveEnv;
 
@@ -124,10 +124,9 @@ describe('collections of references', () => {
     const s = subscribeWs(client, 'subscription { shelf(id: 5) { id title } }');
     expect(await s.next()).toEqual({ data: { shelf: [] } });
 
-    let answer21: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (answer21 = resolve));
+    const held = gate();
     svc.handle('get.library.book.21', async () => {
-      await held;
+      await held.promise;
       return { result: structuredClone(svc.resources.get('library.book.21')) };
     });
     const enc = new TextEncoder();
@@ -139,7 +138,7 @@ describe('collections of references', () => {
     const applied = nextEntryChange(gw.cache, 'library.book.20');
     await svc.change('library.book.20', { title: 'Twenty, changed' });
     await applied;
-    answer21();
+    held.open();
 
     let last = await s.next();
     while (last.data?.shelf?.[0]?.title !== 'Twenty, changed') last = await s.next();
