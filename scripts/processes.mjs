@@ -1,8 +1,8 @@
 /**
  * What `npm start` (scripts/start.mjs) and the cluster example
  * (examples/cluster/run.mjs) both need to run the project's pieces as child
- * processes: a current build, nats-server, free ports, and stopping whole
- * process groups.
+ * processes: a current build, nats-server, free ports, stopping whole
+ * process groups, and stopping them all on Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
@@ -83,5 +83,30 @@ export function waitForExit(child, ms) {
       clearTimeout(timer);
       resolve(true);
     });
+  });
+}
+
+/**
+ * Ctrl-C, SIGTERM and SIGHUP call `stopAll(0)` once; a repeat more than
+ * 500 ms later (npm forwards the first Ctrl-C too, so an immediate repeat is
+ * the same keypress) exits at once. However this process ends, no child's
+ * process group outlives it.
+ */
+export function stopOnSignals(children, stopAll, isStopping) {
+  let firstSignalAt = 0;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(signal, () => {
+      if (!isStopping()) {
+        firstSignalAt = Date.now();
+        console.log('\nstopping...');
+        void stopAll(0);
+      } else if (Date.now() - firstSignalAt > 500) {
+        console.error('killing everything now');
+        process.exit(1);
+      }
+    });
+  }
+  process.on('exit', () => {
+    for (const child of children) signalGroup(child, 'SIGKILL');
   });
 }

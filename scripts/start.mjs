@@ -22,7 +22,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { ensureBuilt as ensureBuiltWith, findNatsServer, freePort, root, signalGroup, waitForExit } from './processes.mjs';
+import { ensureBuilt as ensureBuiltWith, findNatsServer, freePort, root, signalGroup, stopOnSignals, waitForExit } from './processes.mjs';
 
 
 /** Running children, in start order. */
@@ -171,24 +171,7 @@ async function stopAll(code) {
   process.exit(code);
 }
 
-let firstSignalAt = 0;
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => {
-    if (!stopping) {
-      firstSignalAt = Date.now();
-      console.log('\nstopping...');
-      void stopAll(0);
-    } else if (Date.now() - firstSignalAt > 500) {
-      // a second Ctrl-C (npm forwards the first one too, so an immediate repeat is the same keypress)
-      console.error('killing everything now');
-      process.exit(1);
-    }
-  });
-}
-// never leave a child behind, however this process ends
-process.on('exit', () => {
-  for (const child of children) signalGroup(child, 'SIGKILL');
-});
+stopOnSignals(children, stopAll, () => stopping);
 
 // --- main ------------------------------------------------------------------------
 

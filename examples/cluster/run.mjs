@@ -20,7 +20,7 @@ import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { ensureBuilt, findNatsServer, freePort, root, signalGroup, waitForExit } from '../../scripts/processes.mjs';
+import { ensureBuilt, findNatsServer, freePort, root, signalGroup, stopOnSignals, waitForExit } from '../../scripts/processes.mjs';
 
 const size = 3;
 
@@ -119,23 +119,7 @@ function fatal(message) {
   void stopAll(1);
 }
 
-let firstSignalAt = 0;
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => {
-    if (!stopping) {
-      firstSignalAt = Date.now();
-      console.log('\nstopping...');
-      void stopAll(0);
-    } else if (Date.now() - firstSignalAt > 500) {
-      console.error('killing everything now');
-      process.exit(1);
-    }
-  });
-}
-// whatever ends this process, no child outlives it
-process.on('exit', () => {
-  for (const child of children) signalGroup(child, 'SIGKILL');
-});
+stopOnSignals(children, stopAll, () => stopping);
 
 // --- set-up ------------------------------------------------------------------------
 
