@@ -11,10 +11,10 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import WebSocket from 'ws';
+import { findNatsServer, freePort } from '../scripts/processes.mjs';
 import { benchDir, rootDir } from './lib/procs.mjs';
 
 const { startGateway, buildResourceSchema } = await import(join(rootDir, 'dist', 'index.js'));
@@ -26,21 +26,11 @@ type Query { books: [Book!]! @get(rid: "shelf.books") }
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function startNats() {
   const port = await freePort();
-  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` },
-  });
+  const bin = findNatsServer();
+  if (!bin) throw new Error('nats-server is not installed (on PATH or in /usr/sbin): apt-get install -y nats-server');
+  const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise((resolve, reject) => {
     let out = '';
     child.stderr.on('data', (d) => (out += d) && out.includes('Server is ready') && resolve());

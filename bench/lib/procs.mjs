@@ -7,11 +7,14 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { findNatsServer, freePort } from '../../scripts/processes.mjs';
 import { rpc } from './ipc.mjs';
+
+export { freePort };
 
 export const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const rootDir = join(benchDir, '..');
@@ -23,17 +26,6 @@ try {
   clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 } catch {
   // 100 on every Linux we run on
-}
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port) {
@@ -175,7 +167,8 @@ export class Processes {
   }
 
   async startNats() {
-    const bin = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => existsSync(p)) ?? 'nats-server';
+    const bin = findNatsServer();
+    if (!bin) throw new Error('nats-server is not installed (on PATH or in /usr/sbin): apt-get install -y nats-server');
     const port = await freePort();
     const argv = pinned([bin, '-a', '127.0.0.1', '-p', String(port)], false);
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
