@@ -5,7 +5,7 @@
  */
 import { connect } from 'nats';
 import { Hist, nowMs } from '../lib/hist.mjs';
-import { serve, ready } from '../lib/ipc.mjs';
+import { exitAfterReply, ready, serve } from '../lib/ipc.mjs';
 
 const nc = await connect({ servers: process.argv[2], name: 'bench-floor' });
 const dec = new TextDecoder();
@@ -42,12 +42,6 @@ serve({
     if (expect) for (const [id, seq] of Object.entries(expect)) if (last.get(id) !== seq) lost++;
     return { received: stats.received, reordered: stats.reordered, lost, hist: stats.hist.toJSON() };
   },
-  stop: async () => {
-    setTimeout(async () => {
-      await nc.drain().catch(() => undefined);
-      process.exit(0);
-    }, 10);
-    return true;
-  },
+  stop: exitAfterReply(() => nc.drain()),
 });
 ready();

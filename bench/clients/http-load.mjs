@@ -6,7 +6,7 @@
  * `resgate-get`: Resgate's `GET /api/<rid path>` of one rid (the comparison).
  */
 import autocannon from 'autocannon';
-import { serve, ready } from '../lib/ipc.mjs';
+import { exitAfterReply, ready, serve } from '../lib/ipc.mjs';
 
 const query = 'query Item($id: ID!) { item(id: $id) { id seq ts name } }';
 
@@ -67,9 +67,6 @@ function run({ url, connections = 50, durationSec = 10, mode = 'cached', id = 'h
 
 serve({
   run,
-  stop: () => {
-    setTimeout(() => process.exit(0), 10);
-    return true;
-  },
+  stop: exitAfterReply(),
 });
 ready();

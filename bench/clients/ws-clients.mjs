@@ -28,7 +28,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { Hist, nowMs } from '../lib/hist.mjs';
-import { serve, ready } from '../lib/ipc.mjs';
+import { exitAfterReply, ready, serve } from '../lib/ipc.mjs';
 
 /**
  * @typedef {{ idx: number, protocol: string, send: (s: string) => void, kill: () => void, model?: string, rid?: string,
@@ -126,13 +126,18 @@ function numberAfter(s, key) {
   return i < 0 ? NaN : parseFloat(s.slice(i + key.length, i + key.length + 32));
 }
 
+/** Takes a result's `seq` and `ts` without parsing the whole frame; false when they are not both there. */
+function tookResult(c, s, now) {
+  const seq = numberAfter(s, '"seq":');
+  const ts = numberAfter(s, '"ts":');
+  if (!Number.isFinite(seq) || !Number.isFinite(ts)) return false;
+  onResult(c, seq, ts, now);
+  return true;
+}
+
 function onGraphqlWs(c, s, now) {
   // hot path: a result without errors
-  if (s.includes('"type":"next"') && !s.includes('"errors"')) {
-    const seq = numberAfter(s, '"seq":');
-    const ts = numberAfter(s, '"ts":');
-    if (Number.isFinite(seq) && Number.isFinite(ts)) return onResult(c, seq, ts, now);
-  }
+  if (s.includes('"type":"next"') && !s.includes('"errors"') && tookResult(c, s, now)) return;
   let msg;
   try {
     msg = JSON.parse(s);
@@ -155,11 +160,7 @@ function onGraphqlWs(c, s, now) {
 
 function onResgate(c, s, now) {
   // hot path: `{"event":"<rid>.change","data":{"values":{...}}}`
-  if (s.startsWith('{"event":"') && s.includes('.change"')) {
-    const seq = numberAfter(s, '"seq":');
-    const ts = numberAfter(s, '"ts":');
-    if (Number.isFinite(seq) && Number.isFinite(ts)) return onResult(c, seq, ts, now);
-  }
+  if (s.startsWith('{"event":"') && s.includes('.change"') && tookResult(c, s, now)) return;
   let msg;
   try {
     msg = JSON.parse(s);
@@ -543,10 +544,6 @@ serve({
     closeAll();
     return true;
   },
-  stop: () => {
-    closeAll();
-    setTimeout(() => process.exit(0), 10);
-    return true;
-  },
+  stop: exitAfterReply(closeAll),
 });
 ready();

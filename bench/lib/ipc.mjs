@@ -22,6 +22,22 @@ export function serve(handlers) {
   process.on('disconnect', () => process.exit(0));
 }
 
+/**
+ * The `stop` handler of a child: answers, then (once the reply has gone out)
+ * runs `cleanup` and exits, also when the cleanup fails.
+ */
+export function exitAfterReply(cleanup = async () => undefined) {
+  return () => {
+    setTimeout(async () => {
+      await Promise.resolve()
+        .then(cleanup)
+        .catch(() => undefined);
+      process.exit(0);
+    }, 10);
+    return true;
+  };
+}
+
 export function ready(info = {}) {
   process.send?.({ ready: true, pid: process.pid, ...info });
 }
