@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from 'graphql-ws';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
 import { waitFor } from './helpers/wait.js';
@@ -26,7 +26,7 @@ const sdl = /* GraphQL */ `
 `;
 
 const enc = new TextEncoder();
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 const clients: Client[] = [];
@@ -61,11 +61,10 @@ async function wsRequest(c: Client, query: string, variables?: Record<string, un
 }
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
+  env = await startTestEnv(sdl);
+  ({ svc, gw } = env);
   svc.model('vault.secret.1', { text: 'the cake is a lie' }).model('vault.secret.2', { text: 'forty-two' });
   installAuthService(svc);
-  gw = await startTestGateway(nats.url, sdl);
 });
 
 beforeEach(() => {
@@ -74,9 +73,7 @@ beforeEach(() => {
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.dispose()));
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 describe('auth methods and connection tokens', () => {
@@ -170,7 +167,7 @@ describe('cids', () => {
 describe('header auth', () => {
   let hgw: TestGateway;
   beforeAll(async () => {
-    hgw = await startTestGateway(nats.url, sdl, { headerAuth: 'session.header' });
+    hgw = await startTestGateway(env.nats.url, sdl, { headerAuth: 'session.header' });
     svc.handle('auth.session.header', (p) => {
       const bearer = /^Bearer (\w+)$/.exec(p.header?.Authorization?.[0] ?? '')?.[1];
       const user = bearer ?? p.params?.user;

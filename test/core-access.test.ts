@@ -5,26 +5,23 @@
  * responder meaning no access.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  // answers library.* only: other names have no access responder
-  svc = await TestService.start(nats.url, ['library']);
-  gw = await startTestGateway(nats.url, librarySdl);
+  // the service answers library.* only: other names have no access responder
+  env = await startTestEnv(librarySdl, {}, ['library']);
+  ({ svc, gw } = env);
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 describe('access', () => {

@@ -4,27 +4,24 @@
  * failed gets that are not kept.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 import { gate, waitFor } from './helpers/wait.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 /** evicts after 100 ms, so eviction can be awaited quickly */
 let gw: TestGateway;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  gw = await startTestGateway(nats.url, librarySdl, { evictDelay: 100 });
+  env = await startTestEnv(librarySdl, { evictDelay: 100 });
+  ({ svc, gw } = env);
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 describe('cache', () => {

@@ -4,12 +4,12 @@
  * through GraphQL over HTTP.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
@@ -17,20 +17,17 @@ const enc = new TextEncoder();
 const requestTimeout = 300;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  // answers library.* only; `orphan` gets an access responder but no get responder
-  svc = await TestService.start(nats.url, ['library']);
+  // the service answers library.* only; `orphan` gets an access responder but no get responder
+  env = await startTestEnv(librarySdl, { requestTimeout }, ['library']);
+  ({ svc, gw } = env);
   svc.nc.subscribe('access.orphan.thing', {
     callback: (_e, m) => m.respond(enc.encode(JSON.stringify({ result: { get: true, call: '*' } }))),
   });
   await svc.nc.flush();
-  gw = await startTestGateway(nats.url, librarySdl, { requestTimeout });
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 describe('RES client', () => {

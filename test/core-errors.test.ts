@@ -4,21 +4,20 @@
  * internal detail, whatever went wrong.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, recordingLogger, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, recordingLogger, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 import { toGraphQLError } from '../src/resolvers/resolvers.js';
 import { ResError } from '../src/res/protocol.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  gw = await startTestGateway(nats.url, librarySdl, { requestTimeout: 300 });
+  env = await startTestEnv(librarySdl, { requestTimeout: 300 });
+  ({ svc, gw } = env);
   svc.model('library.book.1', { title: 'Fine' });
   svc.accessRules.set('library.book.2', { get: false });
   svc.handle('get.library.book.3', () => undefined);
@@ -29,9 +28,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 /** Posts an operation and returns both the raw body and its parse. */

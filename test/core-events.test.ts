@@ -5,14 +5,14 @@
  * never corrupt the cache.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 import { nextEntryChange, waitFor } from './helpers/wait.js';
 import type { Lease } from '../src/cache/cache.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 let lease: Lease;
@@ -20,18 +20,15 @@ let lease: Lease;
 const enc = new TextEncoder();
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  gw = await startTestGateway(nats.url, librarySdl);
+  env = await startTestEnv(librarySdl);
+  ({ svc, gw } = env);
   // every rid these tests read stays cached (so events reach it) whatever the timing
   lease = gw.cache.newLease();
 });
 
 afterAll(async () => {
   lease?.release();
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 /** Loads a rid into the cache through a query and keeps it there. */

@@ -4,27 +4,24 @@
  * templates and normalized queries.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
 const gets = () => svc.seen('get.*').map((r) => r.subject + (r.payload?.query ? `?${r.payload.query}` : ''));
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  gw = await startTestGateway(nats.url, librarySdl);
+  env = await startTestEnv(librarySdl);
+  ({ svc, gw } = env);
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 /** A book with an author (who lists the book) and tags, under fresh ids. */

@@ -5,19 +5,18 @@
  * keep their code and data.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  gw = await startTestGateway(nats.url, librarySdl);
+  env = await startTestEnv(librarySdl);
+  ({ svc, gw } = env);
   // a `set` handler as a RES service writes it: apply, publish the change, then reply
   svc.handle('call.library.book.*.set', async (payload, subject) => {
     const rid = subject.split('.').slice(1, -1).join('.');
@@ -27,9 +26,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 describe('mutations', () => {

@@ -5,25 +5,22 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import type { TestGateway } from './helpers/gateway.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
+  env = await startTestEnv(readFileSync('schema/library.graphql', 'utf8'));
+  ({ svc, gw } = env);
   svc.model('library.book.1', { id: 1, title: 'Dune', author: { rid: 'library.author.1' } }).model('library.author.1', { name: 'Herbert' });
-  gw = await startTestGateway(nats.url, readFileSync('schema/library.graphql', 'utf8'));
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 const post = (body: unknown, headers: Record<string, string> = {}) =>

@@ -6,26 +6,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
+import type { TestService } from './helpers/res-service.js';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { withTimeout } from './helpers/wait.js';
 
-let nats: NatsServer;
+let env: TestEnv;
 let svc: TestService;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
+  env = await startTestEnv(readFileSync('schema/library.graphql', 'utf8'));
+  ({ svc, gw } = env);
   svc.model('library.book.1', { id: 1, title: 'Dune' });
-  gw = await startTestGateway(nats.url, readFileSync('schema/library.graphql', 'utf8'));
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await svc?.close();
-  await nats?.stop();
+  await env?.close();
 });
 
 /** A raw socket with a queue of received messages and its close event. */
@@ -128,7 +125,7 @@ describe('graphql-transport-ws', () => {
 
 describe('connection_init timeout', () => {
   it('closes with 4408 when connection_init does not come in time', async () => {
-    const quick = await startTestGateway(nats.url, readFileSync('schema/library.graphql', 'utf8'));
+    const quick = await startTestGateway(env.nats.url, readFileSync('schema/library.graphql', 'utf8'));
     try {
       const ws = new WebSocket(quick.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
       const code = await withTimeout(new Promise<number>((resolve) => ws.on('close', (c) => resolve(c))), 6000, 'the 4408 close');

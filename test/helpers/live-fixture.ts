@@ -5,9 +5,9 @@
  * keep tests of one file independent of each other's changes).
  */
 import type { GatewayOptions } from '../../src/server.js';
-import { startTestGateway, type TestGateway } from './gateway.js';
-import { startNatsServer, type NatsServer } from './nats-server.js';
-import { TestService } from './res-service.js';
+import { startTestEnv, type TestEnv } from './env.js';
+import type { TestGateway } from './gateway.js';
+import type { TestService } from './res-service.js';
 import { waitFor } from './wait.js';
 
 /** The resource schema of the live tests. */
@@ -44,27 +44,10 @@ type Query {
 }
 `;
 
-export interface LiveEnv {
-  nats: NatsServer;
-  svc: TestService;
-  gw: TestGateway;
-  close(): Promise<void>;
-}
+export type LiveEnv = TestEnv;
 
-export async function startLiveEnv(opts: Partial<GatewayOptions> = {}, sdl = liveSdl): Promise<LiveEnv> {
-  const nats = await startNatsServer();
-  const svc = await TestService.start(nats.url);
-  const gw = await startTestGateway(nats.url, sdl, opts);
-  return {
-    nats,
-    svc,
-    gw,
-    async close() {
-      await gw.close();
-      await svc.close();
-      await nats.stop();
-    },
-  };
+export function startLiveEnv(opts: Partial<GatewayOptions> = {}, sdl = liveSdl): Promise<LiveEnv> {
+  return startTestEnv(sdl, opts);
 }
 
 /** Adds `library.book.<id>` (by `library.author.<authorId>`, tagged) to the service's store. */
