@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { applyLiveQueryJSONPatch } from '@n1ru4l/graphql-live-query-patch-json-patch';
 import { gql } from './helpers/gateway.js';
 import { subscribeSse, subscribeWs, wsClient, type StreamResult } from './helpers/live-client.js';
-import { closeClients, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { closeClients, putRatedBook, ratedBooksSdl, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { LiveView, iterateStream, tap } from './helpers/live-view.js';
 import type { TestService } from './helpers/res-service.js';
 
@@ -28,37 +28,18 @@ vi.mock('../src/live/patch.js', async (importOriginal) => {
   };
 });
 
-const sdl = /* GraphQL */ `
-type Book @resource(rid: "library.book.{id}") {
-  id: ID! @rid
-  title: String
-  rating: Int
-  tags: [String!]
-}
-
-type Query {
-  book(id: ID!): Book @get(rid: "library.book.{id}")
-  shelf(id: ID!): [Book!]! @get(rid: "library.shelf.{id}")
-}
-`;
-
 let env: LiveEnv;
 
 beforeAll(async () => {
-  env = await startLiveEnv({}, sdl);
+  env = await startLiveEnv({}, ratedBooksSdl);
 });
 
 afterAll(async () => {
   await env?.close();
 });
 
-function putBook(svc: TestService, id: number, title: string, rating: number, tags: string[] = []): void {
-  svc.model(`library.book.${id}`, { title, rating, tags: ref(`library.book.${id}.tags`) });
-  svc.collection(`library.book.${id}.tags`, tags);
-}
-
 function putShelf(svc: TestService, shelf: string, ids: number[]): void {
-  for (const id of ids) putBook(svc, id, `Book ${id}`, id % 5, ['scifi']);
+  for (const id of ids) putRatedBook(svc, id, `Book ${id}`, id % 5, ['scifi']);
   svc.collection(`library.shelf.${shelf}`, ids.map((id) => ref(`library.book.${id}`)));
 }
 
@@ -111,7 +92,7 @@ describe('live results in every mode on the same data', () => {
     await allAt('the first result');
     await svc.change('library.book.103', { title: 'Changed' });
     await allAt('a changed title');
-    putBook(svc, 106, 'Added', 2, []);
+    putRatedBook(svc, 106, 'Added', 2, []);
     await svc.add('library.shelf.mix', ref('library.book.106'), 1);
     await allAt('an added book');
     await svc.remove('library.shelf.mix', 3);
@@ -175,7 +156,7 @@ describe('shared @live work', () => {
 describe('@live(if: false)', () => {
   it('is an ordinary query over HTTP: one plain JSON result, nothing held live', async () => {
     const { svc, gw } = env;
-    putBook(svc, 301, 'Plain', 3);
+    putRatedBook(svc, 301, 'Plain', 3);
     const executions = gw.live.executions;
     const res = await fetch(gw.url, {
       method: 'POST',
@@ -197,7 +178,7 @@ describe('@live(if: false)', () => {
 describe('how a @live result ends', () => {
   it('ends with system.notFound when its root resource is deleted', async () => {
     const { svc, gw } = env;
-    putBook(svc, 401, 'Doomed', 1);
+    putRatedBook(svc, 401, 'Doomed', 1);
     const client = wsClient(gw.url);
     const source = client.iterate({ query: 'query @live { book(id: 401) { title } }' });
     const view = new LiveView(applyLiveQueryJSONPatch(source as AsyncIterable<StreamResult>));
@@ -215,7 +196,7 @@ describe('how a @live result ends', () => {
 
   it('ends with system.accessDenied when access is revoked', async () => {
     const { svc, gw } = env;
-    putBook(svc, 402, 'Secret soon', 1);
+    putRatedBook(svc, 402, 'Secret soon', 1);
     const client = wsClient(gw.url);
     const s = subscribeWs(client, 'query @live { book(id: 402) { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Secret soon' } }, revision: 1 });

@@ -12,39 +12,19 @@ import { applyLiveQueryJSONPatch } from '@n1ru4l/graphql-live-query-patch-json-p
 import { Connection } from '../src/access/access.js';
 import { gql } from './helpers/gateway.js';
 import { wsClient, type StreamResult } from './helpers/live-client.js';
-import { closeClients, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { closeClients, putRatedBook, ratedBooksSdl, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { LiveView, RawLiveSocket, mulberry32, tap } from './helpers/live-view.js';
 import type { TestService } from './helpers/res-service.js';
-
-const sdl = /* GraphQL */ `
-type Book @resource(rid: "library.book.{id}") {
-  id: ID! @rid
-  title: String
-  rating: Int
-  tags: [String!]
-}
-
-type Query {
-  book(id: ID!): Book @get(rid: "library.book.{id}")
-  books: [Book!]! @get(rid: "library.books")
-  shelf(id: ID!): [Book!]! @get(rid: "library.shelf.{id}")
-}
-`;
 
 let env: LiveEnv;
 
 beforeAll(async () => {
-  env = await startLiveEnv({}, sdl);
+  env = await startLiveEnv({}, ratedBooksSdl);
 });
 
 afterAll(async () => {
   await env?.close();
 });
-
-function putBook(svc: TestService, id: number, title: string, rating: number, tags: string[] = []): void {
-  svc.model(`library.book.${id}`, { title, rating, tags: ref(`library.book.${id}.tags`) });
-  svc.collection(`library.book.${id}.tags`, tags);
-}
 
 function collection(svc: TestService, rid: string): any[] {
   const r = svc.resources.get(rid);
@@ -71,7 +51,7 @@ const booksSelection = '{ books { id title rating tags } }';
 describe('@live with the n1ru4l JSON Patch client helper', () => {
   it('stays equal to a fresh query through 200 random change / add / remove events (fixed seed)', async () => {
     const { svc, gw } = env;
-    for (let id = 1; id <= 20; id++) putBook(svc, id, `Book ${id}`, id % 5, id % 3 === 0 ? ['scifi'] : []);
+    for (let id = 1; id <= 20; id++) putRatedBook(svc, id, `Book ${id}`, id % 5, id % 3 === 0 ? ['scifi'] : []);
     svc.collection('library.books', Array.from({ length: 20 }, (_, i) => ref(`library.book.${i + 1}`)));
 
     const client = wsClient(gw.url);
@@ -107,7 +87,7 @@ describe('@live with the n1ru4l JSON Patch client helper', () => {
           counts.readd++;
         } else {
           id = nextId++;
-          putBook(svc, id, `New ${id}`, pick(6), rand() < 0.5 ? ['new'] : []);
+          putRatedBook(svc, id, `New ${id}`, pick(6), rand() < 0.5 ? ['new'] : []);
           created.push(id);
           counts.add++;
         }
@@ -163,7 +143,7 @@ describe('@live frame sizes', () => {
 
   it('sends one replace for one changed property, and one op for one add or one remove, in a 100-item list', async () => {
     const { svc, gw } = env;
-    for (let id = 2001; id <= 2100; id++) putBook(svc, id, `Shelf book ${id}`, id % 5);
+    for (let id = 2001; id <= 2100; id++) putRatedBook(svc, id, `Shelf book ${id}`, id % 5);
     svc.collection('library.shelf.big', Array.from({ length: 100 }, (_, i) => ref(`library.book.${2001 + i}`)));
 
     const sock = new RawLiveSocket(gw.url, shelfQuery);
@@ -184,7 +164,7 @@ describe('@live frame sizes', () => {
     expect(data).toEqual(await fresh());
 
     // one added item
-    putBook(svc, 2200, 'Inserted', 4);
+    putRatedBook(svc, 2200, 'Inserted', 4);
     await svc.add('library.shelf.big', ref('library.book.2200'), 30);
     const added = await sock.next();
     expect(added.payload).toEqual({
@@ -218,7 +198,7 @@ describe('@live streams that skip states', () => {
     // A real transport pulls as fast as it can, so the consumer's pace is only
     // controllable at the engine: one stream is pulled at once, the other not.
     const { svc, gw } = env;
-    putBook(svc, 40, 'A', 1);
+    putRatedBook(svc, 40, 'A', 1);
     const { schema } = gw.yoga.getEnveloped({});
     const conn = new Connection('ws');
     const subscribe = () =>
