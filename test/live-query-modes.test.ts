@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { applyLiveQueryJSONPatch } from '@n1ru4l/graphql-live-query-patch-json-patch';
 import { gql } from './helpers/gateway.js';
 import { subscribeSse, subscribeWs, wsClient, type StreamResult } from './helpers/live-client.js';
-import { closeClients, putRatedBook, ratedBooksSdl, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { closeClients, putRatedBook, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { ratedBooksSdl } from './helpers/sdl.js';
 import { LiveView, iterateStream, tap } from './helpers/live-view.js';
 import type { TestService } from './helpers/res-service.js';
 

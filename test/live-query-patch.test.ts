@@ -12,7 +12,8 @@ import { applyLiveQueryJSONPatch } from '@n1ru4l/graphql-live-query-patch-json-p
 import { Connection } from '../src/access/access.js';
 import { gql } from './helpers/gateway.js';
 import { wsClient, type StreamResult } from './helpers/live-client.js';
-import { closeClients, putRatedBook, ratedBooksSdl, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { closeClients, putRatedBook, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { ratedBooksSdl } from './helpers/sdl.js';
 import { LiveView, RawLiveSocket, mulberry32, tap } from './helpers/live-view.js';
 import type { TestService } from './helpers/res-service.js';
 

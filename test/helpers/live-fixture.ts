@@ -44,22 +44,6 @@ type Query {
 }
 `;
 
-/** The schema of the `@live` tests: rated books, one at a time or in lists. */
-export const ratedBooksSdl = /* GraphQL */ `
-type Book @resource(rid: "library.book.{id}") {
-  id: ID! @rid
-  title: String
-  rating: Int
-  tags: [String!]
-}
-
-type Query {
-  book(id: ID!): Book @get(rid: "library.book.{id}")
-  books: [Book!]! @get(rid: "library.books")
-  shelf(id: ID!): [Book!]! @get(rid: "library.shelf.{id}")
-}
-`;
-
 /** Adds `library.book.<id>` of ratedBooksSdl (with its tags) to the service's store. */
 export function putRatedBook(svc: TestService, id: number, title: string, rating: number, tags: string[] = []): void {
   svc.model(`library.book.${id}`, { title, rating, tags: ref(`library.book.${id}.tags`) });

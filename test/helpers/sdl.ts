@@ -42,3 +42,19 @@ type Mutation {
   login(name: String!, password: String!): Boolean @auth(rid: "auth.user", method: "login")
 }
 `;
+
+/** The schema of the `@live` tests: rated books, one at a time or in lists. */
+export const ratedBooksSdl = /* GraphQL */ `
+type Book @resource(rid: "library.book.{id}") {
+  id: ID! @rid
+  title: String
+  rating: Int
+  tags: [String!]
+}
+
+type Query {
+  book(id: ID!): Book @get(rid: "library.book.{id}")
+  books: [Book!]! @get(rid: "library.books")
+  shelf(id: ID!): [Book!]! @get(rid: "library.shelf.{id}")
+}
+`;
