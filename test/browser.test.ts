@@ -50,7 +50,9 @@ beforeAll(async () => {
         'Install it with: sudo apt-get install -y chromium (or set CHROMIUM_PATH to a Chromium binary).',
     );
   }
-  stack = await startLibraryStack();
+  // the page is served from an origin of its own, which the gateway must allow (closed by default)
+  const webPort = await freePort();
+  stack = await startLibraryStack({ allowOrigin: `http://127.0.0.1:${webPort}` });
 
   outDir = await mkdtemp(join(tmpdir(), 'resgraph-web-'));
   await build({ root: webRoot, configFile: false, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
@@ -59,7 +61,7 @@ beforeAll(async () => {
     configFile: false,
     logLevel: 'warn',
     build: { outDir },
-    preview: { host: '127.0.0.1', port: await freePort(), strictPort: true, open: false },
+    preview: { host: '127.0.0.1', port: webPort, strictPort: true, open: false },
   });
   const origin = web.resolvedUrls?.local[0];
   if (!origin) throw new Error('vite preview reported no URL');
