@@ -126,7 +126,7 @@ describe('closed by default', () => {
   });
 
   it('serves clients that send no Origin, and pages of its own origin, without CORS headers', async () => {
-    for (const headers of [{}, { origin: new URL(closed.url).origin }]) {
+    for (const headers of [{}, { origin: new URL(closed.url).origin }] as Record<string, string>[]) {
       const res = await post(closed, headers);
       expect(res.status).toBe(200);
       expect(cors(res)).toEqual({});
