@@ -10,11 +10,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Events, connect, type NatsConnection } from 'nats';
+import { DebugEvents, Events, type ConnectionOptions, type NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
 import { consoleLogger, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
+import { ConnectAttempts, connectWithRetry, describeStatusError, reconnectingOptions } from './res/nats-connection.js';
+import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
 import { parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { buildExecutableSchema } from './resolvers/executable.js';
@@ -29,8 +31,18 @@ import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 
 export interface GatewayOptions {
-  /** NATS server URL(s). Default nats://127.0.0.1:4222. */
+  /**
+   * NATS server URL(s), `nats://` or `tls://` (TLS required), optionally with
+   * `user:password@` or `token@`. Default nats://127.0.0.1:4222.
+   */
   nats?: string | string[];
+  /**
+   * How to connect to a secured NATS: TLS files, one way to authenticate
+   * (creds file, NKey seed, token, user and password), the client name
+   * (default `resgraph`). Checked before the gateway listens: a bad option
+   * throws NatsOptionsError. Default: none (plain, unauthenticated).
+   */
+  natsClient?: NatsClientOptions;
   /** A schema file or a folder of `.graphql` files. Default ./schema. */
   schema?: string | LoadedSchema;
   /** HTTP port; 0 picks a free one. Default 4000. */
@@ -104,7 +116,7 @@ export interface Gateway {
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const log = opts.logger ?? consoleLogger();
   const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
-  const servers = opts.nats ?? 'nats://127.0.0.1:4222';
+  const natsOptions = natsConnectOptions(opts.nats ?? 'nats://127.0.0.1:4222', opts.natsClient ?? {}, 'resgraph');
 
   const metricsOpt = opts.metrics ?? true;
   const metrics =
@@ -125,6 +137,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   /** set when a drain begins */
   let draining = false;
+  /** why the NATS connection is not up, as NATS said it (for /readyz); undefined while connected or not yet tried */
+  const nats: NatsState = { problem: undefined };
   metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
@@ -137,6 +151,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
+    natsError: () => (res.connected ? undefined : nats.problem),
     draining: () => draining,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
@@ -192,7 +207,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
 
-  const natsReady = connectNats(servers, log).then(async (nc) => {
+  const natsReady = connectNats(natsOptions, nats, log, () => closing !== undefined).then(async (nc) => {
+    if (!nc) throw new Error('the gateway closed before NATS was connected');
     if (closing) {
       // closed before NATS came up: do not start serving on it
       await nc.close();
@@ -201,10 +217,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConn = nc;
     res.attach(nc);
     listenToSystemSubjects(res, cache, connections, authenticator, log);
-    void watchConnection(nc, res, cache, connections, log);
+    void watchConnection(nc, nats, res, cache, connections, log);
     return nc;
   });
-  natsReady.catch((e: unknown) => log.error('cannot connect to NATS', { error: (e as Error).message }));
+  natsReady.catch((e: unknown) => {
+    if (!closing) log.error('cannot connect to NATS', { error: (e as Error).message });
+  });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${urlHost}:${port}${graphqlPath}`;
   const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
@@ -355,19 +373,36 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-/** Connects to NATS, retrying forever (also for the first connection). */
-async function connectNats(servers: string | string[], log: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers,
-    name: 'resgraph',
-    // the list's order is the operator's: the first server is this gateway's
-    // own (nearest) node, the others are where it goes when that one fails
-    noRandomize: true,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
+/** The NATS connection's trouble, shared by the connecting code and the probes. */
+interface NatsState {
+  problem: string | undefined;
+  attempts?: ConnectAttempts;
+}
+
+/**
+ * Connects to NATS, retrying for ever (also for the first connection) with
+ * back-off; each failed attempt is logged with NATS's reason, which /readyz
+ * shows until the connection is up. Resolves undefined if `stopped()` first.
+ */
+async function connectNats(
+  base: ConnectionOptions,
+  state: NatsState,
+  log: Logger,
+  stopped: () => boolean,
+): Promise<NatsConnection | undefined> {
+  const attempts = (state.attempts = new ConnectAttempts());
+  const servers = redactServers(base.servers ?? []);
+  const nc = await connectWithRetry(reconnectingOptions(base, attempts), attempts, {
+    stopped,
+    failed(reason, retryInMs) {
+      state.problem = reason;
+      log.warn('cannot connect to NATS', { servers, reason, retryInMs });
+    },
   });
-  log.info('connected to NATS', { server: nc.getServer() });
+  if (nc) {
+    state.problem = undefined;
+    log.info('connected to NATS', { server: nc.getServer() });
+  }
   return nc;
 }
 
@@ -375,20 +410,53 @@ async function connectNats(servers: string | string[], log: Logger): Promise<Nat
  * Follows the NATS connection's state. Events may have been missed while it
  * was down, so after a reconnect every cached resource is re-fetched and
  * diffed and every access verdict is asked again (res-protocol.md, "Lost
- * NATS connection").
+ * NATS connection"). Each failed reconnect attempt is logged once: a server
+ * rejecting the client says why in an `error` status; for other failures
+ * (refused, TLS) nats.js reports no reason while reconnecting.
+ *
+ * nats.js may repeat `disconnect` and `reconnect` (one per failed attempt
+ * whose socket had opened), so only the first of each counts.
  */
 async function watchConnection(
   nc: NatsConnection,
+  state: NatsState,
   res: ResClient,
   cache: ResourceCache,
   connections: ConnectionRegistry,
   log: Logger,
 ): Promise<void> {
+  const attempts = state.attempts!;
+  /** the reconnect attempt under way, and whether its failure was logged */
+  let attempt: { server: string; logged: boolean } | undefined;
+  const attemptFailed = (reason: string) => {
+    state.problem = reason;
+    log.warn('cannot reconnect to NATS', { server: attempt!.server, reason, retryInMs: attempts.reconnectDelayHandler() });
+    attempt!.logged = true;
+  };
   for await (const status of nc.status()) {
     if (status.type === Events.Disconnect) {
+      if (res.reconnecting) continue;
       res.reconnecting = true;
-      log.warn('lost the NATS connection; reconnecting');
+      log.warn('lost the NATS connection; reconnecting', state.problem ? { reason: state.problem } : {});
+      state.problem ??= 'lost the connection; reconnecting';
+    } else if (status.type === DebugEvents.Reconnecting) {
+      if (attempt && !attempt.logged) attemptFailed('connection failed (refused, unreachable or TLS)');
+      attempts.failures++;
+      attempt = { server: String(status.data), logged: false };
+    } else if (status.type === Events.Error) {
+      const reason = describeStatusError(status.data);
+      if (!reason) continue;
+      if (attempt && !attempt.logged) attemptFailed(reason);
+      else {
+        // rejected while connected (an expired JWT): the disconnect follows
+        state.problem = reason;
+        log.warn('NATS rejected the connection', { reason });
+      }
     } else if (status.type === Events.Reconnect) {
+      if (!res.reconnecting) continue;
+      attempts.failures = 0;
+      attempt = undefined;
+      state.problem = undefined;
       res.reconnected();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);

@@ -1,0 +1,102 @@
+/**
+ * Making the NATS connection and keeping it: the first connection is retried
+ * here, for ever, with back-off, each failed attempt told (with NATS's
+ * reason) to the caller; once connected, nats.js reconnects by itself with
+ * the same back-off. nats.js would give up after the same authentication
+ * error twice in a row (and, with `waitOnFirstConnect`, never say why the
+ * first connection fails), so it is not left to do the first connection,
+ * and `ignoreAuthErrorAbort` keeps it reconnecting through a server that
+ * rejects the credentials for a while (a rotated password, a JWT renewed late).
+ */
+import { ErrorCode, NatsError, connect, type ConnectionOptions, type NatsConnection } from 'nats';
+
+/** The wait before attempt `failures + 1`: 250 ms doubling to 5 s, ±20 % so that many gateways do not retry in step. */
+export function retryDelay(failures: number): number {
+  const base = Math.min(5000, 250 * 2 ** Math.min(failures, 5));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/** Counts failed attempts since the last good connection, for `retryDelay`. */
+export class ConnectAttempts {
+  failures = 0;
+
+  /** nats.js asks for the wait before each reconnect attempt (and again while waiting): the same answer each time. */
+  readonly reconnectDelayHandler = () => retryDelay(Math.max(0, this.failures - 1));
+}
+
+/** nats.js options for a connection that never gives up (see the module comment). */
+export function reconnectingOptions(base: ConnectionOptions, attempts: ConnectAttempts): ConnectionOptions {
+  return {
+    ...base,
+    // the list's order is the operator's: the first server is this process's
+    // own (nearest) node, the others are where it goes when that one fails
+    noRandomize: true,
+    waitOnFirstConnect: false,
+    maxReconnectAttempts: -1,
+    ignoreAuthErrorAbort: true,
+    reconnectDelayHandler: attempts.reconnectDelayHandler,
+  };
+}
+
+/** What NATS (or the TLS layer) said when it refused or failed a connection, in words; never holds a secret. */
+export function describeNatsError(e: unknown): string {
+  if (e instanceof NatsError) {
+    if (e.code === ErrorCode.ConnectionRefused) return 'connection refused';
+    if (e.code === ErrorCode.ServerOptionNotAvailable && e.message === 'tls') {
+      return 'the server does not offer TLS (asked for by a tls:// URL or a --nats-tls-* option)';
+    }
+    if (e.code === ErrorCode.Timeout || e.code === ErrorCode.ConnectionTimeout) return 'no answer from the server in time';
+    return e.message.replace(/^'(.*)'$/, '$1');
+  }
+  const err = e as NodeJS.ErrnoException | undefined;
+  const message = err?.message ?? String(e);
+  // node's TLS errors: the certificate check failed on our side, or the server refused our certificate
+  if (err?.code && /CERT|SSL|TLS|ERR_TLS/.test(err.code)) return `TLS: ${message}`;
+  return message;
+}
+
+/** Reasons nats.js reports through a status `error` event (its code) when the server rejects the client. */
+export function describeStatusError(code: unknown): string | undefined {
+  switch (code) {
+    case ErrorCode.AuthorizationViolation:
+      return 'Authorization Violation';
+    case ErrorCode.AuthenticationExpired:
+      return 'User Authentication Expired';
+    case ErrorCode.AccountExpired:
+      return 'Account Authentication Expired';
+    case ErrorCode.AuthenticationTimeout:
+      return 'Authentication Timeout';
+    default:
+      return undefined;
+  }
+}
+
+export interface FirstConnectHooks {
+  /** told of each failed attempt, with the reason and the wait before the next */
+  failed(reason: string, retryInMs: number): void;
+  /** whether to stop trying (the process is shutting down) */
+  stopped(): boolean;
+}
+
+/**
+ * Connects, retrying with back-off until it works or `stopped()`; resolves
+ * undefined when stopped. Each attempt tries every server once.
+ */
+export async function connectWithRetry(
+  opts: ConnectionOptions,
+  attempts: ConnectAttempts,
+  hooks: FirstConnectHooks,
+): Promise<NatsConnection | undefined> {
+  for (;;) {
+    if (hooks.stopped()) return undefined;
+    try {
+      const nc = await connect(opts);
+      attempts.failures = 0;
+      return nc;
+    } catch (e) {
+      const wait = retryDelay(attempts.failures++);
+      hooks.failed(describeNatsError(e), wait);
+      await new Promise((resolve) => setTimeout(resolve, wait).unref());
+    }
+  }
+}
