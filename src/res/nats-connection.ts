@@ -24,6 +24,9 @@ export class ConnectAttempts {
   readonly reconnectDelayHandler = () => retryDelay(Math.max(0, this.failures - 1));
 }
 
+/** How long one connection attempt may take, handshakes included. */
+const connectTimeoutMs = 3000;
+
 /** nats.js options for a connection that never gives up (see the module comment). */
 export function reconnectingOptions(base: ConnectionOptions, attempts: ConnectAttempts): ConnectionOptions {
   return {
@@ -32,6 +35,8 @@ export function reconnectingOptions(base: ConnectionOptions, attempts: ConnectAt
     // own (nearest) node, the others are where it goes when that one fails
     noRandomize: true,
     waitOnFirstConnect: false,
+    // as long as the Go client's default (2 s) and a little more; nats.js's own is 20 s
+    timeout: connectTimeoutMs,
     maxReconnectAttempts: -1,
     ignoreAuthErrorAbort: true,
     reconnectDelayHandler: attempts.reconnectDelayHandler,
@@ -45,13 +50,17 @@ export function describeNatsError(e: unknown): string {
     if (e.code === ErrorCode.ServerOptionNotAvailable && e.message === 'tls') {
       return 'the server does not offer TLS (asked for by a tls:// URL or a --nats-tls-* option)';
     }
-    if (e.code === ErrorCode.Timeout || e.code === ErrorCode.ConnectionTimeout) return 'no answer from the server in time';
+    if (e.code === ErrorCode.Timeout || e.code === ErrorCode.ConnectionTimeout) {
+      // TLS 1.3 ends the client's handshake before the server checks the client's certificate; a server
+      // that refuses it just closes the connection, and nats.js then waits for an answer that never comes
+      return 'the server did not complete the connection in time (with mutual TLS: it may not trust the client certificate)';
+    }
     return e.message.replace(/^'(.*)'$/, '$1');
   }
   const err = e as NodeJS.ErrnoException | undefined;
   const message = err?.message ?? String(e);
   // node's TLS errors: the certificate check failed on our side, or the server refused our certificate
-  if (err?.code && /CERT|SSL|TLS|ERR_TLS/.test(err.code)) return `TLS: ${message}`;
+  if (err?.code && /^ERR_(SSL|TLS)_|CERT|ISSUER|SIGNATURE|^UNABLE_TO_/.test(err.code)) return `TLS: ${message}`;
   return message;
 }
 

@@ -289,7 +289,7 @@ function readUserSeed(path: string, flag: string): Uint8Array {
 function readCreds(path: string): { jwt: string; seed: Uint8Array } {
   const flag = flagOf.creds;
   const text = readFile(path, flag);
-  const block = (label: string) => new RegExp(`-{3,}BEGIN ${label}-{3,}\\r?\\n([^-]+?)\\r?\\n-{3,}END ${label}-{3,}`).exec(text)?.[1].trim();
+  const block = (label: string) => new RegExp(`-{3,}BEGIN ${label}-{3,}\\r?\\n([\\s\\S]+?)\\r?\\n-{3,}END ${label}-{3,}`).exec(text)?.[1].trim();
   const jwt = block('NATS USER JWT');
   const seed = block('USER NKEY SEED');
   if (jwt === undefined || seed === undefined) {
