@@ -10,12 +10,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DebugEvents, Events, type ConnectionOptions, type NatsConnection } from 'nats';
+import type { ConnectionOptions, NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
 import { consoleLogger, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
-import { ConnectAttempts, connectWithRetry, describeStatusError, reconnectingOptions } from './res/nats-connection.js';
+import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
 import { parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
@@ -90,7 +90,7 @@ export interface Gateway {
   connections: ConnectionRegistry;
   live: LiveEngine;
   yoga: GatewayYoga;
-  /** resolves once the NATS connection is established */
+  /** resolves once the NATS connection is established (retried for ever); rejects if the gateway closes first */
   natsReady: Promise<NatsConnection>;
   /** the gateway's metrics, unless turned off */
   metrics: GatewayMetrics | undefined;
@@ -151,7 +151,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
-    natsError: () => (res.connected ? undefined : nats.problem),
+    natsError: () => nats.problem,
     draining: () => draining,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
@@ -217,7 +217,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConn = nc;
     res.attach(nc);
     listenToSystemSubjects(res, cache, connections, authenticator, log);
-    void watchConnection(nc, nats, res, cache, connections, log);
+    watchConnection(nc, nats, res, cache, connections, log);
     return nc;
   });
   natsReady.catch((e: unknown) => {
@@ -410,59 +410,38 @@ async function connectNats(
  * Follows the NATS connection's state. Events may have been missed while it
  * was down, so after a reconnect every cached resource is re-fetched and
  * diffed and every access verdict is asked again (res-protocol.md, "Lost
- * NATS connection"). Each failed reconnect attempt is logged once: a server
- * rejecting the client says why in an `error` status; for other failures
- * (refused, TLS) nats.js reports no reason while reconnecting.
- *
- * nats.js may repeat `disconnect` and `reconnect` (one per failed attempt
- * whose socket had opened), so only the first of each counts.
+ * NATS connection"). Each failed reconnect attempt is logged once.
  */
-async function watchConnection(
+function watchConnection(
   nc: NatsConnection,
   state: NatsState,
   res: ResClient,
   cache: ResourceCache,
   connections: ConnectionRegistry,
   log: Logger,
-): Promise<void> {
-  const attempts = state.attempts!;
-  /** the reconnect attempt under way, and whether its failure was logged */
-  let attempt: { server: string; logged: boolean } | undefined;
-  const attemptFailed = (reason: string) => {
-    state.problem = reason;
-    log.warn('cannot reconnect to NATS', { server: attempt!.server, reason, retryInMs: attempts.reconnectDelayHandler() });
-    attempt!.logged = true;
-  };
-  for await (const status of nc.status()) {
-    if (status.type === Events.Disconnect) {
-      if (res.reconnecting) continue;
+): void {
+  void followConnection(nc, state.attempts!, {
+    lost(reason) {
       res.reconnecting = true;
-      log.warn('lost the NATS connection; reconnecting', state.problem ? { reason: state.problem } : {});
-      state.problem ??= 'lost the connection; reconnecting';
-    } else if (status.type === DebugEvents.Reconnecting) {
-      if (attempt && !attempt.logged) attemptFailed('connection failed (refused, unreachable or TLS)');
-      attempts.failures++;
-      attempt = { server: String(status.data), logged: false };
-    } else if (status.type === Events.Error) {
-      const reason = describeStatusError(status.data);
-      if (!reason) continue;
-      if (attempt && !attempt.logged) attemptFailed(reason);
-      else {
-        // rejected while connected (an expired JWT): the disconnect follows
-        state.problem = reason;
-        log.warn('NATS rejected the connection', { reason });
-      }
-    } else if (status.type === Events.Reconnect) {
-      if (!res.reconnecting) continue;
-      attempts.failures = 0;
-      attempt = undefined;
+      state.problem = reason ?? 'lost the connection; reconnecting';
+      log.warn('lost the NATS connection; reconnecting', reason ? { reason } : {});
+    },
+    attemptFailed(server, reason, retryInMs) {
+      state.problem = reason;
+      log.warn('cannot reconnect to NATS', { server, reason, retryInMs });
+    },
+    rejected(reason) {
+      state.problem = reason;
+      log.warn('NATS rejected the connection', { reason });
+    },
+    reconnected() {
       state.problem = undefined;
       res.reconnected();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
       void cache.resetAll();
-    }
-  }
+    },
+  });
 }
 
 /** Service-wide messages: connection tokens and system resets. */

@@ -359,9 +359,13 @@ describe('bad options fail at start-up with the option named', () => {
     fails({}, /^--nats: "ws:\/\/127.0.0.1:4222" has scheme ws:\/\/; expected nats:\/\/ or tls:\/\/$/, 'ws://127.0.0.1:4222');
   });
 
-  // the first run may compile dist/ (ensureBuilt)
-  it('the resgraph command exits 2 with the message', { timeout: 90_000 }, async () => {
-    await ensureBuilt();
+});
+
+describe('the resgraph command (dist/cli.js)', () => {
+  // compiles dist/ when it is older than src/
+  beforeAll(() => ensureBuilt(), 120_000);
+
+  it('exits 2 with the message for bad --nats-* options', async () => {
     const run = (args: string[], env: Record<string, string> = {}) =>
       new Promise<{ code: number | null; stderr: string }>((resolve) => {
         const child = spawn(process.execPath, [join(root, 'dist', 'cli.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -376,10 +380,8 @@ describe('bad options fail at start-up with the option named', () => {
     const noKey = await run(['--port', '0', '--schema', 'schema', '--nats-tls-cert', good.client.cert]);
     expect(noKey).toMatchObject({ code: 2, stderr: expect.stringMatching(/^resgraph: --nats-tls-cert needs --nats-tls-key\n/) });
   });
-});
 
-describe('the resgraph command and the example service on a secured server (TLS + operator mode)', () => {
-  it('serve the library with the same --nats-* options', { timeout: 60_000 }, async () => {
+  it('and the example service serve the library on a secured server (TLS + operator mode) with the same --nats-* options', async () => {
     const nats = await startNatsServer({ config: operator.config + tlsConfig(good.server) });
     cleanup.push(() => nats.stop());
     const url = `tls://127.0.0.1:${nats.port}`;

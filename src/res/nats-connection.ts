@@ -8,7 +8,7 @@
  * and `ignoreAuthErrorAbort` keeps it reconnecting through a server that
  * rejects the credentials for a while (a rotated password, a JWT renewed late).
  */
-import { ErrorCode, NatsError, connect, type ConnectionOptions, type NatsConnection } from 'nats';
+import { DebugEvents, ErrorCode, Events, NatsError, connect, type ConnectionOptions, type NatsConnection } from 'nats';
 
 /** The wait before attempt `failures + 1`: 250 ms doubling to 5 s, ±20 % so that many gateways do not retry in step. */
 export function retryDelay(failures: number): number {
@@ -65,7 +65,7 @@ export function describeNatsError(e: unknown): string {
 }
 
 /** Reasons nats.js reports through a status `error` event (its code) when the server rejects the client. */
-export function describeStatusError(code: unknown): string | undefined {
+function describeStatusError(code: unknown): string | undefined {
   switch (code) {
     case ErrorCode.AuthorizationViolation:
       return 'Authorization Violation';
@@ -106,6 +106,63 @@ export async function connectWithRetry(
       const wait = retryDelay(attempts.failures++);
       hooks.failed(describeNatsError(e), wait);
       await new Promise((resolve) => setTimeout(resolve, wait).unref());
+    }
+  }
+}
+
+/** What happens to a connection once made, each told once (see `followConnection`). */
+export interface ConnectionEvents {
+  /** the connection was lost; `reason` when the server said why (it rejected the client while connected) */
+  lost(reason: string | undefined): void;
+  /** a reconnect attempt failed */
+  attemptFailed(server: string, reason: string, retryInMs: number): void;
+  /** the server rejected the client while it was connected (an expired JWT); `lost` follows */
+  rejected(reason: string): void;
+  /** connected again after `lost` */
+  reconnected(): void;
+}
+
+/**
+ * Turns nats.js's status events into `ConnectionEvents` until the
+ * connection closes. nats.js repeats `disconnect` and `reconnect` (one per
+ * failed attempt whose socket had opened), so only the first of each counts.
+ * A server rejecting the client says why in an `error` status; for other
+ * failures (refused, TLS) nats.js gives no reason while reconnecting, and an
+ * attempt is known to have failed only when the next one begins.
+ */
+export async function followConnection(nc: NatsConnection, attempts: ConnectAttempts, events: ConnectionEvents): Promise<void> {
+  let down = false;
+  let rejectedWith: string | undefined;
+  /** the reconnect attempt under way, and whether its failure was told */
+  let attempt: { server: string; told: boolean } | undefined;
+  const failed = (reason: string) => {
+    events.attemptFailed(attempt!.server, reason, attempts.reconnectDelayHandler());
+    attempt!.told = true;
+  };
+  for await (const status of nc.status()) {
+    if (status.type === Events.Disconnect) {
+      if (down) continue;
+      down = true;
+      events.lost(rejectedWith);
+      rejectedWith = undefined;
+    } else if (status.type === DebugEvents.Reconnecting) {
+      if (attempt && !attempt.told) failed('connection failed (refused, unreachable or TLS)');
+      attempts.failures++;
+      attempt = { server: String(status.data), told: false };
+    } else if (status.type === Events.Error) {
+      const reason = describeStatusError(status.data);
+      if (!reason) continue;
+      if (attempt && !attempt.told) failed(reason);
+      else if (!down) {
+        rejectedWith = reason;
+        events.rejected(reason);
+      }
+    } else if (status.type === Events.Reconnect) {
+      if (!down) continue;
+      down = false;
+      attempts.failures = 0;
+      attempt = undefined;
+      events.reconnected();
     }
   }
 }

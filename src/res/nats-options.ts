@@ -116,7 +116,7 @@ export function natsConnectOptions(
 ): ConnectionOptions {
   const urls = parseServers(servers);
   const name = opts.name ?? defaultName;
-  if (name.trim() === '' || /[\s"]/.test(name)) throw new NatsOptionsError(`${flagOf.name}: expected a name without spaces or quotes`);
+  if (name.trim() === '') throw new NatsOptionsError(`${flagOf.name}: expected a name`);
 
   const methods = authMethods(opts, urls);
   if (methods.length > 1) {
