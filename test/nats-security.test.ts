@@ -308,6 +308,21 @@ describe('a server that starts rejecting a connected gateway', () => {
   });
 });
 
+describe('credentials in the URL', () => {
+  it('authenticate, and are left out of the log', async () => {
+    const nats = await startNatsServer({ config: methods.find((m) => m.name === 'user and password')!.right() });
+    cleanup.push(() => nats.stop());
+    const wrong = await gatewayFor(`nats://resgraph:${encodeURIComponent(password)}-not@127.0.0.1:${nats.port}`, {});
+    await waitFor(() => wrong.logs.some((e) => e.msg === 'cannot connect to NATS'), 5000, 'a failed attempt');
+    expect(wrong.logs.find((e) => e.msg === 'cannot connect to NATS')!.fields).toMatchObject({
+      servers: [`nats://127.0.0.1:${nats.port}`],
+      reason: 'Authorization Violation',
+    });
+    const right = await gatewayFor(`nats://resgraph:${encodeURIComponent(password)}@127.0.0.1:${nats.port}`, {});
+    await withTimeout(right.natsReady, 5000, 'the gateway to connect');
+  });
+});
+
 describe('operator mode: an expired user JWT', () => {
   it('is logged with the server reason and shown on /readyz', async () => {
     const nats = await startNatsServer({ config: operator.config });
