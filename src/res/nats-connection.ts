@@ -35,7 +35,7 @@ export function reconnectingOptions(base: ConnectionOptions, attempts: ConnectAt
     // own (nearest) node, the others are where it goes when that one fails
     noRandomize: true,
     waitOnFirstConnect: false,
-    // as long as the Go client's default (2 s) and a little more; nats.js's own is 20 s
+    // a little more than the Go client's default (2 s); nats.js's own is 20 s
     timeout: connectTimeoutMs,
     maxReconnectAttempts: -1,
     ignoreAuthErrorAbort: true,
