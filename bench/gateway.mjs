@@ -7,21 +7,24 @@
  * exits, which also writes a --cpu-prof profile). Nothing else runs here, so
  * /proc/<pid> of this process is the gateway's cost.
  *
- *   node --expose-gc bench/gateway.mjs <nats-url> [schema] [log-level]
+ *   node --expose-gc bench/gateway.mjs <nats-url> [schema] [log-level] [--nats-* options]
  */
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { serve, ready } from './lib/ipc.mjs';
+import { natsFromArgv } from './lib/nats.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { startGateway } = await import(join(root, 'dist/server.js'));
 const { consoleLogger } = await import(join(root, 'dist/log.js'));
 
-const [natsUrl, schema = join(root, 'bench/fixture/bench.graphql'), level = 'warn'] = process.argv.slice(2);
+const { positionals, natsClient } = natsFromArgv(process.argv.slice(2), 'resgraph');
+const [natsUrl, schema = join(root, 'bench/fixture/bench.graphql'), level = 'warn'] = positionals;
 const gw = await startGateway({
-  nats: natsUrl,
+  nats: natsUrl.split(','),
+  natsClient,
   schema,
   port: 0,
   host: '127.0.0.1',

@@ -10,7 +10,9 @@
  * the same run; `--only 2,3` picks among its six). Each starts its own nats-server,
  * fixture service, gateway (node dist/, built by `npm run build`) and load
  * generators as separate processes on 127.0.0.1, stops them all at the end,
- * prints tables and writes bench/results/<scenario>.json.
+ * prints tables and writes bench/results/<scenario>.json. `--nats <url>` with
+ * the gateway's --nats-* options (TLS, creds, NKey, token, user/password) runs
+ * every scenario against that server instead (not started, not measured).
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -23,6 +25,7 @@ import { many } from './scenarios/many.mjs';
 import { query } from './scenarios/query.mjs';
 import { memory } from './scenarios/memory.mjs';
 import { compare } from './scenarios/compare.mjs';
+import { natsParseArgsOptions, useExternalNats } from './lib/nats.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,12 +38,14 @@ const { values, positionals } = parseArgs({
     'heap-snapshots': { type: 'boolean', default: false },
     subscribers: { type: 'string' },
     only: { type: 'string' },
+    nats: { type: 'string' },
+    ...natsParseArgsOptions,
     help: { type: 'boolean', short: 'h' },
   },
 });
 const all = ['fanout', 'many', 'query', 'memory', 'compare'];
 if (values.help || positionals.length === 0) {
-  console.log('usage: node bench/run.mjs <fanout|many|query|memory|compare|all|profile>... [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N] [--only 1,2,...6 (compare)]');
+  console.log('usage: node bench/run.mjs <fanout|many|query|memory|compare|all|profile>... [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N] [--only 1,2,...6 (compare)] [--nats <url> [--nats-creds <file>, --nats-tls-ca <file>, ... (the gateway\'s --nats-* options)]]');
   process.exit(values.help ? 0 : 2);
 }
 const wanted = positionals.flatMap((p) => (p === 'all' ? all : [p]));
@@ -56,6 +61,12 @@ if (!['others', 'split', 'none'].includes(values.pin)) {
   process.exit(2);
 }
 setPinning(values.pin);
+try {
+  useExternalNats(values);
+} catch (e) {
+  console.error(`bench: ${e.message}`);
+  process.exit(2);
+}
 
 checkDist();
 

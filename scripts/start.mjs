@@ -5,6 +5,9 @@
  *   1. builds dist/ when it is missing or older than src/;
  *   2. unless a NATS URL is given (--nats or RESGRAPH_NATS), starts a local
  *      nats-server on 127.0.0.1:4222, or on a free port if 4222 is taken;
+ *      the gateway's --nats-* options (TLS, creds, NKey, token, user and
+ *      password: see README, "Connecting to NATS") go, as given, to both the
+ *      service and the gateway, which check them;
  *   3. starts the example library service (examples/library/service.ts, via tsx);
  *   4. starts the gateway (dist/cli.js) on port 4000 (--port or RESGRAPH_PORT
  *      to change it) and prints the GraphiQL URL;
@@ -36,9 +39,28 @@ function fatal(message) {
 
 // --- options -------------------------------------------------------------------
 
+/**
+ * The --nats-* flags (and their values), passed through as given: the service
+ * and the gateway read them with the gateway's own option table and say what
+ * is wrong with them.
+ */
+function splitNatsFlags(argv) {
+  const natsFlags = [];
+  const rest = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!/^--nats-[a-z-]+/.test(a)) rest.push(a);
+    else if (a.includes('=') || i + 1 === argv.length) natsFlags.push(a);
+    else natsFlags.push(a, argv[++i]);
+  }
+  return { natsFlags, rest };
+}
+const { natsFlags, rest } = splitNatsFlags(process.argv.slice(2));
+
 let args;
 try {
   args = parseArgs({
+    args: rest,
     options: { nats: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   }).values;
 } catch (e) {
@@ -46,14 +68,21 @@ try {
   process.exit(2);
 }
 if (args.help) {
-  console.log(`Usage: npm start [-- --nats <url>] [-- --port <n>]
+  console.log(`Usage: npm start [-- --nats <url> [--nats-creds <file> ...]] [-- --port <n>]
 
 Starts nats-server (unless --nats or RESGRAPH_NATS names one), the example
 library service, the resgraph gateway and the web example (Vite's dev
-server), and stops them all on Ctrl-C.`);
+server), and stops them all on Ctrl-C. The gateway's --nats-* options
+(--nats-creds, --nats-nkey, --nats-token, --nats-user, --nats-password,
+--nats-tls-ca, --nats-tls-cert, --nats-tls-key, ...; see resgraph --help)
+go to both the service and the gateway, for a secured NATS.`);
   process.exit(0);
 }
 const configuredNats = args.nats || process.env.RESGRAPH_NATS || undefined;
+if (natsFlags.length > 0 && !configuredNats) {
+  console.error('start: the --nats-* options need --nats <url>: the local nats-server started otherwise is not secured');
+  process.exit(2);
+}
 const port = args.port || process.env.RESGRAPH_PORT || '4000';
 
 // --- build -----------------------------------------------------------------------
@@ -179,10 +208,11 @@ async function main() {
   ensureBuilt();
   const natsUrl = configuredNats ?? (await startNatsServer());
   if (stopping) return;
-  console.log(configuredNats ? `using NATS at ${natsUrl}` : `nats-server running at ${natsUrl}`);
+  const { redactServers } = await import(join(root, 'dist', 'res', 'nats-options.js'));
+  console.log(configuredNats ? `using NATS at ${redactServers(natsUrl.split(',')).join(',')}` : `nats-server running at ${natsUrl}`);
 
   const tsx = realpathSync(join(root, 'node_modules', '.bin', 'tsx'));
-  const service = launch('library', process.execPath, [tsx, 'examples/library/service.ts', '--nats', natsUrl]);
+  const service = launch('library', process.execPath, [tsx, 'examples/library/service.ts', '--nats', natsUrl, ...natsFlags]);
   await service.waitFor(/library service ready/, 30_000);
   if (stopping) return;
 
@@ -190,7 +220,8 @@ async function main() {
   const webPort = (await isPortFree(5173)) ? 5173 : await freePort();
   const webOrigins = `http://127.0.0.1:${webPort},http://localhost:${webPort}`;
   const gateway = launch('gateway', process.execPath, [
-    'dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header', '--allow-origin', webOrigins,
+    'dist/cli.js', '--nats', natsUrl, ...natsFlags, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header',
+    '--allow-origin', webOrigins,
   ]);
   const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
   await waitForHealth(new URL('/readyz', url), 10_000);

@@ -17,12 +17,15 @@ import { parseArgs } from 'node:util';
 import { parseHeaderAuth } from './access/auth.js';
 import { parseAllowOrigin } from './transports/origin.js';
 import { consoleLogger, type LogLevel, type Logger } from './log.js';
+import { NatsOptionsError, natsOptionSettings, natsParseArgsOptions, readNatsClientOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
 import { printClientSchema } from './schema/publish.js';
 import { SchemaError, loadResourceSchema } from './schema/schema.js';
 import { startGateway, type Gateway } from './server.js';
 
 export interface CliOptions {
   nats: string[];
+  /** TLS, authentication and client name for NATS (--nats-*), checked when the gateway starts */
+  natsClient: NatsClientOptions;
   schema: string;
   port: number;
   host: string;
@@ -65,6 +68,7 @@ const settings = {
     default: 'nats://127.0.0.1:4222',
     help: 'NATS server URL(s), comma-separated',
   },
+  ...natsOptionSettings,
   schema: {
     env: 'RESGRAPH_SCHEMA',
     value: '<path>',
@@ -170,6 +174,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       allowPositionals: true,
       options: {
         nats: stringOption,
+        ...natsParseArgsOptions,
         schema: stringOption,
         port: stringOption,
         host: stringOption,
@@ -255,6 +260,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
     command: 'run',
     options: {
       nats,
+      natsClient: readNatsClientOptions(values, env),
       schema,
       port: wholeNumber('port', 0, 65535, 'a port number from 0 to 65535'),
       host,
@@ -326,6 +332,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   try {
     gw = await startGateway({
       nats: opts.nats,
+      natsClient: opts.natsClient,
       schema: opts.schema,
       port: opts.port,
       host: opts.host,
@@ -341,6 +348,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
     });
   } catch (e) {
     if (e instanceof SchemaError) fail(1, e.message);
+    if (e instanceof NatsOptionsError) fail(2, e.message);
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') fail(1, `cannot listen on ${opts.host}:${opts.port}: the port is in use`);
     if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
@@ -350,7 +358,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   }
 
   handleSignals(gw, log, opts.drainTimeout);
-  watchNats(gw, opts.nats, log);
+  watchNats(gw, redactServers(opts.nats), log);
   process.stdout.write(`resgraph listening on ${gw.url}\n`);
   if (typeof opts.metrics === 'number') process.stdout.write(`resgraph metrics on ${gw.metricsUrl}\n`);
 }
@@ -363,6 +371,7 @@ function watchNats(gw: Gateway, servers: string[], log: Logger): void {
     () => clearTimeout(slow),
     (e: unknown) => {
       clearTimeout(slow);
+      if (gw.draining) return; // shut down before NATS came up: the drain exits
       log.error('cannot connect to NATS', { servers, error: (e as Error).message });
       void gw.close().finally(() => process.exit(1));
     },

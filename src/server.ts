@@ -10,11 +10,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Events, connect, type NatsConnection } from 'nats';
+import type { ConnectionOptions, NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
 import { consoleLogger, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
+import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
+import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
 import { parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { buildExecutableSchema } from './resolvers/executable.js';
@@ -30,8 +32,18 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 
 export interface GatewayOptions {
-  /** NATS server URL(s). Default nats://127.0.0.1:4222. */
+  /**
+   * NATS server URL(s), `nats://` or `tls://` (TLS required), optionally with
+   * `user:password@` or `token@`. Default nats://127.0.0.1:4222.
+   */
   nats?: string | string[];
+  /**
+   * How to connect to a secured NATS: TLS files, one way to authenticate
+   * (creds file, NKey seed, token, user and password), the client name
+   * (default `resgraph`). Checked before the gateway listens: a bad option
+   * throws NatsOptionsError. Default: none (plain, unauthenticated).
+   */
+  natsClient?: NatsClientOptions;
   /** A schema file or a folder of `.graphql` files. Default ./schema. */
   schema?: string | LoadedSchema;
   /** HTTP port; 0 picks a free one. Default 4000. */
@@ -87,7 +99,7 @@ export interface Gateway {
   connections: ConnectionRegistry;
   live: LiveEngine;
   yoga: GatewayYoga;
-  /** resolves once the NATS connection is established */
+  /** resolves once the NATS connection is established (retried for ever); rejects if the gateway closes first */
   natsReady: Promise<NatsConnection>;
   /** the gateway's metrics, unless turned off */
   metrics: GatewayMetrics | undefined;
@@ -113,7 +125,7 @@ export interface Gateway {
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const log = opts.logger ?? consoleLogger();
   const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
-  const servers = opts.nats ?? 'nats://127.0.0.1:4222';
+  const natsOptions = natsConnectOptions(opts.nats ?? 'nats://127.0.0.1:4222', opts.natsClient ?? {}, 'resgraph');
   const origins = parseAllowOrigin(typeof opts.allowOrigin === 'string' ? opts.allowOrigin : (opts.allowOrigin ?? []).join(','));
 
   const metricsOpt = opts.metrics ?? true;
@@ -135,6 +147,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   /** set when a drain begins */
   let draining = false;
+  /** why the NATS connection is not up, as NATS said it (for /readyz); undefined while connected or not yet tried */
+  const nats: NatsState = { problem: undefined };
   metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
@@ -147,6 +161,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
+    natsError: () => nats.problem,
     draining: () => draining,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
@@ -205,7 +220,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
 
-  const natsReady = connectNats(servers, log).then(async (nc) => {
+  const natsReady = connectNats(natsOptions, nats, log, () => closing !== undefined).then(async (nc) => {
+    if (!nc) throw new Error('the gateway closed before NATS was connected');
     if (closing) {
       // closed before NATS came up: do not start serving on it
       await nc.close();
@@ -214,10 +230,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConn = nc;
     res.attach(nc);
     listenToSystemSubjects(res, cache, connections, authenticator, log);
-    void watchConnection(nc, res, cache, connections, log);
+    watchConnection(nc, nats, res, cache, connections, log);
     return nc;
   });
-  natsReady.catch((e: unknown) => log.error('cannot connect to NATS', { error: (e as Error).message }));
+  natsReady.catch((e: unknown) => {
+    if (!closing) log.error('cannot connect to NATS', { error: (e as Error).message });
+  });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${urlHost}:${port}${graphqlPath}`;
   const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
@@ -368,19 +386,36 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-/** Connects to NATS, retrying forever (also for the first connection). */
-async function connectNats(servers: string | string[], log: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers,
-    name: 'resgraph',
-    // the list's order is the operator's: the first server is this gateway's
-    // own (nearest) node, the others are where it goes when that one fails
-    noRandomize: true,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
+/** The NATS connection's trouble, shared by the connecting code and the probes. */
+interface NatsState {
+  problem: string | undefined;
+  attempts?: ConnectAttempts;
+}
+
+/**
+ * Connects to NATS, retrying for ever (also for the first connection) with
+ * back-off; each failed attempt is logged with NATS's reason, which /readyz
+ * shows until the connection is up. Resolves undefined if `stopped()` first.
+ */
+async function connectNats(
+  base: ConnectionOptions,
+  state: NatsState,
+  log: Logger,
+  stopped: () => boolean,
+): Promise<NatsConnection | undefined> {
+  const attempts = (state.attempts = new ConnectAttempts());
+  const servers = redactServers(base.servers ?? []);
+  const nc = await connectWithRetry(reconnectingOptions(base, attempts), attempts, {
+    stopped,
+    failed(reason, retryInMs) {
+      state.problem = reason;
+      log.warn('cannot connect to NATS', { servers, reason, retryInMs });
+    },
   });
-  log.info('connected to NATS', { server: nc.getServer() });
+  if (nc) {
+    state.problem = undefined;
+    log.info('connected to NATS', { server: nc.getServer() });
+  }
   return nc;
 }
 
@@ -388,26 +423,38 @@ async function connectNats(servers: string | string[], log: Logger): Promise<Nat
  * Follows the NATS connection's state. Events may have been missed while it
  * was down, so after a reconnect every cached resource is re-fetched and
  * diffed and every access verdict is asked again (res-protocol.md, "Lost
- * NATS connection").
+ * NATS connection"). Each failed reconnect attempt is logged once.
  */
-async function watchConnection(
+function watchConnection(
   nc: NatsConnection,
+  state: NatsState,
   res: ResClient,
   cache: ResourceCache,
   connections: ConnectionRegistry,
   log: Logger,
-): Promise<void> {
-  for await (const status of nc.status()) {
-    if (status.type === Events.Disconnect) {
+): void {
+  void followConnection(nc, state.attempts!, {
+    lost(reason) {
       res.reconnecting = true;
-      log.warn('lost the NATS connection; reconnecting');
-    } else if (status.type === Events.Reconnect) {
+      state.problem = reason ?? 'lost the connection; reconnecting';
+      log.warn('lost the NATS connection; reconnecting', reason ? { reason } : {});
+    },
+    attemptFailed(server, reason, retryInMs) {
+      state.problem = reason;
+      log.warn('cannot reconnect to NATS', { server, reason, retryInMs });
+    },
+    rejected(reason) {
+      state.problem = reason;
+      log.warn('NATS rejected the connection', { reason });
+    },
+    reconnected() {
+      state.problem = undefined;
       res.reconnected();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
       void cache.resetAll();
-    }
-  }
+    },
+  });
 }
 
 /** Service-wide messages: connection tokens and system resets. */

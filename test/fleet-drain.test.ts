@@ -85,7 +85,8 @@ describe('probes', () => {
         const r = await probe(gw, '/readyz');
         return r.status === 503 && r;
       }, 5000, '/readyz to answer 503')) as Response;
-      expect(await down.json()).toEqual({ status: 'unavailable', nats: 'disconnected', draining: false });
+      // natsError: the connection was lost, or why the last reconnect attempt failed
+      expect(await down.json()).toEqual({ status: 'unavailable', nats: 'disconnected', natsError: expect.any(String), draining: false });
       expect((await probe(gw, '/healthz')).status).toBe(200);
       const m = await scrape(gw.metricsUrl!);
       expect(m.value('resgraph_nats_connected')).toBe(0);

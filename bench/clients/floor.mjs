@@ -6,8 +6,10 @@
 import { connect } from 'nats';
 import { Hist, nowMs } from '../lib/hist.mjs';
 import { exitAfterReply, ready, serve } from '../lib/ipc.mjs';
+import { natsFromArgv } from '../lib/nats.mjs';
 
-const nc = await connect({ servers: process.argv[2], name: 'bench-floor' });
+// node clients/floor.mjs <nats-url> [--nats-* options of the gateway]
+const nc = await connect(natsFromArgv(process.argv.slice(2), 'bench-floor').connectOptions);
 const dec = new TextDecoder();
 const prefix = 'event.bench.item.'.length;
 /** model id → last seq seen */

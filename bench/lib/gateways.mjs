@@ -7,9 +7,14 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { benchDir, freePort, resultsDir, rootDir } from './procs.mjs';
+import { externalNats, natsChildArgs } from './nats.mjs';
 
-/** The Resgate binary: RESGATE_BIN, else ../shared/resgate/resgate beside the repository; or why there is none. */
+/** The Resgate binary: RESGATE_BIN, else ../shared/resgate/resgate beside the repository; or why there is none (or why it cannot join the run's NATS). */
 export function findResgate() {
+  const { nkey, token, tokenFile, user } = externalNats()?.natsClient ?? {};
+  if (nkey || token || tokenFile || user) {
+    return { reason: 'Resgate takes NATS credentials only as a creds file (--creds) or in the URL; run with --nats-creds, or with them in the --nats URL' };
+  }
   const fromEnv = process.env.RESGATE_BIN;
   const bin = fromEnv || resolve(rootDir, '../shared/resgate/resgate');
   try {
@@ -20,6 +25,16 @@ export function findResgate() {
   }
 }
 
+/** Resgate's flags for the run's NATS options (see findResgate for the ones it lacks). */
+function resgateNatsArgs() {
+  const { creds, tlsCa, tlsCert, tlsKey } = externalNats()?.natsClient ?? {};
+  return [
+    ...(creds ? ['--creds', creds] : []),
+    ...(tlsCa ? ['--natsrootca', tlsCa] : []),
+    ...(tlsCert ? ['--natscert', tlsCert, '--natskey', tlsKey] : []),
+  ];
+}
+
 /**
  * Starts a gateway as process `gateway` of `procs`. Returns {kind, url (HTTP
  * base for queries), wsUrl, rpc (resgraph only), pid, profileFile}.
@@ -27,7 +42,7 @@ export function findResgate() {
 export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile = false, tag = '', resgateBin } = {}) {
   if (kind === 'resgate') {
     const port = await freePort();
-    const e = await procs.startProgram('gateway', 'Resgate 1.8 (Go binary)', [resgateBin, '-n', natsUrl, '-i', '127.0.0.1', '-p', String(port)], {
+    const e = await procs.startProgram('gateway', 'Resgate 1.8 (Go binary)', [resgateBin, '-n', natsUrl, ...resgateNatsArgs(), '-i', '127.0.0.1', '-p', String(port)], {
       fds,
       gateway: true,
       logName: `resgate${tag}`,
@@ -43,7 +58,7 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, `--cpu-prof-interval=${process.env.PROF_INTERVAL ?? 500}`);
   }
   const e = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${profile ? ', --cpu-prof' : ''})`, 'gateway.mjs', {
-    args: [natsUrl, join(benchDir, 'fixture/bench.graphql'), 'warn'],
+    args: [natsUrl, join(benchDir, 'fixture/bench.graphql'), 'warn', ...natsChildArgs()],
     execArgv,
     fds,
     gateway: true,

@@ -13,6 +13,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { findNatsServer, freePort } from '../../scripts/processes.mjs';
 import { rpc } from './ipc.mjs';
+import { externalNats } from './nats.mjs';
 
 export { freePort };
 
@@ -166,7 +167,10 @@ export class Processes {
     return entry;
   }
 
+  /** Starts a plain nats-server on a free port, unless the run was given one (--nats): then that one, not measured. */
   async startNats() {
+    const given = externalNats();
+    if (given) return { name: 'nats-server', role: 'broker (given with --nats)', url: given.url, external: true };
     const bin = findNatsServer();
     if (!bin) throw new Error('nats-server is not installed (on PATH or in /usr/sbin): apt-get install -y nats-server');
     const port = await freePort();

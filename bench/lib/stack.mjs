@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hist } from './hist.mjs';
 import { Processes, benchDir, resultsDir } from './procs.mjs';
+import { natsChildArgs } from './nats.mjs';
 
 export const subscriptionQuery = 'subscription Item($id: ID!) { item(id: $id) { id seq ts } }';
 
@@ -14,7 +15,7 @@ export async function startStack(scenario, { clients = 0, clientProcs = 1, floor
   const procs = new Processes(scenario);
   try {
     const nats = await procs.startNats();
-    const service = await procs.startNode('service', 'fixture RES service + event publisher', 'fixture/service.mjs', { args: [nats.url] });
+    const service = await procs.startNode('service', 'fixture RES service + event publisher', 'fixture/service.mjs', { args: [nats.url, ...natsChildArgs()] });
     const execArgv = ['--expose-gc'];
     let profileFile;
     if (profile) {
@@ -23,12 +24,12 @@ export async function startStack(scenario, { clients = 0, clientProcs = 1, floor
       execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, `--cpu-prof-interval=${process.env.PROF_INTERVAL ?? 500}`);
     }
     const gateway = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${profile ? ', --cpu-prof' : ''})`, 'gateway.mjs', {
-      args: [nats.url, join(benchDir, 'fixture/bench.graphql'), logLevel],
+      args: [nats.url, join(benchDir, 'fixture/bench.graphql'), logLevel, ...natsChildArgs()],
       execArgv,
       fds: clients + 1024,
       gateway: true,
     });
-    const floorProc = floor ? await procs.startNode('floor', 'plain NATS subscriber (latency floor)', 'clients/floor.mjs', { args: [nats.url] }) : undefined;
+    const floorProc = floor ? await procs.startNode('floor', 'plain NATS subscriber (latency floor)', 'clients/floor.mjs', { args: [nats.url, ...natsChildArgs()] }) : undefined;
     const pool = [];
     if (clients > 0) {
       const per = Math.ceil(clients / clientProcs);

@@ -23,6 +23,7 @@ import { findResgate, startGateway } from '../lib/gateways.mjs';
 import { PhaseMeter, Processes, procStat, round, sleep, waitQuiet } from '../lib/procs.mjs';
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { ClientPool, subscriptionQuery } from '../lib/stack.mjs';
+import { natsChildArgs } from '../lib/nats.mjs';
 
 export const compareScenarios = [1, 2, 3, 4, 5, 6];
 const RATES = [100, 150, 200, 300, 1000];
@@ -41,8 +42,8 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
   const t0 = Date.now();
   try {
     const nats = await procs.startNats();
-    const service = (await procs.startNode('service', 'fixture RES service + event publisher', 'fixture/service.mjs', { args: [nats.url] })).rpc;
-    const floor = (await procs.startNode('floor', 'plain NATS subscriber (latency floor)', 'clients/floor.mjs', { args: [nats.url] })).rpc;
+    const service = (await procs.startNode('service', 'fixture RES service + event publisher', 'fixture/service.mjs', { args: [nats.url, ...natsChildArgs()] })).rpc;
+    const floor = (await procs.startNode('floor', 'plain NATS subscriber (latency floor)', 'clients/floor.mjs', { args: [nats.url, ...natsChildArgs()] })).rpc;
     const ctx = { procs, nats, service, floor, log, quick, sec, clientProcs, resgateBin: found.bin, profile, profiles, rates, printed: false };
     if ([1, 2, 3].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupLive(ctx, k, which));
     if ([4, 5].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupTenK(ctx, k, which));

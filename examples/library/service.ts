@@ -16,12 +16,23 @@
  * causes is published before the call is answered.
  *
  * Run it:  npx tsx examples/library/service.ts [--nats nats://127.0.0.1:4222]
- * (or set NATS_URL). Data lives in memory and starts from the seed below.
+ * (or set NATS_URL), with the gateway's --nats-* options (or RESGRAPH_NATS_*
+ * variables) for a secured NATS: TLS, creds file, NKey, token, user and
+ * password. Data lives in memory and starts from the seed below.
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
+import { describeNatsError } from '../../src/res/nats-connection.js';
+import {
+  NatsOptionsError,
+  natsConnectOptions,
+  natsParseArgsOptions,
+  readNatsClientOptions,
+  redactServers,
+  type NatsClientOptions,
+} from '../../src/res/nats-options.js';
 import { AuthError, handleSessionAuth, isSessionToken } from './session.js';
 
 interface Book {
@@ -175,13 +186,15 @@ export interface LibraryService {
 export interface LibraryServiceOptions {
   /** told one line per request handled; silent by default */
   log?: (line: string) => void;
+  /** TLS, credentials and client name for a secured NATS (default name: library-service) */
+  natsClient?: NatsClientOptions;
 }
 
 /** Connects to NATS (one URL, or several separated by commas) and serves the library until closed. */
 export async function startLibraryService(natsUrl: string, opts: LibraryServiceOptions = {}): Promise<LibraryService> {
   const log = opts.log ?? (() => {});
   const servers = natsUrl.split(',').map((u) => u.trim()).filter((u) => u !== '');
-  const nc = await connect({ servers, name: 'library-service' });
+  const nc = await connect(natsConnectOptions(servers, opts.natsClient ?? {}, 'library-service'));
   const lib = new Library();
 
   const publish = (subject: string, payload?: unknown) =>
@@ -363,16 +376,27 @@ function parsePayload(msg: Msg): Record<string, unknown> {
 // --- run directly ------------------------------------------------------------
 
 async function runFromCommandLine(): Promise<void> {
-  const { values } = parseArgs({ options: { nats: { type: 'string' } } });
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({ options: { nats: { type: 'string' }, ...natsParseArgsOptions } }));
+  } catch (e) {
+    console.error(`library service: ${(e as Error).message.split('\n')[0]}`);
+    process.exit(2);
+  }
   const url = values.nats ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  const shown = redactServers(url).join(',');
   let service: LibraryService;
   try {
-    service = await startLibraryService(url, { log: (line) => console.log(line) });
+    service = await startLibraryService(url, { log: (line) => console.log(line), natsClient: readNatsClientOptions(values, process.env) });
   } catch (e) {
-    console.error(`library service: cannot connect to NATS at ${url}: ${(e as Error).message}`);
+    if (e instanceof NatsOptionsError) {
+      console.error(`library service: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(`library service: cannot connect to NATS at ${shown}: ${describeNatsError(e)}`);
     process.exit(1);
   }
-  console.log(`library service ready on ${url}`);
+  console.log(`library service ready on ${shown}`);
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -30,6 +30,8 @@ export interface HttpTransportOptions {
   graphqlEndpoint: string;
   /** whether the NATS connection is up, for /readyz */
   natsConnected: () => boolean;
+  /** why NATS is not connected, as NATS said it, for /readyz */
+  natsError?: () => string | undefined;
   /** whether the gateway is draining (shutting down), for /readyz */
   draining?: () => boolean;
   /** extra envelop plugins (limits, live results) */
@@ -103,7 +105,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       return { conn, lease: opts.cache.newLease() };
     },
     plugins: [
-      probes(opts.natsConnected, opts.draining ?? (() => false)),
+      probes(opts.natsConnected, opts.draining ?? (() => false), opts.natsError ?? (() => undefined)),
       csrfPrevention(),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
@@ -115,9 +117,10 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
  * The probes, for load balancers and Kubernetes. `/healthz` (liveness): 200
  * while the process serves. `/readyz` (readiness): 200 when the NATS
  * connection is up and the gateway is not draining (the schema is loaded
- * before the gateway listens), 503 otherwise; the body says which.
+ * before the gateway listens), 503 otherwise; the body says which, and why
+ * NATS is not connected when NATS said why (`natsError`).
  */
-function probes(natsConnected: () => boolean, draining: () => boolean): Plugin {
+function probes(natsConnected: () => boolean, draining: () => boolean, natsError: () => string | undefined): Plugin {
   return {
     onRequest({ url, endResponse, fetchAPI }) {
       if (url.pathname !== '/healthz' && url.pathname !== '/readyz') return;
@@ -126,7 +129,13 @@ function probes(natsConnected: () => boolean, draining: () => boolean): Plugin {
       if (url.pathname === '/healthz') return json(200, { status: 'ok' });
       const up = natsConnected();
       const ready = up && !draining();
-      json(ready ? 200 : 503, { status: ready ? 'ok' : 'unavailable', nats: up ? 'connected' : 'disconnected', draining: draining() });
+      const why = up ? undefined : natsError();
+      json(ready ? 200 : 503, {
+        status: ready ? 'ok' : 'unavailable',
+        nats: up ? 'connected' : 'disconnected',
+        ...(why === undefined ? {} : { natsError: why }),
+        draining: draining(),
+      });
     },
   };
 }

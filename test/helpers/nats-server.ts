@@ -1,16 +1,30 @@
 /**
  * Starts a real nats-server on a free loopback port for one test file, and
- * stops or restarts it. Waits for the server's "ready" line, never a sleep.
+ * stops or restarts it, optionally with a configuration (TLS, authorization,
+ * operator mode) that a restart may change. Waits for the server's "ready"
+ * line, never a sleep. The one place tests spawn nats-server.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface NatsServer {
   url: string;
   port: number;
   stop(): Promise<void>;
-  /** starts it again on the same port (after stop) */
-  start(): Promise<void>;
+  /** starts it again on the same port (after stop), with a new configuration when one is given */
+  start(config?: string): Promise<void>;
+}
+
+/**
+ * `config`: the text of a nats-server configuration file (no `listen`: the
+ * address and port are given on the command line, which wins).
+ */
+export interface NatsServerOptions {
+  port?: number;
+  config?: string;
 }
 
 export function freePort(): Promise<number> {
@@ -55,9 +69,19 @@ export function spawnNatsServer(args: string[]): Promise<ChildProcess> {
   });
 }
 
-export async function startNatsServer(port?: number): Promise<NatsServer> {
-  const p = port ?? (await freePort());
-  const args = ['-a', '127.0.0.1', '-p', String(p)];
+export async function startNatsServer(portOrOptions?: number | NatsServerOptions): Promise<NatsServer> {
+  const opts = typeof portOrOptions === 'number' ? { port: portOrOptions } : (portOrOptions ?? {});
+  const p = opts.port ?? (await freePort());
+  let configDir: string | undefined;
+  const argsFor = (config: string | undefined) => {
+    const args = ['-a', '127.0.0.1', '-p', String(p)];
+    if (config === undefined) return args;
+    configDir ??= mkdtempSync(join(tmpdir(), 'resgraph-nats-'));
+    const file = join(configDir, 'nats-server.conf');
+    writeFileSync(file, config);
+    return ['-c', file, ...args];
+  };
+  let args = argsFor(opts.config);
   let child: ChildProcess | undefined = await spawnNatsServer(args);
   return {
     url: `nats://127.0.0.1:${p}`,
@@ -71,8 +95,9 @@ export async function startNatsServer(port?: number): Promise<NatsServer> {
         c.kill('SIGKILL');
       });
     },
-    async start() {
+    async start(config?: string) {
       if (child) return;
+      if (config !== undefined) args = argsFor(config);
       child = await spawnNatsServer(args);
     },
   };

@@ -5,7 +5,7 @@
  * every request it sees, and publishes events. Tests override any subject
  * with `handle`, and await requests with `nextRequest`.
  */
-import { connect, type Msg, type NatsConnection } from 'nats';
+import { connect, type ConnectionOptions, type Msg, type NatsConnection } from 'nats';
 
 export type Json = unknown;
 export type Reply = { result: Json } | { resource: { rid: string } } | { error: { code: string; message: string; data?: Json } };
@@ -32,10 +32,13 @@ export class TestService {
 
   private constructor(readonly nc: NatsConnection) {}
 
-  /** Connects and answers `<type>.<prefix>.>` requests for each type (default prefix: everything). */
-  static async start(url: string, prefixes: string[] = ['>']): Promise<TestService> {
+  /**
+   * Connects and answers `<type>.<prefix>.>` requests for each type (default
+   * prefix: everything). `connectOptions` add to the connection's (TLS, credentials).
+   */
+  static async start(url: string, prefixes: string[] = ['>'], connectOptions: ConnectionOptions = {}): Promise<TestService> {
     // reconnects for as long as the test runs, quickly, so tests can restart nats-server under it
-    const nc = await connect({ servers: url, name: 'test-service', maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const nc = await connect({ servers: url, name: 'test-service', maxReconnectAttempts: -1, reconnectTimeWait: 100, ...connectOptions });
     const svc = new TestService(nc);
     for (const type of ['get', 'access', 'call', 'auth']) {
       for (const prefix of prefixes) {
