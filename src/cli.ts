@@ -11,7 +11,7 @@
  * process's entry point, and `parseCliArgs` is pure, for tests.
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseHeaderAuth } from './access/auth.js';
@@ -20,6 +20,7 @@ import { consoleLogger, type LogLevel, type Logger } from './log.js';
 import { printClientSchema } from './schema/publish.js';
 import { SchemaError, loadResourceSchema } from './schema/schema.js';
 import { startGateway, type Gateway } from './server.js';
+import { isWorker, reportListening, runPrimary, shareMetrics, workerHooks } from './fleet/workers.js';
 
 export interface CliOptions {
   nats: string[];
@@ -39,6 +40,8 @@ export interface CliOptions {
   drainTimeout: number;
   maxSubscriptions: number;
   maxDepth: number;
+  /** gateway processes on the port (node:cluster), or undefined for this process alone */
+  workers: number | undefined;
 }
 
 export type CliCommand =
@@ -127,6 +130,12 @@ const settings = {
     default: '15',
     help: 'deepest selection an operation may have',
   },
+  workers: {
+    env: 'RESGRAPH_WORKERS',
+    value: '<n|auto|off>',
+    default: 'off',
+    help: 'gateway processes sharing the port, each with its own cache (auto: one per core)',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -182,6 +191,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'drain-timeout': stringOption,
         'max-subscriptions': stringOption,
         'max-depth': stringOption,
+        workers: stringOption,
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -267,8 +277,17 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
+      workers: workersSetting(read('workers').text, () => invalid('workers', 'off, auto, or a whole number from 1 to 256')),
     },
   };
+}
+
+function workersSetting(text: string, invalid: () => never): CliOptions['workers'] {
+  const t = text.trim().toLowerCase();
+  if (t === 'off') return undefined;
+  if (t === 'auto') return availableParallelism();
+  const n = /^\d+$/.test(t) ? Number(t) : NaN;
+  return Number.isSafeInteger(n) && n >= 1 && n <= 256 ? n : invalid();
 }
 
 function metricsSetting(text: string): CliOptions['metrics'] | undefined {
@@ -321,8 +340,12 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   const opts = cmd.options;
   if (!existsSync(opts.schema)) fail(2, `schema path ${opts.schema} does not exist`);
   const log = consoleLogger(opts.logLevel);
+  if (opts.workers !== undefined && !isWorker()) return runFleet(opts, log);
 
-  let gw: Gateway;
+  // a worker of a fleet answers /metrics and /readyz for the fleet
+  let gw: Gateway | undefined;
+  const fleet = isWorker() ? workerHooks(() => gw !== undefined && gw.res.connected && !gw.draining) : undefined;
+
   try {
     gw = await startGateway({
       nats: opts.nats,
@@ -337,6 +360,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       drainTimeout: opts.drainTimeout,
       maxSubscriptionsPerConnection: opts.maxSubscriptions,
       maxDepth: opts.maxDepth,
+      fleet,
       logger: log,
     });
   } catch (e) {
@@ -351,8 +375,26 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
 
   handleSignals(gw, log, opts.drainTimeout);
   watchNats(gw, opts.nats, log);
+  if (fleet) {
+    if (gw.metrics) shareMetrics(gw.metrics.registry);
+    // the primary says it once for the fleet
+    return reportListening(gw.url, typeof opts.metrics === 'number' ? gw.metricsUrl : undefined);
+  }
   process.stdout.write(`resgraph listening on ${gw.url}\n`);
   if (typeof opts.metrics === 'number') process.stdout.write(`resgraph metrics on ${gw.metricsUrl}\n`);
+}
+
+/** `--workers n`: this process forks n gateways on the port and looks after them (fleet/workers.ts). */
+function runFleet(opts: CliOptions, log: Logger): void {
+  runPrimary({
+    workers: opts.workers!,
+    logger: log,
+    drainTimeout: opts.drainTimeout,
+    onListening: (url, metricsUrl) => {
+      process.stdout.write(`resgraph listening on ${url} (${opts.workers} workers)\n`);
+      if (metricsUrl) process.stdout.write(`resgraph metrics on ${metricsUrl}\n`);
+    },
+  });
 }
 
 /** Says so when NATS is slow to come up; a connection that can never be made ends the process. */

@@ -27,6 +27,7 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 
 export interface GatewayOptions {
@@ -65,6 +66,11 @@ export interface GatewayOptions {
    * event loop metrics (once per process: the CLI turns it on).
    */
   metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
+  /**
+   * Set in each worker of `--workers`: `/metrics` and `/readyz` answer for
+   * the whole fleet (see fleet/workers.ts). Default: a gateway on its own.
+   */
+  fleet?: FleetHooks;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
   logger?: Logger;
@@ -118,7 +124,9 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   const metricsOpt = opts.metrics ?? true;
   const metrics =
-    metricsOpt === false ? undefined : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics });
+    metricsOpt === false
+      ? undefined
+      : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics, fleetText: opts.fleet?.metrics });
   const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
   const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics });
   const connections = new ConnectionRegistry();
@@ -148,6 +156,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
     draining: () => draining,
+    fleet: opts.fleet,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });
