@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseHeaderAuth } from './access/auth.js';
 import { parseAllowOrigin } from './transports/origin.js';
-import { consoleLogger, type LogLevel, type Logger } from './log.js';
+import { consoleLogger, type LogFormat, type LogLevel, type Logger } from './log.js';
 import { printClientSchema } from './schema/publish.js';
 import { SchemaError, loadResourceSchema } from './schema/schema.js';
 import { startGateway, type Gateway } from './server.js';
@@ -34,6 +34,7 @@ export interface CliOptions {
   /** cross-origin pages allowed: `*`, comma-separated origins, or '' for none */
   allowOrigin: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** `on`: /metrics on the gateway's port; `off`: none; a number: /metrics on that port */
   metrics: 'on' | 'off' | number;
   /** how long a shutdown waits for work in flight before closing it, in ms */
@@ -105,6 +106,12 @@ const settings = {
     value: '<level>',
     default: 'info',
     help: logLevels.join('|'),
+  },
+  'log-format': {
+    env: 'RESGRAPH_LOG_FORMAT',
+    value: '<text|json>',
+    default: 'text',
+    help: 'log lines as text, or as one JSON object each',
   },
   metrics: {
     env: 'RESGRAPH_METRICS',
@@ -187,6 +194,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'header-auth': stringOption,
         'allow-origin': stringOption,
         'log-level': stringOption,
+        'log-format': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
         'max-subscriptions': stringOption,
@@ -244,6 +252,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (host === '') invalid('host', 'an address');
   const logLevel = read('log-level').text.trim().toLowerCase() as LogLevel;
   if (!logLevels.includes(logLevel)) invalid('log-level', `one of ${logLevels.join(', ')}`);
+  const logFormat = read('log-format').text.trim().toLowerCase() as LogFormat;
+  if (logFormat !== 'text' && logFormat !== 'json') invalid('log-format', 'text or json');
   const headerAuth = read('header-auth').text.trim();
   if (headerAuth !== 'none') {
     try {
@@ -273,6 +283,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       headerAuth: headerAuth === 'none' ? undefined : headerAuth,
       allowOrigin: allowOrigin === 'none' ? '' : allowOrigin,
       logLevel,
+      logFormat,
       metrics: metricsSetting(read('metrics').text) ?? invalid('metrics', 'on, off, or a port number from 0 to 65535'),
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
@@ -339,7 +350,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
 
   const opts = cmd.options;
   if (!existsSync(opts.schema)) fail(2, `schema path ${opts.schema} does not exist`);
-  const log = consoleLogger(opts.logLevel);
+  const log = consoleLogger(opts.logLevel, opts.logFormat);
   if (opts.workers !== undefined && !isWorker()) return runFleet(opts, log);
 
   // a worker of a fleet answers /metrics and /readyz for the fleet
