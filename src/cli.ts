@@ -29,6 +29,7 @@ export interface CliOptions {
   host: string;
   requestTimeout: number;
   evictDelay: number;
+  resyncConcurrency: number;
   /** `<resource>.<method>` of an auth method called with each connection's HTTP headers */
   headerAuth: string | undefined;
   /** cross-origin pages allowed: `*`, comma-separated origins, or '' for none */
@@ -88,6 +89,12 @@ const settings = {
     value: '<ms>',
     default: '5000',
     help: 'how long an unused resource stays cached',
+  },
+  'resync-concurrency': {
+    env: 'RESGRAPH_RESYNC_CONCURRENCY',
+    value: '<n>',
+    default: '64',
+    help: 'after a system.reset or NATS reconnect, re-gets in flight at once (held resources first)',
   },
   'header-auth': {
     env: 'RESGRAPH_HEADER_AUTH',
@@ -191,6 +198,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         host: stringOption,
         'request-timeout': stringOption,
         'evict-delay': stringOption,
+        'resync-concurrency': stringOption,
         'header-auth': stringOption,
         'allow-origin': stringOption,
         'log-level': stringOption,
@@ -280,6 +288,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       host,
       requestTimeout: wholeNumber('request-timeout', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
       evictDelay: wholeNumber('evict-delay', 0, 2 ** 31 - 1, 'a number of milliseconds'),
+      resyncConcurrency: wholeNumber('resync-concurrency', 1, 100_000, 'a whole number from 1 to 100000'),
       headerAuth: headerAuth === 'none' ? undefined : headerAuth,
       allowOrigin: allowOrigin === 'none' ? '' : allowOrigin,
       logLevel,
@@ -365,6 +374,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       host: opts.host,
       requestTimeout: opts.requestTimeout,
       evictDelay: opts.evictDelay,
+      resyncConcurrency: opts.resyncConcurrency,
       headerAuth: opts.headerAuth,
       allowOrigin: opts.allowOrigin,
       metrics: opts.metrics === 'off' ? false : { port: opts.metrics === 'on' ? undefined : opts.metrics, processMetrics: true },

@@ -43,6 +43,8 @@ export interface GatewayOptions {
   requestTimeout?: number;
   /** How long an unused resource stays cached, in ms. Default 5000. */
   evictDelay?: number;
+  /** Re-gets a `system.reset` or NATS reconnect may have in flight at once; held resources go first. Default 64. */
+  resyncConcurrency?: number;
   /** GraphQL endpoint path (HTTP, SSE and WebSocket). Default /graphql. */
   graphqlPath?: string;
   /** Live subscriptions one connection may hold. Default 200. */
@@ -128,7 +130,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
       ? undefined
       : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics, fleetText: opts.fleet?.metrics });
   const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
-  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics });
+  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics, resyncConcurrency: opts.resyncConcurrency });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
   const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
