@@ -29,6 +29,7 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 
 export interface GatewayOptions {
@@ -54,6 +55,8 @@ export interface GatewayOptions {
   requestTimeout?: number;
   /** How long an unused resource stays cached, in ms. Default 5000. */
   evictDelay?: number;
+  /** Re-gets a `system.reset` or NATS reconnect may have in flight at once; held resources go first. Default 64. */
+  resyncConcurrency?: number;
   /** GraphQL endpoint path (HTTP, SSE and WebSocket). Default /graphql. */
   graphqlPath?: string;
   /** Live subscriptions one connection may hold. Default 200. */
@@ -77,6 +80,11 @@ export interface GatewayOptions {
    * event loop metrics (once per process: the CLI turns it on).
    */
   metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
+  /**
+   * Set in each worker of `--workers`: `/metrics` and `/readyz` answer for
+   * the whole fleet (see fleet/workers.ts). Default: a gateway on its own.
+   */
+  fleet?: FleetHooks;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
   logger?: Logger;
@@ -130,9 +138,11 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   const metricsOpt = opts.metrics ?? true;
   const metrics =
-    metricsOpt === false ? undefined : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics });
+    metricsOpt === false
+      ? undefined
+      : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics, fleetText: opts.fleet?.metrics });
   const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
-  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics });
+  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics, resyncConcurrency: opts.resyncConcurrency });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
   const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
@@ -163,6 +173,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConnected: () => res.connected,
     natsError: () => nats.problem,
     draining: () => draining,
+    fleet: opts.fleet,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });

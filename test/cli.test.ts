@@ -34,6 +34,13 @@ describe('resgraph command line', () => {
     expect(() => run(['--allow-origin', '*,https://a.example'])).toThrow(/must not be combined/);
   });
 
+  it('reads --workers: off by default, a number, or auto for one per core', () => {
+    expect(run([]).workers).toBeUndefined();
+    expect(run(['--workers', '2']).workers).toBe(2);
+    expect(run([], { RESGRAPH_WORKERS: 'auto' }).workers).toBeGreaterThanOrEqual(1);
+    expect(() => run(['--workers', '0'])).toThrow(/invalid --workers "0": expected off, auto, or a whole number/);
+  });
+
   it('has a print-schema command', () => {
     expect(parseCliArgs(['print-schema', '--schema', 'schema'], {})).toEqual({ command: 'print-schema', schema: 'schema' });
     expect(() => parseCliArgs(['serve'], {})).toThrow(/unknown command "serve"/);

@@ -260,7 +260,7 @@ class Session {
       }
       this.complete(id, op);
     } catch (e) {
-      this.t.opts.logger.error('WebSocket operation failed', { error: (e as Error)?.stack ?? String(e) });
+      this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: (e as Error)?.stack ?? String(e) });
       this.fail(id, op, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
     }
   }
