@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { benchDir, freePort, resultsDir, rootDir } from './procs.mjs';
+import { benchDir, freePort, resultsDir, rootDir, sleep } from './procs.mjs';
 import { externalNats, natsChildArgs } from './nats.mjs';
 
 /** The Resgate binary: RESGATE_BIN, else ../shared/resgate/resgate beside the repository; or why there is none (or why it cannot join the run's NATS). */
@@ -35,11 +35,41 @@ function resgateNatsArgs() {
   ];
 }
 
+/** `resgraph-w2` → 2: a resgraph started as the command with `--workers n`; undefined for the others. */
+export const workersOf = (kind) => (/^resgraph-w(\d+)$/.exec(kind) ? Number(kind.slice('resgraph-w'.length)) : undefined);
+
 /**
- * Starts a gateway as process `gateway` of `procs`. Returns {kind, url (HTTP
- * base for queries), wsUrl, rpc (resgraph only), pid, profileFile}.
+ * Starts a gateway as process `gateway` of `procs`. `kind`: `resgraph`
+ * (bench/gateway.mjs, with IPC hooks), `resgraph-w<n>` (`node dist/cli.js
+ * --workers n`, measured from /proc over the primary and its workers), or
+ * `resgate`. Returns {kind, url (HTTP base for queries), wsUrl, rpc
+ * (resgraph only), pid, profileFile}.
  */
 export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile = false, tag = '', resgateBin } = {}) {
+  const workers = workersOf(kind);
+  if (workers !== undefined) {
+    const port = await freePort();
+    const argv = [process.execPath, join(rootDir, 'dist/cli.js'), '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1'];
+    argv.push('--nats', natsUrl, ...natsChildArgs(), '--schema', join(benchDir, 'fixture/bench.graphql'), '--log-level', 'warn');
+    const e = await procs.startProgram('gateway', `resgraph --workers ${workers} (node dist/cli.js)`, argv, {
+      fds,
+      gateway: true,
+      logName: `resgraph-w${workers}${tag}`,
+      readyWhen: /resgraph listening on/,
+      timeoutMs: 30_000,
+    });
+    e.tree = true;
+    const url = `http://127.0.0.1:${port}/graphql`;
+    // listening is not ready: every worker's NATS connection must be up too
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = await fetch(`http://127.0.0.1:${port}/readyz`).then((res) => res.json(), () => undefined);
+      if (r?.workers?.ready === workers) break;
+      if (Date.now() > deadline) throw new Error(`resgraph --workers ${workers} not ready within 30 s: ${JSON.stringify(r)}`);
+      await sleep(100);
+    }
+    return { kind, url, wsUrl: url, pid: e.pid };
+  }
   if (kind === 'resgate') {
     const port = await freePort();
     const e = await procs.startProgram('gateway', 'Resgate 1.8 (Go binary)', [resgateBin, '-n', natsUrl, ...resgateNatsArgs(), '-i', '127.0.0.1', '-p', String(port)], {

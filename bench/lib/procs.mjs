@@ -59,6 +59,42 @@ export function procStat(pid) {
   }
 }
 
+/** The pids of a process's children, grandchildren and so on (a `--workers` gateway's workers). */
+export function descendantsOf(pid) {
+  const out = [];
+  const walk = (p) => {
+    let kids = [];
+    try {
+      for (const tid of readdirSync(`/proc/${p}/task`)) kids.push(...readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+    } catch {
+      // gone meanwhile
+    }
+    for (const k of kids) {
+      out.push(k);
+      walk(k);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** procStat summed over a process and its descendants: the cost of a gateway that runs as several processes. */
+export function procTreeStat(pid) {
+  const own = procStat(pid);
+  if (!own) return undefined;
+  for (const d of descendantsOf(pid)) {
+    const s = procStat(d);
+    if (!s) continue;
+    for (const k of ['cpu', 'rss', 'hwm', 'waitSec', 'runSec']) own[k] += s[k];
+  }
+  return own;
+}
+
+/** Our processes' pids, with the descendants of those that run as several. */
+function ourPids(procs) {
+  return new Set([process.pid, ...procs.list.flatMap((p) => (p.tree ? [p.pid, ...descendantsOf(p.pid)] : [p.pid]))]);
+}
+
 /** Whole-machine CPU time from /proc/stat, in seconds (all cores): busy in processes, and in interrupts (loopback networking runs there too). */
 export function machineCpu() {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
@@ -245,7 +281,7 @@ export class Processes {
   /** CPU seconds and RSS of every tracked process, keyed by name. */
   sample() {
     const out = {};
-    for (const p of this.list) if (p.child.exitCode === null && p.child.signalCode === null) out[p.name] = procStat(p.pid);
+    for (const p of this.list) if (p.child.exitCode === null && p.child.signalCode === null) out[p.name] = p.tree ? procTreeStat(p.pid) : procStat(p.pid);
     return out;
   }
 
@@ -335,7 +371,7 @@ export class PhaseMeter {
     const allEnd = allProcesses();
     const self = process.cpuUsage(this.selfStart);
     const perProcess = {};
-    const ourPids = new Set([process.pid, ...this.procs.list.map((p) => p.pid)]);
+    const ours = ourPids(this.procs);
     for (const [name, e] of Object.entries(end)) {
       const s = this.start[name];
       if (!e || !s) continue;
@@ -353,7 +389,7 @@ export class PhaseMeter {
     // everybody else: processes that are not ours, by command name
     const others = new Map();
     for (const [pid, e] of allEnd) {
-      if (ourPids.has(pid)) continue;
+      if (ours.has(pid)) continue;
       const d = e.cpu - (this.allStart.get(pid)?.cpu ?? 0);
       if (d > 0) others.set(e.comm, (others.get(e.comm) ?? 0) + d);
     }
@@ -384,7 +420,7 @@ export class PhaseMeter {
  */
 export async function waitQuiet(procs, { maxMs = 10_000, threshold = 0.25 } = {}) {
   const t0 = Date.now();
-  const ours = new Set([process.pid, ...procs.list.map((p) => p.pid)]);
+  const ours = ourPids(procs);
   const otherCpu = (a, b) => {
     let sum = 0;
     for (const [pid, e] of b) if (!ours.has(pid)) sum += e.cpu - (a.get(pid)?.cpu ?? e.cpu);

@@ -19,7 +19,7 @@
  * Without a Resgate binary, resgraph runs alone and no ratios are printed.
  */
 import { Hist } from '../lib/hist.mjs';
-import { findResgate, startGateway } from '../lib/gateways.mjs';
+import { findResgate, startGateway, workersOf } from '../lib/gateways.mjs';
 import { PhaseMeter, Processes, procStat, round, sleep, waitQuiet } from '../lib/procs.mjs';
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { ClientPool, subscriptionQuery } from '../lib/stack.mjs';
@@ -27,7 +27,8 @@ import { natsChildArgs } from '../lib/nats.mjs';
 
 export const compareScenarios = [1, 2, 3, 4, 5, 6];
 const RATES = [100, 150, 200, 300, 1000];
-const names = { resgraph: 'resgraph', resgate: 'Resgate' };
+/** How a gateway kind is named in the output. */
+export const label = (kind) => (kind === 'resgate' ? 'Resgate' : workersOf(kind) ? `resgraph --workers ${workersOf(kind)}` : kind);
 
 export async function compare({ quick = false, clientProcs = 1, profile = false, only, rates = RATES, log = console.log } = {}) {
   const which = new Set(only?.length ? only : compareScenarios);
@@ -107,7 +108,7 @@ const noiseShare = (p) => (p.otherCpuSec + p.stealSec) / (p.wallSec * 2);
 async function quietest(ctx, kind, run) {
   const first = await run(5000);
   if (noiseShare(first) <= 0.05) return first;
-  ctx.log(`  ${names[kind]} ${first.label}: noisy (others took ${round(100 * noiseShare(first), 0)}% of the machine: ${first.otherCpuSec} CPU s, steal ${first.stealSec} s); running it once more`);
+  ctx.log(`  ${label(kind)} ${first.label}: noisy (others took ${round(100 * noiseShare(first), 0)}% of the machine: ${first.otherCpuSec} CPU s, steal ${first.stealSec} s); running it once more`);
   // waiting longer (up to 15 s) for a quiet moment this time
   const second = await run(15_000);
   const [kept, dropped] = noiseShare(second) < noiseShare(first) ? [second, first] : [first, second];
@@ -240,14 +241,14 @@ function keptUp(p) {
 // ---- groups of scenarios --------------------------------------------------------------
 
 /** Scenarios 1–3: 10, then 1,000 subscribers on one model. */
-async function groupLive(ctx, kind, which) {
+export async function groupLive(ctx, kind, which) {
   const { sec, log } = ctx;
   const profile = ctx.profile && kind === 'resgraph';
   return withGateway(ctx, kind, { clients: 1000, tag: 'live', profile }, async (gw, clients) => {
     const out = {};
     const say = (p) =>
       log(
-        `  ${names[kind]} ${p.label}: ${p.deliveredPerSec} results/s, latency p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms` +
+        `  ${label(kind)} ${p.label}: ${p.deliveredPerSec} results/s, latency p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms` +
           (p.staleness ? `, staleness p50 ${fmt(p.staleness.p50)} p99 ${fmt(p.staleness.p99)} ms (first s p50 ${fmt(p.staleness.firstSecond.p50)}, last s p50 ${fmt(p.staleness.lastSecond.p50)})` : '') +
           `, drained ${p.drained ? `in ${p.drainMs} ms` : `NOT within ${p.drainMs} ms (${p.behindAtTimeout} behind)`}${p.settledMs !== undefined ? `, settled ${p.carriesBacklog ? 'NOT ' : ''}after ${p.settledMs} ms` : ''}` +
           `, skipped ${p.skippedPct}%, lost ${p.lost}, err ${p.errors}, gw ${p.gw.cpuPct}% CPU, clients ${p.clientCpuPct}% CPU; noise: other ${p.otherCpuSec} CPU s, steal ${p.stealSec} s${p.gw.waitPct === null ? '' : `, gw wait ${p.gw.waitPct}%`}`,
@@ -255,7 +256,7 @@ async function groupLive(ctx, kind, which) {
     if (which.has(1)) {
       const conn = await clients.connect(gw.wsUrl, 10, protocolOf(kind));
       const sub = await clients.subscribe('cmp10', 10);
-      log(`${names[kind]}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
+      log(`${label(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
       await warm(ctx, clients, ['cmp10'], 100, sec(2));
       out.s1 = await quietest(ctx, kind, (quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }));
       say(out.s1);
@@ -264,7 +265,7 @@ async function groupLive(ctx, kind, which) {
     if (which.has(2) || which.has(3)) {
       const conn = await clients.connect(gw.wsUrl, 1000, protocolOf(kind));
       const sub = await clients.subscribe('cmp1k', 1000);
-      log(`${names[kind]}: ${conn.connected} connected in ${Math.round(conn.ms)} ms (${conn.failed} failed${conn.failSample ? `: ${conn.failSample}` : ''}), ${sub.firstResults} subscribed in ${Math.round(sub.ms)} ms`);
+      log(`${label(kind)}: ${conn.connected} connected in ${Math.round(conn.ms)} ms (${conn.failed} failed${conn.failSample ? `: ${conn.failSample}` : ''}), ${sub.firstResults} subscribed in ${Math.round(sub.ms)} ms`);
       out.setup1k = { connected: conn.connected, connectMs: Math.round(conn.ms), subscribed: sub.firstResults, subscribeMs: Math.round(sub.ms) };
       await warm(ctx, clients, ['cmp1k'], 100, sec(2));
       if (which.has(2)) {
@@ -305,7 +306,7 @@ async function groupTenK(ctx, kind, which) {
         rssAfterGc = procStat(gw.pid).rss;
       }
       const step = { label, rss, rssAfterGc };
-      log(`  ${names[kind]} memory, ${label}: RSS ${round(rss / 1048576, 1)} MB${rssAfterGc ? ` (${round(rssAfterGc / 1048576, 1)} MB after a forced GC)` : ''}`);
+      log(`  ${label(kind)} memory, ${label}: RSS ${round(rss / 1048576, 1)} MB${rssAfterGc ? ` (${round(rssAfterGc / 1048576, 1)} MB after a forced GC)` : ''}`);
       return step;
     };
     const opts = protocolOf(kind);
@@ -348,7 +349,7 @@ async function groupTenK(ctx, kind, which) {
       p.lastClientMs = { perChange: perChange.map((x) => r2(x)), p50: r2(perChange[Math.floor((perChange.length - 1) / 2)]), max: r2(perChange.at(-1)) };
       out.s4 = p;
       log(
-        `  ${names[kind]} ${p.label}: last client has the change after p50 ${fmt(p.lastClientMs.p50)} ms, max ${fmt(p.lastClientMs.max)} ms (per change: ${p.lastClientMs.perChange.join(', ')}); all deliveries p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms; lost ${p.lost}, clients ${p.clientUsPerResult} µs/result`,
+        `  ${label(kind)} ${p.label}: last client has the change after p50 ${fmt(p.lastClientMs.p50)} ms, max ${fmt(p.lastClientMs.max)} ms (per change: ${p.lastClientMs.perChange.join(', ')}); all deliveries p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms; lost ${p.lost}, clients ${p.clientUsPerResult} µs/result`,
       );
     }
     return out;
@@ -363,7 +364,7 @@ async function subscribeRest(clients, n, id) {
 }
 
 /** Scenario 6: one cached resource read over HTTP by autocannon, 50 keep-alive connections. */
-async function groupHttp(ctx, kind) {
+export async function groupHttp(ctx, kind) {
   const { procs, service, log, quick } = ctx;
   const durationSec = quick ? 3 : 10;
   const connections = 50;
@@ -403,7 +404,7 @@ async function groupHttp(ctx, kind) {
     };
     const s6 = await quietest(ctx, kind, measure);
     log(
-      `  ${names[kind]} cached read (${s6.what}): ${s6.rps} req/s, p50 ${s6.latency.p50} ms, p99 ${s6.latency.p99} ms, errors ${s6.errors}${s6.errorSample ? ` (${s6.errorSample})` : ''}; get/req ${s6.getPerRequest}, access/req ${s6.accessPerRequest}; gw ${s6.gw?.cpuPct}% CPU; noise: other ${s6.otherCpuSec} CPU s, steal ${s6.stealSec} s`,
+      `  ${label(kind)} cached read (${s6.what}): ${s6.rps} req/s, p50 ${s6.latency.p50} ms, p99 ${s6.latency.p99} ms, errors ${s6.errors}${s6.errorSample ? ` (${s6.errorSample})` : ''}; get/req ${s6.getPerRequest}, access/req ${s6.accessPerRequest}; gw ${s6.gw?.cpuPct}% CPU; noise: other ${s6.otherCpuSec} CPU s, steal ${s6.stealSec} s`,
     );
     return { s6 };
   });
@@ -418,7 +419,7 @@ async function warm(ctx, clients, ids, rate, durationMs) {
 
 function printDetails(res, kinds) {
   const live = [];
-  for (const k of kinds) for (const key of ['s1', 's2']) if (res[k][key]) live.push([names[k], res[k][key]]);
+  for (const k of kinds) for (const key of ['s1', 's2']) if (res[k][key]) live.push([label(k), res[k][key]]);
   if (live.length) {
     printTable(
       'Scenarios 1–2: latency = event publish → client receive; added = gateway − plain NATS subscriber (floor), same phase',
@@ -427,7 +428,7 @@ function printDetails(res, kinds) {
     );
   }
   const ramp = [];
-  for (const k of kinds) for (const p of res[k].s3 ?? []) ramp.push([names[k], p]);
+  for (const k of kinds) for (const p of res[k].s3 ?? []) ramp.push([label(k), p]);
   if (ramp.length) {
     printTable(
       'Scenario 3: 1,000 subscribers, rising event rate; staleness = publish → a client holds a result reflecting that event or later (first/last s: events published in the first/last second)',
@@ -464,7 +465,7 @@ function printDetails(res, kinds) {
       ['gateway', 'idle MB', '10k conns MB', '10k subscribed MB', 'per conn KB', 'per sub KB', 'per subscribed client KB', 'per subscribed client KB after forced GC'],
       mem.map((k) => {
         const m = res[k].s5;
-        return [names[k], m.idleMB, m.connsMB, m.subsMB, round(m.perConnection / 1024, 1), round(m.perSubscription / 1024, 1), round(m.perSubscribedClient / 1024, 1), m.afterGc ? round(m.afterGc.perSubscribedClient / 1024, 1) : 'n/a'];
+        return [label(k), m.idleMB, m.connsMB, m.subsMB, round(m.perConnection / 1024, 1), round(m.perSubscription / 1024, 1), round(m.perSubscribedClient / 1024, 1), m.afterGc ? round(m.afterGc.perSubscribedClient / 1024, 1) : 'n/a'];
       }),
     );
   }
