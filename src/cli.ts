@@ -11,15 +11,17 @@
  * process's entry point, and `parseCliArgs` is pure, for tests.
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseHeaderAuth } from './access/auth.js';
-import { consoleLogger, type LogLevel, type Logger } from './log.js';
+import { parseAllowOrigin } from './transports/origin.js';
+import { consoleLogger, type LogFormat, type LogLevel, type Logger } from './log.js';
 import { NatsOptionsError, natsOptionSettings, natsParseArgsOptions, readNatsClientOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
 import { printClientSchema } from './schema/publish.js';
 import { SchemaError, loadResourceSchema } from './schema/schema.js';
 import { startGateway, type Gateway } from './server.js';
+import { isWorker, reportListening, runPrimary, shareMetrics, workerHooks } from './fleet/workers.js';
 
 export interface CliOptions {
   nats: string[];
@@ -30,15 +32,21 @@ export interface CliOptions {
   host: string;
   requestTimeout: number;
   evictDelay: number;
+  resyncConcurrency: number;
   /** `<resource>.<method>` of an auth method called with each connection's HTTP headers */
   headerAuth: string | undefined;
+  /** cross-origin pages allowed: `*`, comma-separated origins, or '' for none */
+  allowOrigin: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** `on`: /metrics on the gateway's port; `off`: none; a number: /metrics on that port */
   metrics: 'on' | 'off' | number;
   /** how long a shutdown waits for work in flight before closing it, in ms */
   drainTimeout: number;
   maxSubscriptions: number;
   maxDepth: number;
+  /** gateway processes on the port (node:cluster), or undefined for this process alone */
+  workers: number | undefined;
 }
 
 export type CliCommand =
@@ -86,17 +94,35 @@ const settings = {
     default: '5000',
     help: 'how long an unused resource stays cached',
   },
+  'resync-concurrency': {
+    env: 'RESGRAPH_RESYNC_CONCURRENCY',
+    value: '<n>',
+    default: '64',
+    help: 'after a system.reset or NATS reconnect, re-gets in flight at once (held resources first)',
+  },
   'header-auth': {
     env: 'RESGRAPH_HEADER_AUTH',
     value: '<rid.method>',
     default: 'none',
     help: 'auth method called with the HTTP headers of each connection',
   },
+  'allow-origin': {
+    env: 'RESGRAPH_ALLOW_ORIGIN',
+    value: '<origin[,origin...]|*>',
+    default: 'none',
+    help: 'pages on other origins that may use the gateway from a browser (listed: with cookies; *: any, without)',
+  },
   'log-level': {
     env: 'RESGRAPH_LOG_LEVEL',
     value: '<level>',
     default: 'info',
     help: logLevels.join('|'),
+  },
+  'log-format': {
+    env: 'RESGRAPH_LOG_FORMAT',
+    value: '<text|json>',
+    default: 'text',
+    help: 'log lines as text, or as one JSON object each',
   },
   metrics: {
     env: 'RESGRAPH_METRICS',
@@ -121,6 +147,12 @@ const settings = {
     value: '<n>',
     default: '15',
     help: 'deepest selection an operation may have',
+  },
+  workers: {
+    env: 'RESGRAPH_WORKERS',
+    value: '<n|auto|off>',
+    default: 'off',
+    help: 'gateway processes sharing the port, each with its own cache (auto: one per core)',
   },
 } as const;
 
@@ -171,12 +203,16 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         host: stringOption,
         'request-timeout': stringOption,
         'evict-delay': stringOption,
+        'resync-concurrency': stringOption,
         'header-auth': stringOption,
+        'allow-origin': stringOption,
         'log-level': stringOption,
+        'log-format': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
         'max-subscriptions': stringOption,
         'max-depth': stringOption,
+        workers: stringOption,
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -229,12 +265,22 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (host === '') invalid('host', 'an address');
   const logLevel = read('log-level').text.trim().toLowerCase() as LogLevel;
   if (!logLevels.includes(logLevel)) invalid('log-level', `one of ${logLevels.join(', ')}`);
+  const logFormat = read('log-format').text.trim().toLowerCase() as LogFormat;
+  if (logFormat !== 'text' && logFormat !== 'json') invalid('log-format', 'text or json');
   const headerAuth = read('header-auth').text.trim();
   if (headerAuth !== 'none') {
     try {
       parseHeaderAuth(headerAuth);
     } catch {
       invalid('header-auth', 'a resource name and a method, like session.header (sent as auth.session.header)');
+    }
+  }
+  const allowOrigin = read('allow-origin').text.trim();
+  if (allowOrigin !== 'none') {
+    try {
+      parseAllowOrigin(allowOrigin);
+    } catch (e) {
+      invalid('allow-origin', `none, *, or comma-separated origins such as https://app.example.com (${(e as Error).message})`);
     }
   }
 
@@ -248,14 +294,26 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       host,
       requestTimeout: wholeNumber('request-timeout', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
       evictDelay: wholeNumber('evict-delay', 0, 2 ** 31 - 1, 'a number of milliseconds'),
+      resyncConcurrency: wholeNumber('resync-concurrency', 1, 100_000, 'a whole number from 1 to 100000'),
       headerAuth: headerAuth === 'none' ? undefined : headerAuth,
+      allowOrigin: allowOrigin === 'none' ? '' : allowOrigin,
       logLevel,
+      logFormat,
       metrics: metricsSetting(read('metrics').text) ?? invalid('metrics', 'on, off, or a port number from 0 to 65535'),
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
+      workers: workersSetting(read('workers').text, () => invalid('workers', 'off, auto, or a whole number from 1 to 256')),
     },
   };
+}
+
+function workersSetting(text: string, invalid: () => never): CliOptions['workers'] {
+  const t = text.trim().toLowerCase();
+  if (t === 'off') return undefined;
+  if (t === 'auto') return availableParallelism();
+  const n = /^\d+$/.test(t) ? Number(t) : NaN;
+  return Number.isSafeInteger(n) && n >= 1 && n <= 256 ? n : invalid();
 }
 
 function metricsSetting(text: string): CliOptions['metrics'] | undefined {
@@ -307,9 +365,13 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
 
   const opts = cmd.options;
   if (!existsSync(opts.schema)) fail(2, `schema path ${opts.schema} does not exist`);
-  const log = consoleLogger(opts.logLevel);
+  const log = consoleLogger(opts.logLevel, opts.logFormat);
+  if (opts.workers !== undefined && !isWorker()) return runFleet(opts, log);
 
-  let gw: Gateway;
+  // a worker of a fleet answers /metrics and /readyz for the fleet
+  let gw: Gateway | undefined;
+  const fleet = isWorker() ? workerHooks(() => gw !== undefined && gw.res.connected && !gw.draining) : undefined;
+
   try {
     gw = await startGateway({
       nats: opts.nats,
@@ -319,11 +381,14 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       host: opts.host,
       requestTimeout: opts.requestTimeout,
       evictDelay: opts.evictDelay,
+      resyncConcurrency: opts.resyncConcurrency,
       headerAuth: opts.headerAuth,
+      allowOrigin: opts.allowOrigin,
       metrics: opts.metrics === 'off' ? false : { port: opts.metrics === 'on' ? undefined : opts.metrics, processMetrics: true },
       drainTimeout: opts.drainTimeout,
       maxSubscriptionsPerConnection: opts.maxSubscriptions,
       maxDepth: opts.maxDepth,
+      fleet,
       logger: log,
     });
   } catch (e) {
@@ -339,8 +404,26 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
 
   handleSignals(gw, log, opts.drainTimeout);
   watchNats(gw, redactServers(opts.nats), log);
+  if (fleet) {
+    if (gw.metrics) shareMetrics(gw.metrics.registry);
+    // the primary says it once for the fleet
+    return reportListening(gw.url, typeof opts.metrics === 'number' ? gw.metricsUrl : undefined);
+  }
   process.stdout.write(`resgraph listening on ${gw.url}\n`);
   if (typeof opts.metrics === 'number') process.stdout.write(`resgraph metrics on ${gw.metricsUrl}\n`);
+}
+
+/** `--workers n`: this process forks n gateways on the port and looks after them (fleet/workers.ts). */
+function runFleet(opts: CliOptions, log: Logger): void {
+  runPrimary({
+    workers: opts.workers!,
+    logger: log,
+    drainTimeout: opts.drainTimeout,
+    onListening: (url, metricsUrl) => {
+      process.stdout.write(`resgraph listening on ${url} (${opts.workers} workers)\n`);
+      if (metricsUrl) process.stdout.write(`resgraph metrics on ${metricsUrl}\n`);
+    },
+  });
 }
 
 /** Says so when NATS is slow to come up; a connection that can never be made ends the process. */

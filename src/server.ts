@@ -29,6 +29,8 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import type { FleetHooks } from './fleet/workers.js';
+import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 
 export interface GatewayOptions {
   /**
@@ -53,12 +55,22 @@ export interface GatewayOptions {
   requestTimeout?: number;
   /** How long an unused resource stays cached, in ms. Default 5000. */
   evictDelay?: number;
+  /** Re-gets a `system.reset` or NATS reconnect may have in flight at once; held resources go first. Default 64. */
+  resyncConcurrency?: number;
   /** GraphQL endpoint path (HTTP, SSE and WebSocket). Default /graphql. */
   graphqlPath?: string;
   /** Live subscriptions one connection may hold. Default 200. */
   maxSubscriptionsPerConnection?: number;
   /** Deepest selection an operation may have. Default 15. */
   maxDepth?: number;
+  /**
+   * Web pages on other origins that may use the gateway from a browser:
+   * `'*'` (any origin, without credentials), or a list of origins
+   * (`scheme://host[:port]`, a string separated by commas or an array), each
+   * allowed with credentials. Default: none; same-origin pages and clients
+   * that send no `Origin` are always served. See transports/origin.ts.
+   */
+  allowOrigin?: string | readonly string[];
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -68,6 +80,11 @@ export interface GatewayOptions {
    * event loop metrics (once per process: the CLI turns it on).
    */
   metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
+  /**
+   * Set in each worker of `--workers`: `/metrics` and `/readyz` answer for
+   * the whole fleet (see fleet/workers.ts). Default: a gateway on its own.
+   */
+  fleet?: FleetHooks;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
   logger?: Logger;
@@ -117,12 +134,15 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const log = opts.logger ?? consoleLogger();
   const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
   const natsOptions = natsConnectOptions(opts.nats ?? 'nats://127.0.0.1:4222', opts.natsClient ?? {}, 'resgraph');
+  const origins = parseAllowOrigin(typeof opts.allowOrigin === 'string' ? opts.allowOrigin : (opts.allowOrigin ?? []).join(','));
 
   const metricsOpt = opts.metrics ?? true;
   const metrics =
-    metricsOpt === false ? undefined : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics });
+    metricsOpt === false
+      ? undefined
+      : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics, fleetText: opts.fleet?.metrics });
   const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
-  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics });
+  const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics, resyncConcurrency: opts.resyncConcurrency });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
   const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
@@ -153,6 +173,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConnected: () => res.connected,
     natsError: () => nats.problem,
     draining: () => draining,
+    fleet: opts.fleet,
     authenticator,
     plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
   });
@@ -174,6 +195,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
     if (draining) response.setHeader('connection', 'close');
     if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
+    // before anything reaches a service: a refused page gets no auth or access request made for it
+    if (applyOriginPolicy(origins, req, response)) return;
     if (draining) return refuse(response);
     requests.track(req, response);
     if (fastPath(req, response, path)) return;
@@ -203,6 +226,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
+    acceptOrigin: (req) => originVerdict(origins, req) !== 'forbidden',
   });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;

@@ -15,6 +15,7 @@
  */
 import type { Subscription } from 'nats';
 import type { Logger } from '../log.js';
+import { ResyncQueue } from './resync.js';
 import type { ResClient } from '../res/client.js';
 import {
   ResError,
@@ -102,6 +103,8 @@ export interface ResourceCacheOptions {
   evictDelay?: number;
   /** told about every resource event that arrives (metrics) */
   observer?: EventObserver;
+  /** Re-gets a reset or reconnect may have in flight at once (see resync.ts). Default 64. */
+  resyncConcurrency?: number;
 }
 
 /** Hears each resource event as it arrives: its name (`change`, `add`, ...; `custom` for the others). */
@@ -162,12 +165,14 @@ export class ResourceCache {
   /** changes applied to entries so far (see CacheEntry.changedAt) */
   changes = 0;
   private readonly observer: EventObserver | undefined;
+  private readonly resync: ResyncQueue<CacheEntry>;
 
   constructor(opts: ResourceCacheOptions) {
     this.res = opts.res;
     this.log = opts.logger;
     this.evictDelay = opts.evictDelay ?? 5000;
     this.observer = opts.observer;
+    this.resync = new ResyncQueue(opts.resyncConcurrency ?? 64, (e) => this.resyncEntry(e), (e) => this.holdsOf(e.rid) > 0);
   }
 
   /** Number of cached entries and NATS event subscriptions (for metrics and leak tests). */
@@ -593,13 +598,19 @@ export class ResourceCache {
 
   // --- resets --------------------------------------------------------------
 
-  private async resetEntries(entries: CacheEntry[]): Promise<void> {
-    // a few at a time, so thousands of matching resources do not flood the services
-    const queue = entries.filter((e) => (e.state === 'ready' || e.state === 'error') && !e.pending);
-    const worker = async () => {
-      for (let e = queue.shift(); e; e = queue.shift()) await this.resetEntry(e);
-    };
-    await Promise.all(Array.from({ length: Math.min(32, queue.length) }, worker));
+  /** Re-gets the entries through the throttled queue (resync.ts); never rejects. */
+  private resetEntries(entries: CacheEntry[]): Promise<void> {
+    return this.resync.add(entries.filter((e) => (e.state === 'ready' || e.state === 'error') && !e.pending));
+  }
+
+  /** One queued re-get: skipped if the entry left the cache while it waited; a failure is logged. */
+  private async resyncEntry(entry: CacheEntry): Promise<void> {
+    if (this.entries.get(entry.rid) !== entry) return;
+    try {
+      await this.resetEntry(entry);
+    } catch (e) {
+      this.log.error('resetting a resource failed', { rid: entry.rid, error: (e as Error)?.stack ?? String(e) });
+    }
   }
 
   private async resetEntry(entry: CacheEntry): Promise<void> {

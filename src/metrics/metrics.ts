@@ -31,6 +31,8 @@ export interface MetricSources {
 export interface GatewayMetricsOptions {
   /** also collect the process's CPU, memory, event loop and GC metrics (once per process: the CLI does) */
   processMetrics?: boolean;
+  /** in a worker of `--workers`: what `/metrics` serves, every worker's metrics aggregated */
+  fleetText?: () => Promise<string>;
 }
 
 /** Seconds; the event-to-push latency of a local gateway is well under a millisecond when idle. */
@@ -54,6 +56,7 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
   private latencyCount = 0;
 
   constructor(opts: GatewayMetricsOptions = {}) {
+    this.fleetText = opts.fleetText;
     const registers = [this.registry];
     const self = this;
     new Gauge({
@@ -211,9 +214,11 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
     this.latencyCount = 0;
   }
 
-  /** The metrics in the Prometheus text format. */
+  private readonly fleetText: (() => Promise<string>) | undefined;
+
+  /** The metrics in the Prometheus text format: this gateway's, or its fleet's. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.fleetText ? this.fleetText() : this.registry.metrics();
   }
 
   /** Answers a `GET /metrics` (node http). */

@@ -13,6 +13,8 @@ import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
+import type { FleetHooks } from '../fleet/workers.js';
+import { csrfPrevention } from './csrf.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -33,6 +35,8 @@ export interface HttpTransportOptions {
   natsError?: () => string | undefined;
   /** whether the gateway is draining (shutting down), for /readyz */
   draining?: () => boolean;
+  /** one worker of several (`--workers`): /readyz answers for the whole fleet */
+  fleet?: Pick<FleetHooks, 'readiness'>;
   /** extra envelop plugins (limits, live results) */
   plugins?: Plugin[];
   /** header auth, run for each HTTP request before the operation */
@@ -82,6 +86,8 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     schema: opts.schema,
     graphqlEndpoint: opts.graphqlEndpoint,
     graphiql: { title: 'resgraph' },
+    // the gateway's origin policy (transports/origin.ts) answers for every path, before Yoga
+    cors: false,
     landingPage: false,
     healthCheckEndpoint: '/health',
     logging: {
@@ -102,7 +108,8 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       return { conn, lease: opts.cache.newLease() };
     },
     plugins: [
-      probes(opts.natsConnected, opts.draining ?? (() => false), opts.natsError ?? (() => undefined)),
+      probes(opts.natsConnected, opts.draining ?? (() => false), opts.natsError ?? (() => undefined), opts.fleet),
+      csrfPrevention(),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
     ],
@@ -114,24 +121,32 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
  * while the process serves. `/readyz` (readiness): 200 when the NATS
  * connection is up and the gateway is not draining (the schema is loaded
  * before the gateway listens), 503 otherwise; the body says which, and why
- * NATS is not connected when NATS said why (`natsError`).
+ * NATS is not connected when NATS said why (`natsError`). One worker of a
+ * fleet (`--workers`) answers for the fleet: 200 while any worker is ready,
+ * since the port reaches them all.
  */
-function probes(natsConnected: () => boolean, draining: () => boolean, natsError: () => string | undefined): Plugin {
+function probes(
+  natsConnected: () => boolean,
+  draining: () => boolean,
+  natsError: () => string | undefined,
+  fleet?: Pick<FleetHooks, 'readiness'>,
+): Plugin {
   return {
-    onRequest({ url, endResponse, fetchAPI }) {
+    async onRequest({ url, endResponse, fetchAPI }) {
       if (url.pathname !== '/healthz' && url.pathname !== '/readyz') return;
       const json = (status: number, body: unknown) =>
         endResponse(new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } }));
       if (url.pathname === '/healthz') return json(200, { status: 'ok' });
       const up = natsConnected();
-      const ready = up && !draining();
       const why = up ? undefined : natsError();
-      json(ready ? 200 : 503, {
-        status: ready ? 'ok' : 'unavailable',
-        nats: up ? 'connected' : 'disconnected',
-        ...(why === undefined ? {} : { natsError: why }),
-        draining: draining(),
-      });
+      const here = { nats: up ? 'connected' : 'disconnected', ...(why === undefined ? {} : { natsError: why }), draining: draining() };
+      if (fleet) {
+        const workers = await fleet.readiness();
+        const ready = workers.ready > 0;
+        return json(ready ? 200 : 503, { status: ready ? 'ok' : 'unavailable', workers, ...here });
+      }
+      const ready = up && !here.draining;
+      json(ready ? 200 : 503, { status: ready ? 'ok' : 'unavailable', ...here });
     },
   };
 }

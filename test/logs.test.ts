@@ -1,0 +1,72 @@
+/**
+ * `--log-format json`, from the real command's stderr: one JSON object a
+ * line with time, level and message, fields beside them, the connection's
+ * id on lines about a connection, and no secret a client sent.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, startGatewayProcess, type GatewayProcess } from './helpers/cli-gateway.js';
+import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
+import { TestService } from './helpers/res-service.js';
+import { waitFor } from './helpers/wait.js';
+
+const secret = 's3cret-bearer-token';
+let nats: NatsServer;
+let svc: TestService;
+let gw: GatewayProcess;
+let dir: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  nats = await startNatsServer();
+  svc = await TestService.start(nats.url);
+  svc.model('library.book.1', { title: 'Dune' });
+  // header auth that fails: the gateway logs it (at debug level) with the connection's id
+  svc.handle('auth.session.header', () => ({ error: { code: 'session.invalid', message: `bad token ${secret}` } }));
+  dir = mkdtempSync(join(tmpdir(), 'resgraph-logs-'));
+  writeFileSync(join(dir, 'schema.graphql'), 'type Book { title: String }\ntype Query { book(id: ID!): Book @get(rid: "library.book.{id}") }\n');
+  gw = await startGatewayProcess([
+    '--port', '0', '--nats', nats.url, '--schema', join(dir, 'schema.graphql'),
+    '--log-format', 'json', '--log-level', 'debug', '--header-auth', 'session.header',
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.kill();
+  await svc?.close();
+  await nats?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The stderr lines that are log entries (stdout carries the URL line). */
+const entries = () =>
+  gw
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('--log-format json', () => {
+  it('writes one object a line: time, level, msg and the fields', () => {
+    const connected = entries().find((e) => e.msg === 'connected to NATS');
+    expect(connected).toMatchObject({ level: 'info', server: expect.stringContaining('127.0.0.1') });
+    expect(new Date(connected!.time as string).toISOString()).toBe(connected!.time);
+    // every line of the log is JSON, none of it text
+    const lines = gw.output().split('\n').filter((l) => l !== '' && !l.startsWith('resgraph listening'));
+    expect(lines.every((l) => l.startsWith('{'))).toBe(true);
+  });
+
+  it('names the connection on a line about it, and logs no secret the client sent', async () => {
+    const res = await fetch(gw.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}`, cookie: `session=${secret}` },
+      body: JSON.stringify({ query: '{ book(id: 1) { title } }' }),
+    });
+    expect(res.status).toBe(200);
+    const failed = await waitFor(() => entries().find((e) => e.msg === 'header auth failed'), 5000, 'the header auth line');
+    expect(failed).toMatchObject({ level: 'debug', code: 'session.invalid', cid: expect.stringMatching(/^\w{20,}$/) });
+    expect(gw.output()).not.toContain(secret);
+  });
+});
