@@ -201,7 +201,9 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConn = nc;
     res.attach(nc);
     listenToSystemSubjects(res, cache, connections, authenticator, log);
-    void watchConnection(nc, res, cache, connections, log);
+    watchConnection(nc, res, cache, connections, log).catch((e: unknown) =>
+      log.error('following the NATS connection failed', { error: (e as Error)?.stack ?? String(e) }),
+    );
     return nc;
   });
   natsReady.catch((e: unknown) => log.error('cannot connect to NATS', { error: (e as Error).message }));
@@ -392,12 +394,16 @@ async function watchConnection(
       res.reconnected();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
-      void cache.resetAll();
+      void cache.resetAll(); // never rejects
     }
   }
 }
 
-/** Service-wide messages: connection tokens and system resets. */
+/**
+ * Service-wide messages: connection tokens and system resets. ResClient's
+ * subscribe drops payloads that are not JSON or nest too deep, and logs a
+ * handler that throws; these handlers log what does not parse.
+ */
 function listenToSystemSubjects(
   res: ResClient,
   cache: ResourceCache,
@@ -429,7 +435,7 @@ function listenToSystemSubjects(
     try {
       const { resources, access } = parseSystemReset(payload);
       if (access.length > 0) connections.resetAccess(access);
-      if (resources.length > 0) void cache.resetMatching(resources);
+      if (resources.length > 0) void cache.resetMatching(resources); // never rejects
     } catch (e) {
       log.warn('malformed system.reset ignored', { subject, reason: (e as Error).message });
     }

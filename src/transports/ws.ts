@@ -388,12 +388,17 @@ class WebSocketTransportImpl implements WebSocketTransport {
       const slice = tick++ % keepAliveSlices;
       for (const s of this.sessions) {
         if (s.slot !== slice) continue;
-        if (!s.alive) {
-          s.socket.terminate();
-          continue;
+        // no service input reaches a ping; the guard keeps one odd socket from ending the process
+        try {
+          if (!s.alive) {
+            s.socket.terminate();
+            continue;
+          }
+          s.alive = false;
+          s.socket.ping();
+        } catch (e) {
+          opts.logger.warn('WebSocket keep-alive failed', { error: (e as Error).message });
         }
-        s.alive = false;
-        s.socket.ping();
       }
     }, period / keepAliveSlices);
     this.keepAliveTimer.unref();
