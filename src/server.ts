@@ -416,28 +416,27 @@ function listenToSystemSubjects(
     if (event !== 'token') return;
     const conn = connections.get(cid);
     if (!conn) return;
-    try {
-      const { token, tid } = parseTokenEvent(payload);
-      conn.setToken(token, tid);
-    } catch (e) {
-      log.warn('malformed token event ignored', { subject, reason: (e as Error).message });
-    }
+    const token = parsed(subject, payload, parseTokenEvent);
+    if (token) conn.setToken(token.token, token.tid);
   });
   res.subscribe(subjects.systemTokenReset, (subject, payload) => {
-    try {
-      const { tids, subject: authSubject } = parseTokenReset(payload);
-      authenticator.tokenReset(connections, tids, authSubject);
-    } catch (e) {
-      log.warn('malformed system.tokenReset ignored', { subject, reason: (e as Error).message });
-    }
+    const reset = parsed(subject, payload, parseTokenReset);
+    if (reset) authenticator.tokenReset(connections, reset.tids, reset.subject);
   });
   res.subscribe(subjects.systemReset, (subject, payload) => {
-    try {
-      const { resources, access } = parseSystemReset(payload);
-      if (access.length > 0) connections.resetAccess(access);
-      if (resources.length > 0) void cache.resetMatching(resources); // never rejects
-    } catch (e) {
-      log.warn('malformed system.reset ignored', { subject, reason: (e as Error).message });
-    }
+    const reset = parsed(subject, payload, parseSystemReset);
+    if (!reset) return;
+    if (reset.access.length > 0) connections.resetAccess(reset.access);
+    if (reset.resources.length > 0) void cache.resetMatching(reset.resources); // never rejects
   });
+
+  /** A payload parsed, or undefined (and logged) when it is malformed. */
+  function parsed<T>(subject: string, payload: unknown, parse: (payload: unknown) => T): T | undefined {
+    try {
+      return parse(payload);
+    } catch (e) {
+      log.warn('malformed message ignored', { subject, reason: (e as Error).message });
+      return undefined;
+    }
+  }
 }
