@@ -73,6 +73,8 @@ export const maxJsonDepth = 1000;
  * raw message can be scanned undecoded. Invalid JSON is left to JSON.parse.
  */
 export function jsonDepthExceeds(bytes: Uint8Array, max = maxJsonDepth): boolean {
+  // nesting deeper than max takes more than max bytes: most events are shorter
+  if (bytes.length <= max) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < bytes.length; i++) {

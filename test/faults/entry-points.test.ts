@@ -67,12 +67,13 @@ describe('hostile payloads of every kind', () => {
     svc.collection('library.books?text=deep&limit=20', [{ rid: 'library.book.1' }]);
     svc.nc.subscribe('deepq.reply', { callback: (_e, m: Msg) => m.respond(enc.encode(`{"result":{"events":${deep}}}`)) });
     await svc.nc.flush();
+    const before = new Set(gw.connections.all());
     const client = wsClient(gw.url);
     const s = subscribeWs(client, 'subscription { book(id: 1) { title } }');
     const q = subscribeWs(client, 'subscription { search(text: "deep") { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Steady' } } });
     expect(await q.next()).toEqual({ data: { search: [{ title: 'Steady' }] } });
-    const cid = [...gw.connections.all()].find((c) => c.transport === 'ws')!.cid;
+    const cid = [...gw.connections.all()].find((c) => !before.has(c))!.cid;
 
     const from = gw.logs.length;
     const raw: [string, string][] = [
@@ -130,10 +131,11 @@ describe('a throw inside each entry point', () => {
 
   it('a system subject handler: a token event whose listener throws is logged', async () => {
     const { svc, gw } = env;
+    const before = new Set(gw.connections.all());
     const client = wsClient(gw.url);
     const s = subscribeWs(client, 'subscription { book(id: 1) { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Steady' } } });
-    const conn = [...gw.connections.all()].find((c) => c.transport === 'ws')!;
+    const conn = [...gw.connections.all()].find((c) => !before.has(c))!;
     conn.accessListeners.add(() => {
       throw new Error('access listener broke');
     });
@@ -183,7 +185,9 @@ describe('a throw inside each entry point', () => {
     const s = subscribeWs(client, 'subscription { book(id: 5) { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Streamed' } } });
     // the transport's own callback, broken once
-    const stream = [...(gw.live as any).byConnection.values()][0].keys().next().value;
+    const streams: Map<unknown, unknown>[] = [...(gw.live as any).byConnection.values()];
+    expect(streams).toHaveLength(1);
+    const stream = streams[0].keys().next().value as any;
     const pull = stream.onAvailable;
     stream.onAvailable = () => {
       stream.onAvailable = pull;
