@@ -24,3 +24,8 @@ export function consoleLogger(level: LogLevel = 'info'): Logger {
   };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
+
+/** An exception as a log field: its stack when it has one. */
+export function errorText(e: unknown): string {
+  return (e as Error)?.stack ?? String(e);
+}

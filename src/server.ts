@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { Events, connect, type NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
-import { consoleLogger, type Logger } from './log.js';
+import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
@@ -202,7 +202,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     res.attach(nc);
     listenToSystemSubjects(res, cache, connections, authenticator, log);
     watchConnection(nc, res, cache, connections, log).catch((e: unknown) =>
-      log.error('following the NATS connection failed', { error: (e as Error)?.stack ?? String(e) }),
+      log.error('following the NATS connection failed', { error: errorText(e) }),
     );
     return nc;
   });

@@ -21,7 +21,7 @@
  * timer, where it would end the process.
  */
 import type { Subscription } from 'nats';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import {
   ErrorCode,
@@ -331,7 +331,7 @@ export class ResourceCache {
         else this.scheduleEviction(entry);
       } catch (e) {
         // no service input reaches here; an unsubscribe on a closing NATS connection might
-        this.log.error('evicting a resource failed', { rid: entry.rid, error: (e as Error)?.stack ?? String(e) });
+        this.log.error('evicting a resource failed', { rid: entry.rid, error: errorText(e) });
       }
     }, this.evictDelay);
     entry.evictTimer.unref?.();
@@ -616,7 +616,7 @@ export class ResourceCache {
 
   /** Lets a promise run on its own; a failure is logged, never left to reject unheard. */
   private runInBackground(work: Promise<unknown>, rid: string, what: string): void {
-    work.catch((e: unknown) => this.log.error(`${what} failed`, { rid, error: (e as Error)?.stack ?? String(e) }));
+    work.catch((e: unknown) => this.log.error(`${what} failed`, { rid, error: errorText(e) }));
   }
 
   // --- resets --------------------------------------------------------------
@@ -630,7 +630,7 @@ export class ResourceCache {
         try {
           await this.resetEntry(e);
         } catch (err) {
-          this.log.error('resetting a resource failed', { rid: e.rid, error: (err as Error)?.stack ?? String(err) });
+          this.log.error('resetting a resource failed', { rid: e.rid, error: errorText(err) });
         }
       }
     };

@@ -24,7 +24,7 @@ import {
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
@@ -312,7 +312,7 @@ class LiveQuery implements EntryWatcher {
     try {
       work();
     } catch (e) {
-      this.engine.log.error('live query run failed', { error: (e as Error)?.stack ?? String(e) });
+      this.engine.log.error('live query run failed', { error: errorText(e) });
     }
   }
 
@@ -487,7 +487,7 @@ export class LiveEngine {
     const conn = (args.contextValue as GatewayContext).conn;
     const stream = new LiveStream(conn, opts.mode ?? 'full', opts.perConnection ?? false);
     stream.observer = this.observer;
-    stream.onAvailableFailed = (e) => this.log.error('sending a live result failed', { error: (e as Error)?.stack ?? String(e) });
+    stream.onAvailableFailed = (e) => this.log.error('sending a live result failed', { error: errorText(e) });
     const subs = this.byConnection.get(conn);
     if (subs && subs.size >= this.maxPerConnection) {
       stream.end(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
@@ -536,7 +536,7 @@ export class LiveEngine {
 
   /** joinWithLast, from a caller that does not wait for it: a failure is logged. */
   joinInBackground(sub: LiveStream, q: LiveQuery): void {
-    this.joinWithLast(sub, q).catch((e: unknown) => this.log.error('joining a live query failed', { error: (e as Error)?.stack ?? String(e) }));
+    this.joinWithLast(sub, q).catch((e: unknown) => this.log.error('joining a live query failed', { error: errorText(e) }));
   }
 
   /** A subscriber joining a running LiveQuery gets its current result, after its own access check. */
@@ -597,7 +597,7 @@ export class LiveEngine {
     const subs = this.byConnection.get(conn);
     if (!subs) return;
     for (const [sub, q] of subs) {
-      this.recheck(sub, q).catch((e: unknown) => this.log.error('re-checking access failed', { error: (e as Error)?.stack ?? String(e) }));
+      this.recheck(sub, q).catch((e: unknown) => this.log.error('re-checking access failed', { error: errorText(e) }));
     }
   }
 

@@ -15,7 +15,7 @@
  * would end the process).
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import {
   ErrorCode,
   NoRespondersError,
@@ -219,7 +219,7 @@ export class ResClient {
         try {
           handler(msg.subject, payload);
         } catch (e) {
-          this.log.error('handling a message failed', { subject: msg.subject, error: (e as Error)?.stack ?? String(e) });
+          this.log.error('handling a message failed', { subject: msg.subject, error: errorText(e) });
         }
       },
     });
@@ -315,7 +315,7 @@ export class ResClient {
     try {
       this.handleReply(msg);
     } catch (e) {
-      this.log.error('handling a reply failed', { subject: msg.subject, error: (e as Error)?.stack ?? String(e) });
+      this.log.error('handling a reply failed', { subject: msg.subject, error: errorText(e) });
     }
   }
 

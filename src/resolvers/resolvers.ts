@@ -32,7 +32,7 @@ import {
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
 import type { CacheEntry, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import {
   ErrorCode,
@@ -86,7 +86,7 @@ export function toGraphQLError(e: unknown, log?: Logger): GraphQLError {
     if (e.data !== undefined) extensions.data = e.data;
     return new GraphQLError(e.message, { extensions });
   }
-  log?.error('unexpected resolver error', { error: (e as Error)?.stack ?? String(e) });
+  log?.error('unexpected resolver error', { error: errorText(e) });
   return new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } });
 }
 
@@ -171,7 +171,7 @@ export class Resolvers {
           let allowed = Promise.resolve(true);
           const then = (step: (ok: boolean) => boolean | Promise<boolean>) => {
             allowed = allowed.then(step).catch((e: unknown) => {
-              this.log.error('event stream failed', { rid, error: (e as Error)?.stack ?? String(e) });
+              this.log.error('event stream failed', { rid, error: errorText(e) });
               stop();
               return false;
             });
