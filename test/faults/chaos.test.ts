@@ -137,6 +137,7 @@ function fuzzOne(svc: TestService, counts: Record<string, number>): void {
       publish(`event.${listRid(l)}.add`, JSON.stringify({ value, idx }));
     }
   } else {
+    // mostly faults, with resets and reaccess events (valid, but they make the gateway ask again) among them
     const fault = pick([
       'too deep',
       'not JSON',
@@ -146,9 +147,9 @@ function fuzzOne(svc: TestService, counts: Record<string, number>): void {
       'change without values',
       'object outside data',
       'custom event too deep',
-      'reset',
+      'valid reset',
       'malformed reset',
-      'reaccess',
+      'valid reaccess',
     ] as const);
     count(fault);
     switch (fault) {
@@ -168,11 +169,11 @@ function fuzzOne(svc: TestService, counts: Record<string, number>): void {
         return publish(`event.${bookRid(b)}.change`, JSON.stringify({ values: { meta: { nested: { not: 'wrapped' } } } }));
       case 'custom event too deep':
         return publish(`event.${bookRid(b)}.fuzz`, deepJson(2000));
-      case 'reset':
+      case 'valid reset':
         return publish('system.reset', JSON.stringify({ resources: [pick(['library.book.*', 'library.list.*', 'library.>'])] }));
       case 'malformed reset':
         return publish('system.reset', JSON.stringify({ resources: 'library.>' }));
-      case 'reaccess':
+      case 'valid reaccess':
         return publish(`event.${bookRid(b)}.reaccess`, '');
     }
   }
