@@ -186,13 +186,17 @@ async function main() {
   await service.waitFor(/library service ready/, 30_000);
   if (stopping) return;
 
-  const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header']);
+  // the web example's port is chosen first: the gateway must allow the page's origin (it allows none by default)
+  const webPort = (await isPortFree(5173)) ? 5173 : await freePort();
+  const webOrigins = `http://127.0.0.1:${webPort},http://localhost:${webPort}`;
+  const gateway = launch('gateway', process.execPath, [
+    'dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header', '--allow-origin', webOrigins,
+  ]);
   const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
   await waitForHealth(new URL('/readyz', url), 10_000);
   if (stopping) return;
 
   // the web example, on Vite's dev server; the page finds the gateway through VITE_RESGRAPH_URL
-  const webPort = (await isPortFree(5173)) ? 5173 : await freePort();
   const vite = join(root, 'node_modules', 'vite', 'bin', 'vite.js');
   process.env.VITE_RESGRAPH_URL = url;
   const web = launch('web', process.execPath, [vite, 'examples/web', '--host', '127.0.0.1', '--port', String(webPort), '--strictPort', '--logLevel', 'warn']);

@@ -15,6 +15,7 @@ import { constants } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseHeaderAuth } from './access/auth.js';
+import { parseAllowOrigin } from './transports/origin.js';
 import { consoleLogger, type LogLevel, type Logger } from './log.js';
 import { printClientSchema } from './schema/publish.js';
 import { SchemaError, loadResourceSchema } from './schema/schema.js';
@@ -29,6 +30,8 @@ export interface CliOptions {
   evictDelay: number;
   /** `<resource>.<method>` of an auth method called with each connection's HTTP headers */
   headerAuth: string | undefined;
+  /** cross-origin pages allowed: `*`, comma-separated origins, or '' for none */
+  allowOrigin: string;
   logLevel: LogLevel;
   /** `on`: /metrics on the gateway's port; `off`: none; a number: /metrics on that port */
   metrics: 'on' | 'off' | number;
@@ -87,6 +90,12 @@ const settings = {
     value: '<rid.method>',
     default: 'none',
     help: 'auth method called with the HTTP headers of each connection',
+  },
+  'allow-origin': {
+    env: 'RESGRAPH_ALLOW_ORIGIN',
+    value: '<origin[,origin...]|*>',
+    default: 'none',
+    help: 'pages on other origins that may use the gateway from a browser (listed: with cookies; *: any, without)',
   },
   'log-level': {
     env: 'RESGRAPH_LOG_LEVEL',
@@ -167,6 +176,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'request-timeout': stringOption,
         'evict-delay': stringOption,
         'header-auth': stringOption,
+        'allow-origin': stringOption,
         'log-level': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
@@ -232,6 +242,14 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       invalid('header-auth', 'a resource name and a method, like session.header (sent as auth.session.header)');
     }
   }
+  const allowOrigin = read('allow-origin').text.trim();
+  if (allowOrigin !== 'none') {
+    try {
+      parseAllowOrigin(allowOrigin);
+    } catch (e) {
+      invalid('allow-origin', `none, *, or comma-separated origins such as https://app.example.com (${(e as Error).message})`);
+    }
+  }
 
   return {
     command: 'run',
@@ -243,6 +261,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       requestTimeout: wholeNumber('request-timeout', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
       evictDelay: wholeNumber('evict-delay', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       headerAuth: headerAuth === 'none' ? undefined : headerAuth,
+      allowOrigin: allowOrigin === 'none' ? '' : allowOrigin,
       logLevel,
       metrics: metricsSetting(read('metrics').text) ?? invalid('metrics', 'on, off, or a port number from 0 to 65535'),
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
@@ -313,6 +332,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       requestTimeout: opts.requestTimeout,
       evictDelay: opts.evictDelay,
       headerAuth: opts.headerAuth,
+      allowOrigin: opts.allowOrigin,
       metrics: opts.metrics === 'off' ? false : { port: opts.metrics === 'on' ? undefined : opts.metrics, processMetrics: true },
       drainTimeout: opts.drainTimeout,
       maxSubscriptionsPerConnection: opts.maxSubscriptions,

@@ -27,6 +27,7 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 
 export interface GatewayOptions {
   /** NATS server URL(s). Default nats://127.0.0.1:4222. */
@@ -47,6 +48,14 @@ export interface GatewayOptions {
   maxSubscriptionsPerConnection?: number;
   /** Deepest selection an operation may have. Default 15. */
   maxDepth?: number;
+  /**
+   * Web pages on other origins that may use the gateway from a browser:
+   * `'*'` (any origin, without credentials), or a list of origins
+   * (`scheme://host[:port]`, a string separated by commas or an array), each
+   * allowed with credentials. Default: none; same-origin pages and clients
+   * that send no `Origin` are always served. See transports/origin.ts.
+   */
+  allowOrigin?: string | readonly string[];
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -105,6 +114,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const log = opts.logger ?? consoleLogger();
   const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
   const servers = opts.nats ?? 'nats://127.0.0.1:4222';
+  const origins = parseAllowOrigin(typeof opts.allowOrigin === 'string' ? opts.allowOrigin : (opts.allowOrigin ?? []).join(','));
 
   const metricsOpt = opts.metrics ?? true;
   const metrics =
@@ -159,6 +169,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
     if (draining) response.setHeader('connection', 'close');
     if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
+    // before anything reaches a service: a refused page gets no auth or access request made for it
+    if (applyOriginPolicy(origins, req, response)) return;
     if (draining) return refuse(response);
     requests.track(req, response);
     if (fastPath(req, response, path)) return;
@@ -188,6 +200,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
+    acceptOrigin: (req) => originVerdict(origins, req) !== 'forbidden',
   });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;

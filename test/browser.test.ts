@@ -4,53 +4,37 @@
  * does a book added there, without a reload.
  *
  * The page is built with Vite's JS API into a temporary folder and served by
- * `vite preview`; the gateway, the example service and nats-server are this
- * file's own. Chromium is the system's (/usr/bin/chromium, or CHROMIUM_PATH):
- * when it is missing the file fails and says how to install it.
+ * `vite preview`, on an origin the gateway allows; the gateway, the example
+ * service and nats-server are this file's own. Chromium is the system's
+ * (helpers/chromium.ts).
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, type Chromium } from './helpers/chromium.js';
 import { startLibraryStack, type LibraryStack } from './helpers/library-stack.js';
 import { freePort } from './helpers/nats-server.js';
 
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const webRoot = fileURLToPath(new URL('../examples/web', import.meta.url));
 /** how long the page may take to show something (a loaded 2-core machine runs other suites too) */
 const uiTimeout = 20_000;
 
 let stack: LibraryStack | undefined;
 let outDir: string | undefined;
-let userDataDir: string | undefined;
 let web: PreviewServer | undefined;
-let browser: BrowserContext | undefined;
+let chromium: Chromium | undefined;
 let pageUrl: string;
 /** console errors and uncaught exceptions of every page */
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath)) {
-    throw new Error(
-      `Chromium is not installed at ${chromiumPath}; the browser test needs it. ` +
-        'Install it with: sudo apt-get install -y chromium (or set CHROMIUM_PATH to a Chromium binary).',
-    );
-  }
-  stack = await startLibraryStack();
+  // the page is served from an origin of its own, which the gateway must allow (closed by default)
+  const webPort = await freePort();
+  stack = await startLibraryStack({ allowOrigin: `http://127.0.0.1:${webPort}` });
 
   outDir = await mkdtemp(join(tmpdir(), 'resgraph-web-'));
   await build({ root: webRoot, configFile: false, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
@@ -59,28 +43,22 @@ beforeAll(async () => {
     configFile: false,
     logLevel: 'warn',
     build: { outDir },
-    preview: { host: '127.0.0.1', port: await freePort(), strictPort: true, open: false },
+    preview: { host: '127.0.0.1', port: webPort, strictPort: true, open: false },
   });
   const origin = web.resolvedUrls?.local[0];
   if (!origin) throw new Error('vite preview reported no URL');
   pageUrl = `${origin}?gateway=${encodeURIComponent(stack.gw.url)}`;
 
-  userDataDir = await mkdtemp(join(tmpdir(), 'resgraph-chromium-'));
-  browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: chromiumArgs,
-    viewport: { width: 1100, height: 800 },
-  });
+  chromium = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {
   // every step runs even if one before it fails; the first failure is reported
   const steps: (() => Promise<void> | undefined)[] = [
-    () => browser?.close(),
+    () => chromium?.close(),
     () => web?.close(),
     () => stack?.close(),
-    ...[userDataDir, outDir].map((dir) => () => (dir ? rm(dir, { recursive: true, force: true }) : undefined)),
+    () => (outDir ? rm(outDir, { recursive: true, force: true }) : undefined),
   ];
   const failures: unknown[] = [];
   for (const step of steps) await Promise.resolve().then(step).catch((e: unknown) => failures.push(e));
@@ -88,7 +66,7 @@ afterAll(async () => {
 }, 60_000);
 
 async function openPage(): Promise<Page> {
-  const page = await browser!.newPage();
+  const page = await chromium!.browser.newPage();
   page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error') pageErrors.push(`console error: ${m.text()}`);

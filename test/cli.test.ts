@@ -25,6 +25,15 @@ describe('resgraph command line', () => {
     expect(() => run([], { RESGRAPH_MAX_SUBSCRIPTIONS: '-1' })).toThrow(/RESGRAPH_MAX_SUBSCRIPTIONS/);
   });
 
+  it('reads --allow-origin: none by default, *, or a list of origins', () => {
+    expect(run([]).allowOrigin).toBe('');
+    expect(run(['--allow-origin', '*']).allowOrigin).toBe('*');
+    expect(run([], { RESGRAPH_ALLOW_ORIGIN: 'https://app.example.com,http://localhost:5173' }).allowOrigin).toBe('https://app.example.com,http://localhost:5173');
+    expect(() => run(['--allow-origin', 'app.example.com'])).toThrow(/invalid --allow-origin "app.example.com".*is not an origin/);
+    expect(() => run(['--allow-origin', 'https://a.example/path'])).toThrow(/is not an origin/);
+    expect(() => run(['--allow-origin', '*,https://a.example'])).toThrow(/must not be combined/);
+  });
+
   it('has a print-schema command', () => {
     expect(parseCliArgs(['print-schema', '--schema', 'schema'], {})).toEqual({ command: 'print-schema', schema: 'schema' });
     expect(() => parseCliArgs(['serve'], {})).toThrow(/unknown command "serve"/);

@@ -51,11 +51,16 @@ function apollo(url: string): ApolloClient {
   return client;
 }
 
-/** urql with its document cache, fetch for queries and mutations, graphql-ws for subscriptions. */
+/**
+ * urql with its document cache, fetch for queries and mutations, graphql-ws
+ * for subscriptions. urql sends queries as GET; outside a browser a GET must
+ * carry a CSRF header (README, Security).
+ */
 function urql(url: string): UrqlClient {
   const ws = graphqlWs(url);
   return new UrqlClient({
     url,
+    fetchOptions: { headers: { 'x-graphql-yoga-csrf': '1' } },
     exchanges: [
       cacheExchange,
       fetchExchange,

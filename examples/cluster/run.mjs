@@ -23,6 +23,8 @@ import { parseArgs } from 'node:util';
 import { ensureBuilt, findNatsServer, freePort, root, signalGroup, stopOnSignals, waitForExit } from '../../scripts/processes.mjs';
 
 const size = 3;
+/** the web example's origins when it runs on Vite's dev server (`npm run dev:web`) */
+const webOrigins = 'http://127.0.0.1:5173,http://localhost:5173';
 
 let args;
 try {
@@ -183,6 +185,8 @@ async function main() {
       const servers = [0, 1, 2].map((k) => natsUrls[(i + k) % size]).join(',');
       const gw = launch(`gateway-${i + 1}`, process.execPath, [
         'dist/cli.js', '--nats', servers, '--schema', 'schema', '--port', String(basePort + i), '--header-auth', 'library.session.header',
+        // the web example on Vite's dev server (npm run dev:web) may use any of them
+        '--allow-origin', webOrigins,
       ]);
       gateways[i] = gw;
       const [, url] = await gw.waitFor(/resgraph listening on (\S+)/, 15_000);
@@ -200,6 +204,8 @@ Subscribe on one gateway and change the data through another:
     -d '{"query":"subscription { book(id: \\"3\\") { title } }"}'
   curl -s ${urls[0]} -H 'content-type: application/json' \\
     -d '{"query":"mutation { setBookTitle(id: \\"3\\", title: \\"Dune Messiah\\") }"}'
+The web page against one of them: npm run dev:web, then open
+  http://127.0.0.1:5173/?gateway=${encodeURIComponent(urls[0])}
 Drain one gateway (its WebSocket clients reconnect to another): kill -TERM <pid>
 Press Ctrl-C to stop everything.
 `);

@@ -14,6 +14,8 @@ export const ErrorCode = {
   methodNotFound: 'system.methodNotFound',
   accessDenied: 'system.accessDenied',
   timeout: 'system.timeout',
+  /** refused at the edge, before any service is asked (a cross-site origin) */
+  forbidden: 'system.forbidden',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

@@ -61,8 +61,6 @@ function isBody(v: unknown): v is Body {
 /** Whether a request may take the short path, from its headers alone (the body is read only then). */
 function eligible(req: IncomingMessage, path: string, graphqlPath: string): boolean {
   if (req.method !== 'POST' || path !== graphqlPath) return false;
-  // browsers send Origin: Yoga's CORS handling answers them
-  if (req.headers.origin !== undefined) return false;
   if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return false;
   const accept = req.headers.accept;
   return accept === undefined || accept === '*/*' || /^application\/json\b/i.test(accept);

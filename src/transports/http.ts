@@ -13,6 +13,7 @@ import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
+import { csrfPrevention } from './csrf.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -80,6 +81,8 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     schema: opts.schema,
     graphqlEndpoint: opts.graphqlEndpoint,
     graphiql: { title: 'resgraph' },
+    // the gateway's origin policy (transports/origin.ts) answers for every path, before Yoga
+    cors: false,
     landingPage: false,
     healthCheckEndpoint: '/health',
     logging: {
@@ -101,6 +104,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     },
     plugins: [
       probes(opts.natsConnected, opts.draining ?? (() => false)),
+      csrfPrevention(),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
     ],

@@ -53,6 +53,8 @@ export interface WebSocketTransportOptions {
   /** the executable schema (the one Yoga serves) */
   schema: GraphQLSchema;
   logger: Logger;
+  /** Whether the page that opens a socket may (its `Origin`); refused upgrades get 403. Default: every page. */
+  acceptOrigin?: (req: IncomingMessage) => boolean;
   /** How long a socket may take to send connection_init, in ms. Default 3000. */
   connectionInitWaitTimeout?: number;
   /** How often dead sockets are looked for with a WebSocket ping, in ms. Default 12000. */
@@ -366,7 +368,12 @@ class WebSocketTransportImpl implements WebSocketTransport {
       // off (ws's default too), and must stay so: live frames are written to the TCP socket directly
       perMessageDeflate: false,
       handleProtocols: (protocols) => handleProtocols(protocols),
-      verifyClient: (_info, accept) => (this.restarting ? accept(false, 503, 'Service restarting') : accept(true)),
+      verifyClient: (info, accept) => {
+        if (this.restarting) return accept(false, 503, 'Service restarting');
+        // refused before the upgrade: no connection_init, so no auth request, for a page that may not
+        if (opts.acceptOrigin && !opts.acceptOrigin(info.req)) return accept(false, 403, 'Forbidden origin');
+        accept(true);
+      },
     });
     this.wss.on('connection', (socket, req) => {
       if (socket.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) {

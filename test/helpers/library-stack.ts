@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { startLibraryService, type LibraryService } from '../../examples/library/service.js';
+import type { GatewayOptions } from '../../src/server.js';
 import { startTestGateway, type TestGateway } from './gateway.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 
@@ -15,7 +16,8 @@ export interface LibraryStack {
   close(): Promise<void>;
 }
 
-export async function startLibraryStack(): Promise<LibraryStack> {
+/** `gatewayOptions`: for the gateway, on top of the test defaults (such as the web page's origin). */
+export async function startLibraryStack(gatewayOptions: Partial<GatewayOptions> = {}): Promise<LibraryStack> {
   const sdl = readFileSync(new URL('../../schema/library.graphql', import.meta.url), 'utf8');
   const nats = await startNatsServer();
   let library: LibraryService | undefined;
@@ -34,7 +36,7 @@ export async function startLibraryStack(): Promise<LibraryStack> {
   };
   try {
     library = await startLibraryService(nats.url);
-    gw = await startTestGateway(nats.url, sdl);
+    gw = await startTestGateway(nats.url, sdl, gatewayOptions);
   } catch (e) {
     await close();
     throw e;
