@@ -342,7 +342,7 @@ export class ResClient {
       p.onAnswer?.();
       this.settle(token);
       clearTimeout(p.timer);
-      p.reject(new NoRespondersError(p.subject));
+      p.reject(new NoRespondersError());
       return;
     }
     const text = decoder.decode(msg.data);

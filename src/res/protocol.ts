@@ -51,7 +51,7 @@ export const invalidParams = (message = 'Invalid parameters') =>
  * a service that is away for a moment has not deleted its resources.
  */
 export class NoRespondersError extends ResError {
-  constructor(readonly subject: string) {
+  constructor() {
     super(ErrorCode.notFound, 'Not found');
   }
 }

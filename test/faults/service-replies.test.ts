@@ -64,6 +64,25 @@ describe('service faults', () => {
     await closeClients(gw, client);
   });
 
+  it('delivers a data value just under the depth limit, also when it comes again', async () => {
+    const { svc, gw } = env;
+    svc.model('library.book.107', { title: 'Nested', meta: null });
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { book(id: 107) { meta } }');
+    expect(await s.next()).toEqual({ data: { book: { meta: null } } });
+    // the envelope {"values":{"meta":{"data": ...}}} takes 3 levels
+    const nested = deepJson(996);
+    const change = enc.encode(`{"values":{"meta":{"data":${nested}}}}`);
+    svc.nc.publish('event.library.book.107.change', change);
+    svc.nc.publish('event.library.book.107.change', change);
+    await svc.change('library.book.107', { title: 'After' });
+    expect(JSON.stringify((await s.next()).data?.book.meta)).toBe(nested);
+    expect(gw.logs.some((l) => l.fields?.subject === 'event.library.book.107.change')).toBe(false);
+    await svc.change('library.book.107', { meta: 'flat' });
+    expect(await s.next()).toEqual({ data: { book: { meta: 'flat' } } });
+    await closeClients(gw, client);
+  });
+
   it('answers system.internalError for a get reply nested too deep', async () => {
     const { svc, gw } = env;
     svc.handle('get.library.book.101', () => `{"result":{"model":{"meta":{"data":${deepJson(100_000)}}}}}`);
