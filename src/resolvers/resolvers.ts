@@ -169,7 +169,7 @@ export class Resolvers {
           // resource (res-protocol.md, subtlety 11). Each step runs after the
           // one before; a step that fails ends the stream, never the process.
           let allowed = Promise.resolve(true);
-          const then = (step: (ok: boolean) => boolean | Promise<boolean>) => {
+          const inTurn = (step: (ok: boolean) => boolean | Promise<boolean>) => {
             allowed = allowed.then(step).catch((e: unknown) => {
               this.log.error('event stream failed', { rid, error: errorText(e) });
               stop();
@@ -184,13 +184,13 @@ export class Resolvers {
           };
           const listener = (resource: string, event: string, payload: unknown) => {
             if (resource !== name || event !== ev.name) return;
-            then((ok) => {
+            inTurn((ok) => {
               if (ok) push({ [fieldName]: payload ?? null }).catch(() => stop());
               return ok;
             });
           };
           const recheck = () =>
-            then(async (ok) => {
+            inTurn(async (ok) => {
               if (!ok) return ok;
               const denial = await this.access.getDenial(ctx.conn, rid);
               return denial ? endWith(denial) : ok;
@@ -200,14 +200,14 @@ export class Resolvers {
           // resource takes the name next (Resgate unsubscribes on delete).
           const deleted: EntryWatcher = {
             entryChanged: (_e, change) => {
-              if (change.type === 'delete') then((ok) => ok && endWith(notFound()));
+              if (change.type === 'delete') inTurn((ok) => ok && endWith(notFound()));
             },
           };
           this.cache.customEventListeners.add(listener);
           ctx.conn.accessListeners.add(recheck);
           entry.watchers.add(deleted);
           // deleted before the first pull started this executor
-          if (entry.state === 'deleted') then((ok) => ok && endWith(notFound()));
+          if (entry.state === 'deleted') inTurn((ok) => ok && endWith(notFound()));
           await stop;
           this.cache.customEventListeners.delete(listener);
           ctx.conn.accessListeners.delete(recheck);
