@@ -10,6 +10,7 @@ import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { TestService } from '../helpers/res-service.js';
 import { ResgateClient, ResgateRequestError, findResgate, startResgate, type ResgateServer } from '../helpers/resgate.js';
 import { librarySdl } from '../helpers/sdl.js';
+import { waitFor } from '../helpers/wait.js';
 
 const found = findResgate();
 const resgateBin = 'bin' in found ? found.bin : undefined;
@@ -51,7 +52,8 @@ describe.skipIf(!resgateBin)('faults: the same codes as Resgate', () => {
     await svc.nc.flush();
     gw = await startTestGateway(nats.url, librarySdl);
     rs = await startResgate(resgateBin!, nats.url);
-    client = await ResgateClient.connect(rs.wsUrl);
+    // Resgate prints "Listening on" a moment before it accepts on a loaded machine: try until it does
+    client = (await waitFor(() => ResgateClient.connect(rs.wsUrl).catch(() => undefined), 5000, 'Resgate to accept a connection'))!;
   });
 
   afterAll(async () => {
