@@ -42,3 +42,8 @@ function jsonLine(time: string, level: string, msg: string, fields?: Record<stri
   for (const [k, v] of Object.entries(fields ?? {})) entry[k in entry ? `field.${k}` : k] = v;
   return JSON.stringify(entry);
 }
+
+/** An exception as a log field: its stack when it has one. */
+export function errorText(e: unknown): string {
+  return (e as Error)?.stack ?? String(e);
+}

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
-import { consoleLogger, type Logger } from './log.js';
+import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
@@ -444,7 +444,7 @@ function watchConnection(
   connections: ConnectionRegistry,
   log: Logger,
 ): void {
-  void followConnection(nc, state.attempts!, {
+  followConnection(nc, state.attempts!, {
     lost(reason) {
       res.reconnecting = true;
       state.problem = reason ?? 'lost the connection; reconnecting';
@@ -463,12 +463,16 @@ function watchConnection(
       res.reconnected();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
-      void cache.resetAll();
+      void cache.resetAll(); // never rejects
     },
-  });
+  }).catch((e: unknown) => log.error('following the NATS connection failed', { error: errorText(e) }));
 }
 
-/** Service-wide messages: connection tokens and system resets. */
+/**
+ * Service-wide messages: connection tokens and system resets. ResClient's
+ * subscribe drops payloads that are not JSON or nest too deep, and logs a
+ * handler that throws; these handlers log what does not parse.
+ */
 function listenToSystemSubjects(
   res: ResClient,
   cache: ResourceCache,
@@ -481,28 +485,27 @@ function listenToSystemSubjects(
     if (event !== 'token') return;
     const conn = connections.get(cid);
     if (!conn) return;
-    try {
-      const { token, tid } = parseTokenEvent(payload);
-      conn.setToken(token, tid);
-    } catch (e) {
-      log.warn('malformed token event ignored', { subject, reason: (e as Error).message });
-    }
+    const token = parsed(subject, payload, parseTokenEvent);
+    if (token) conn.setToken(token.token, token.tid);
   });
   res.subscribe(subjects.systemTokenReset, (subject, payload) => {
-    try {
-      const { tids, subject: authSubject } = parseTokenReset(payload);
-      authenticator.tokenReset(connections, tids, authSubject);
-    } catch (e) {
-      log.warn('malformed system.tokenReset ignored', { subject, reason: (e as Error).message });
-    }
+    const reset = parsed(subject, payload, parseTokenReset);
+    if (reset) authenticator.tokenReset(connections, reset.tids, reset.subject);
   });
   res.subscribe(subjects.systemReset, (subject, payload) => {
-    try {
-      const { resources, access } = parseSystemReset(payload);
-      if (access.length > 0) connections.resetAccess(access);
-      if (resources.length > 0) void cache.resetMatching(resources);
-    } catch (e) {
-      log.warn('malformed system.reset ignored', { subject, reason: (e as Error).message });
-    }
+    const reset = parsed(subject, payload, parseSystemReset);
+    if (!reset) return;
+    if (reset.access.length > 0) connections.resetAccess(reset.access);
+    if (reset.resources.length > 0) void cache.resetMatching(reset.resources); // never rejects
   });
+
+  /** A payload parsed, or undefined (and logged) when it is malformed. */
+  function parsed<T>(subject: string, payload: unknown, parse: (payload: unknown) => T): T | undefined {
+    try {
+      return parse(payload);
+    } catch (e) {
+      log.warn('malformed message ignored', { subject, reason: (e as Error).message });
+      return undefined;
+    }
+  }
 }

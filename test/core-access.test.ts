@@ -1,8 +1,10 @@
 /**
  * Conformance: access. One `access` request per (connection, root rid),
  * denial on the field only, call access per method, hard references covered
- * by the root, soft references checked on their own, and a missing access
- * responder meaning no access.
+ * by the root, soft references checked on their own. Only a verdict or a
+ * system.accessDenied reply means "you may not": a broken access handler
+ * (an error reply, an invalid verdict, no responder) shows its own code, as
+ * Resgate 1.8.0 does, and is not kept as a verdict.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestService } from './helpers/res-service.js';
@@ -36,19 +38,34 @@ describe('access', () => {
     expect(svc.count('get.library.book.1')).toBe(0);
   });
 
-  it('treats an error reply to access as no access', async () => {
+  it('passes the code of an error reply to access through, without sending the get', async () => {
     svc.model('library.book.3', { title: 'T' });
     svc.handle('access.library.book.3', () => ({ error: { code: 'system.internalError', message: 'oops' } }));
     const r = await gql(gw.url, '{ book(id: 3) { title } }');
-    expect(r.errors![0].extensions?.code).toBe('system.accessDenied');
+    expect(r.errors![0]).toMatchObject({ path: ['book'], extensions: { code: 'system.internalError' } });
+    svc.handle('access.library.book.3', () => ({ error: { code: 'conf.banned', message: 'Banned', data: { until: 'tomorrow' } } }));
+    const banned = await gql(gw.url, '{ book(id: 3) { title } }');
+    expect(banned.errors![0]).toMatchObject({ path: ['book'], extensions: { code: 'conf.banned', data: { until: 'tomorrow' } } });
     expect(svc.count('get.library.book.3')).toBe(0);
   });
 
-  it('treats a missing access responder as no access', async () => {
+  it('answers system.internalError for an invalid verdict, and system.accessDenied for a denial reply', async () => {
+    svc.model('library.book.39', { title: 'T' });
+    svc.handle('access.library.book.39', () => ({ result: { get: 'foo' } }));
+    const invalid = await gql(gw.url, '{ book(id: 39) { title } }');
+    expect(invalid.errors![0]).toMatchObject({ path: ['book'], extensions: { code: 'system.internalError' } });
+    expect(gw.logs.some((l) => l.level === 'warn' && l.fields?.subject === 'access.library.book.39')).toBe(true);
+    svc.handle('access.library.book.39', () => ({ error: { code: 'system.accessDenied', message: 'No' } }));
+    const denied = await gql(gw.url, '{ book(id: 39) { title } }');
+    expect(denied.errors![0]).toMatchObject({ path: ['book'], extensions: { code: 'system.accessDenied' } });
+    expect(svc.count('get.library.book.39')).toBe(0);
+  });
+
+  it('answers system.notFound at once when no service answers access requests, as Resgate does', async () => {
     const started = Date.now();
     const r = await gql(gw.url, '{ raw(name: "nobody") }');
     expect(r.data).toEqual({ raw: null });
-    expect(r.errors![0]).toMatchObject({ path: ['raw'], extensions: { code: 'system.accessDenied' } });
+    expect(r.errors![0]).toMatchObject({ path: ['raw'], extensions: { code: 'system.notFound' } });
     // a no-responders answer is immediate: not a wait for the request timeout
     expect(Date.now() - started).toBeLessThan(2000);
   });

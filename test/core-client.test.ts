@@ -93,20 +93,20 @@ describe('RES client', () => {
     expect(gw.logs.some((l) => l.level === 'warn' && l.fields?.subject === 'call.library.book.7.ping')).toBe(true);
   });
 
-  it('answers system.timeout when no service listens for the get', async () => {
+  it('answers system.notFound when no service listens for the get, as Resgate does', async () => {
     const started = Date.now();
     const r = await gql(gw.url, '{ raw(name: "orphan") }');
     expect(r.data).toEqual({ raw: null });
-    expect(r.errors![0]).toMatchObject({ path: ['raw'], extensions: { code: 'system.timeout' } });
+    expect(r.errors![0]).toMatchObject({ path: ['raw'], extensions: { code: 'system.notFound' } });
     // no responders is known at once; it does not wait for the timeout
     expect(Date.now() - started).toBeLessThan(requestTimeout);
   });
 
-  it('answers system.timeout when no service listens for a call', async () => {
+  it('answers system.notFound when no service listens for a call, as Resgate does', async () => {
     // access is granted, but nothing subscribes to call.orphan.thing.*
     const started = Date.now();
     const r = await gql(gw.url, 'mutation { poke(name: "orphan") }');
-    expect(r.errors![0]).toMatchObject({ path: ['poke'], extensions: { code: 'system.timeout' } });
+    expect(r.errors![0]).toMatchObject({ path: ['poke'], extensions: { code: 'system.notFound' } });
     expect(Date.now() - started).toBeLessThan(requestTimeout);
   });
 

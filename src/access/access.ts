@@ -12,6 +12,7 @@ import {
   ResError,
   accessDenied,
   canCall,
+  internalError,
   matchesPattern,
   splitRid,
   type AccessVerdict,
@@ -164,8 +165,10 @@ export class AccessChecker {
           // only if it was not forgotten meanwhile (a new token, a reaccess)
           if (conn.verdicts.get(rid) === asked) conn.known.set(rid, verdict);
         },
-        // a failed request (timeout) is not a verdict: ask again next time;
-        // an HTTP connection lives for one request, which asks once per rid
+        // an error (a timeout, an error reply other than system.accessDenied,
+        // an invalid verdict, no responder) is not a verdict: ask again next
+        // time, as Resgate keeps only verdicts and denials; an HTTP
+        // connection lives for one request, which asks once per rid
         () => {
           if (conn.verdicts.get(rid) === asked && !conn.isHttp) conn.verdicts.delete(rid);
         },
@@ -189,13 +192,17 @@ export class AccessChecker {
     if (!canCall(await this.verdict(conn, rid), method)) throw accessDenied();
   }
 
-  /** Whether the connection may currently get the rid; errors count as no. */
-  async mayGet(conn: Connection, rid: string): Promise<boolean> {
+  /**
+   * Why the connection may not get the rid now, or undefined when it may:
+   * system.accessDenied for a denial, else the error that kept the access
+   * handler from giving a verdict (its own code, system.internalError,
+   * system.notFound, system.timeout). Never rejects.
+   */
+  async getDenial(conn: Connection, rid: string): Promise<ResError | undefined> {
     try {
-      return (await this.verdict(conn, rid)).get;
+      return (await this.verdict(conn, rid)).get ? undefined : accessDenied();
     } catch (e) {
-      if (ResError.is(e)) return false;
-      throw e;
+      return ResError.is(e) ? e : internalError();
     }
   }
 }

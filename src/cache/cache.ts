@@ -11,13 +11,22 @@
  *   drop them (a `reaccess` is passed on after the response);
  * - concurrent loads of one rid share one pending `get`;
  * - an event that does not fit the cached state is a service bug: log it and
- *   re-get the resource rather than corrupt the cache.
+ *   re-get the resource rather than corrupt the cache; a fresh value of the
+ *   other kind (a collection for a cached model) is logged and dropped;
+ * - a service's system.notFound for a query request or a reset get means the
+ *   resource is gone, as a `delete` event would; no responder does not.
+ *
+ * Its timers and the promises it starts on its own (resets, query
+ * requests) log their failures: none may reject unheard or throw out of a
+ * timer, where it would end the process.
  */
 import type { Subscription } from 'nats';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import { ResyncQueue } from './resync.js';
 import type { ResClient } from '../res/client.js';
 import {
+  ErrorCode,
+  NoRespondersError,
   ResError,
   isValidResourceName,
   joinRid,
@@ -245,13 +254,13 @@ export class ResourceCache {
     return this.holdCounts.get(rid) ?? 0;
   }
 
-  /** Re-gets every cached resource whose name matches one of the patterns, and applies the difference. */
+  /** Re-gets every cached resource whose name matches one of the patterns, and applies the difference; never rejects. */
   resetMatching(patterns: string[]): Promise<void> {
     const matching = [...this.entries.values()].filter((e) => patterns.some((p) => matchesPattern(p, e.name)));
     return this.resetEntries(matching);
   }
 
-  /** Re-gets every cached resource (after a NATS reconnect, events may have been lost). */
+  /** Re-gets every cached resource (after a NATS reconnect, events may have been lost); never rejects. */
   resetAll(): Promise<void> {
     return this.resetEntries([...this.entries.values()]);
   }
@@ -322,8 +331,13 @@ export class ResourceCache {
     entry.evictTimer = setTimeout(() => {
       entry.evictTimer = undefined;
       if (this.holdsOf(entry.rid) > 0) return;
-      if (entry.pending === undefined) this.remove(entry);
-      else this.scheduleEviction(entry);
+      try {
+        if (entry.pending === undefined) this.remove(entry);
+        else this.scheduleEviction(entry);
+      } catch (e) {
+        // no service input reaches here; an unsubscribe on a closing NATS connection might
+        this.log.error('evicting a resource failed', { rid: entry.rid, error: errorText(e) });
+      }
     }, this.evictDelay);
     entry.evictTimer.unref?.();
   }
@@ -490,7 +504,7 @@ export class ResourceCache {
 
   private misfit(entry: CacheEntry, event: string, reason: string): false {
     this.log.warn('event does not fit the cached resource; re-getting it', { rid: entry.rid, event, reason });
-    void this.resetEntries([entry]);
+    void this.resetEntries([entry]); // never rejects
     return false;
   }
 
@@ -570,19 +584,28 @@ export class ResourceCache {
       if (entry.query === undefined) continue;
       if (entry.pending) {
         // as in onEvent: only a query event after the get's reply is news to it
-        entry.deferred?.push(() => void this.requestQueryUpdate(entry, subject));
+        entry.deferred?.push(() => this.runInBackground(this.requestQueryUpdate(entry, subject), entry.rid, 'query request'));
         continue;
       }
       if (entry.state !== 'ready') continue;
-      void this.requestQueryUpdate(entry, subject);
+      this.runInBackground(this.requestQueryUpdate(entry, subject), entry.rid, 'query request');
     }
   }
 
+  /**
+   * Asks what changed in a query resource and applies it. A service's
+   * system.notFound means the query resource is gone: it is deleted, which
+   * ends the streams that show it (Resgate sends it a `delete`).
+   */
   private async requestQueryUpdate(entry: CacheEntry, subject: string): Promise<void> {
     let reply;
     try {
       reply = parseQueryReply(await this.res.queryRequest(subject, entry.query!));
     } catch (e) {
+      if (isServiceNotFound(e) && entry.state === 'ready' && !entry.pending) {
+        this.applyDelete(entry);
+        return;
+      }
       this.log.warn('query request failed', { rid: entry.rid, subject, reason: (e as Error).message });
       return;
     }
@@ -594,6 +617,11 @@ export class ResourceCache {
     } else if (reply.kind === 'value') {
       this.applyDifference(entry, reply.value);
     }
+  }
+
+  /** Lets a promise run on its own; a failure is logged, never left to reject unheard. */
+  private runInBackground(work: Promise<unknown>, rid: string, what: string): void {
+    work.catch((e: unknown) => this.log.error(`${what} failed`, { rid, error: errorText(e) }));
   }
 
   // --- resets --------------------------------------------------------------
@@ -609,7 +637,7 @@ export class ResourceCache {
     try {
       await this.resetEntry(entry);
     } catch (e) {
-      this.log.error('resetting a resource failed', { rid: entry.rid, error: (e as Error)?.stack ?? String(e) });
+      this.log.error('resetting a resource failed', { rid: entry.rid, error: errorText(e) });
     }
   }
 
@@ -621,7 +649,7 @@ export class ResourceCache {
       try {
         result = await this.getFor(entry);
       } catch (e) {
-        if (ResError.is(e) && e.code === 'system.notFound') {
+        if (isServiceNotFound(e)) {
           entry.pending = undefined;
           this.applyDelete(entry);
           return;
@@ -662,11 +690,13 @@ export class ResourceCache {
   private applyDifference(entry: CacheEntry, fresh: GetResult): void {
     if (entry.state !== 'ready') return;
     if (fresh.kind !== entry.kind) {
-      // the resource changed kind: replace it whole
-      entry.kind = fresh.kind;
-      entry.model = fresh.kind === 'model' ? fresh.value : undefined;
-      entry.collection = fresh.kind === 'collection' ? fresh.value : undefined;
-      this.notify(entry, { type: 'change', values: {} });
+      // A resource never changes kind: a service that says so is broken.
+      // Keep what clients have and send nothing, as Resgate does.
+      this.log.warn('fresh value of another kind ignored; keeping the cached value', {
+        rid: entry.rid,
+        cached: entry.kind,
+        got: fresh.kind,
+      });
       return;
     }
     if (fresh.kind === 'model') {
@@ -679,4 +709,9 @@ export class ResourceCache {
       else this.applyRemove(entry, edit.idx);
     }
   }
+}
+
+/** A service's own system.notFound, as opposed to no service answering (see NoRespondersError). */
+function isServiceNotFound(e: unknown): boolean {
+  return ResError.is(e) && e.code === ErrorCode.notFound && !(e instanceof NoRespondersError);
 }

@@ -24,10 +24,10 @@ import {
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
-import type { GatewayContext } from '../resolvers/resolvers.js';
+import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import { diff, type PatchOperation } from './patch.js';
 
 export interface LiveEngineOptions {
@@ -90,6 +90,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   onClose: () => void = () => undefined;
   /** called when `take` has something new (for transports that pull without awaiting) */
   onAvailable: (() => void) | undefined;
+  /** told when `onAvailable` throws (the engine logs it) */
+  onAvailableFailed: (e: unknown) => void = () => undefined;
   observer: LiveObserver | undefined;
   /** when the earliest event behind the pending state arrived (performance.now()) */
   private pendingEventAt: number | undefined;
@@ -193,7 +195,13 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     const wake = this.wake;
     this.wake = undefined;
     wake?.();
-    this.onAvailable?.();
+    try {
+      this.onAvailable?.();
+    } catch (e) {
+      // the transport's callback runs inside the engine's run (a microtask, a
+      // NATS callback): its failure must stay with this stream
+      this.onAvailableFailed(e);
+    }
   }
 
   /**
@@ -291,8 +299,21 @@ class LiveQuery implements EntryWatcher {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      this.run();
+      this.guarded(() => this.run());
     });
+  }
+
+  /**
+   * Runs work that no caller waits for (a microtask, a promise's callback):
+   * a throw there would end the process, so it is logged instead, and the
+   * subscribers keep their last result until the next change runs again.
+   */
+  private guarded(work: () => void): void {
+    try {
+      work();
+    } catch (e) {
+      this.engine.log.error('live query run failed', { error: errorText(e) });
+    }
   }
 
   /**
@@ -343,7 +364,7 @@ class LiveQuery implements EntryWatcher {
       this.finish(result, run);
       return undefined;
     }
-    return result.catch((e: unknown) => this.failed(e)).then((r) => this.finish(r, run));
+    return result.catch((e: unknown) => this.failed(e)).then((r) => this.guarded(() => this.finish(r, run)));
   }
 
   private failed(e: unknown): ExecutionResult {
@@ -387,7 +408,7 @@ class LiveQuery implements EntryWatcher {
     for (const sub of [...this.subscribers]) {
       if (sub.access !== 'checked') {
         // joined before this first result: its access check comes first
-        if (sub.access === 'unchecked') void this.engine.joinWithLast(sub, this);
+        if (sub.access === 'unchecked') this.engine.joinInBackground(sub, this);
       } else if (terminal) sub.end(result);
       else sub.offer(state, eventAt);
     }
@@ -466,6 +487,7 @@ export class LiveEngine {
     const conn = (args.contextValue as GatewayContext).conn;
     const stream = new LiveStream(conn, opts.mode ?? 'full', opts.perConnection ?? false);
     stream.observer = this.observer;
+    stream.onAvailableFailed = (e) => this.log.error('sending a live result failed', { error: errorText(e) });
     const subs = this.byConnection.get(conn);
     if (subs && subs.size >= this.maxPerConnection) {
       stream.end(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
@@ -508,8 +530,13 @@ export class LiveEngine {
     if (!joining) {
       q.run();
     } else if (q.last) {
-      void this.joinWithLast(sub, q);
+      this.joinInBackground(sub, q);
     }
+  }
+
+  /** joinWithLast, from a caller that does not wait for it: a failure is logged. */
+  joinInBackground(sub: LiveStream, q: LiveQuery): void {
+    this.joinWithLast(sub, q).catch((e: unknown) => this.log.error('joining a live query failed', { error: errorText(e) }));
   }
 
   /** A subscriber joining a running LiveQuery gets its current result, after its own access check. */
@@ -545,13 +572,16 @@ export class LiveEngine {
 
   /**
    * Checks a subscriber's access to the roots its query read; ends it with
-   * system.accessDenied when denied. A denied soft reference is an error on
-   * its field only, which a run shows (see recheck).
+   * system.accessDenied when denied, or with the access handler's error when
+   * it gave no verdict (as Resgate unsubscribes with that error): nothing
+   * more reaches a client whose access is unknown. A denied soft reference
+   * is an error on its field only, which a run shows (see recheck).
    */
   private async mayStillSee(sub: LiveStream, q: LiveQuery): Promise<boolean> {
     for (const rid of q.roots) {
-      if (!(await this.access.mayGet(sub.conn, rid))) {
-        sub.end(errorResult(ErrorCode.accessDenied, 'Access denied'));
+      const denial = await this.access.getDenial(sub.conn, rid);
+      if (denial) {
+        sub.end({ errors: [toGraphQLError(denial)] });
         return false;
       }
     }
@@ -565,7 +595,10 @@ export class LiveEngine {
    */
   private accessChanged(conn: Connection): void {
     const subs = this.byConnection.get(conn);
-    if (subs) for (const [sub, q] of subs) void this.recheck(sub, q);
+    if (!subs) return;
+    for (const [sub, q] of subs) {
+      this.recheck(sub, q).catch((e: unknown) => this.log.error('re-checking access failed', { error: errorText(e) }));
+    }
   }
 
   private async recheck(sub: LiveStream, q: LiveQuery): Promise<void> {

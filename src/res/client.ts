@@ -7,14 +7,22 @@
  * All replies arrive on one muxed inbox subscription: a request is a publish
  * with a reply subject under it, so a request may receive two messages (a
  * pre-response, then the answer), which nats.js `request()` cannot do.
+ *
+ * Every service payload enters the gateway here, so this is where hostile
+ * input stops: a payload nested deeper than `maxJsonDepth` is refused as
+ * malformed before it is parsed, and no exception from a handler leaves a
+ * NATS callback (nats.js calls them from its socket reader, where a throw
+ * would end the process).
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import {
   ErrorCode,
+  NoRespondersError,
   ResError,
-  accessDenied,
   internalError,
+  jsonDepthExceeds,
+  maxJsonDepth,
   noAccess,
   parseAccessResult,
   parseGetResult,
@@ -37,10 +45,10 @@ export interface ResClientOptions {
 
 /**
  * How a request ended: `ok` for a result or resource reply, `timeout` when no
- * answer came in time (also no service answering, NATS down, or a service's
- * own system.timeout), else the error code of the reply (`system.notFound`,
- * a service's own code). A missing `access` responder counts as
- * system.accessDenied, which is what it means.
+ * answer came in time (also NATS down, or a service's own system.timeout),
+ * else the error code of the reply (`system.notFound`, a service's own code).
+ * No service subscribed to the subject counts as system.notFound (see
+ * NoRespondersError).
  */
 export interface RequestObserver {
   request(kind: RequestKind, outcome: string): void;
@@ -53,7 +61,6 @@ interface Pending {
   subject: string;
   resolve: (r: Response) => void;
   reject: (e: ResError) => void;
-  noResponders: () => ResError;
   /** called synchronously when the answer (not a pre-response) arrives, before the promise settles */
   onAnswer?: () => void;
   timer: NodeJS.Timeout;
@@ -135,24 +142,27 @@ export class ResClient {
   }
 
   /**
-   * Sends `access.<name>`. Any error means no access; a missing responder is
-   * a denial too (res-protocol.md, "Predefined error codes").
+   * Sends `access.<name>` and returns the verdict. Only a verdict, or a
+   * system.accessDenied error reply, says "you may not"; any other error
+   * reply (system.internalError, a service code such as `conf.banned`), an
+   * invalid verdict (system.internalError), no responder (system.notFound)
+   * and a timeout reject with their code, so a client can tell a refusal
+   * from a broken access service, as Resgate does.
    */
   async access(name: string, payload: RequestPayload): Promise<AccessVerdict> {
     this.sent.access++;
     const subject = subjects.access(name);
-    let res: Response;
-    try {
-      res = await this.request(subject, payload, { noRespondersAs: accessDenied, kind: 'access' });
-    } catch (e) {
-      if (ResError.is(e) && e.code === ErrorCode.accessDenied) return noAccess;
-      throw e;
-    }
+    const res = await this.request(subject, payload, { kind: 'access' });
     if (res.kind === 'error') {
-      if (res.error.code === ErrorCode.timeout) throw res.error;
-      return noAccess;
+      if (res.error.code === ErrorCode.accessDenied) return noAccess;
+      throw res.error;
     }
-    return res.kind === 'result' ? parseAccessResult(res.result) : noAccess;
+    if (res.kind !== 'result') throw this.malformed(subject, 'access answered with a resource');
+    try {
+      return parseAccessResult(res.result);
+    } catch (e) {
+      throw this.malformed(subject, (e as Error).message);
+    }
   }
 
   /** Sends `call.<name>.<method>`; returns the result or resource reply, throws a ResError for an error reply. */
@@ -182,12 +192,21 @@ export class ResClient {
     return res.result;
   }
 
-  /** Subscribes to a subject; the handler gets the parsed JSON payload (or undefined for an empty body). */
+  /**
+   * Subscribes to a subject; the handler gets the parsed JSON payload (or
+   * undefined for an empty body). A payload that is not JSON or nests too
+   * deep is logged and dropped; a handler that throws is logged, and the
+   * next message is handled as usual.
+   */
   subscribe(subject: string, handler: (subject: string, payload: unknown) => void): Subscription {
     return this.connection().subscribe(subject, {
       callback: (err, msg) => {
         if (err) {
           this.log.warn('subscription error', { subject, error: err.message });
+          return;
+        }
+        if (jsonDepthExceeds(msg.data)) {
+          this.log.warn('malformed message ignored', { subject: msg.subject, reason: `nested deeper than ${maxJsonDepth} levels` });
           return;
         }
         let payload: unknown;
@@ -197,7 +216,11 @@ export class ResClient {
           this.log.warn('malformed JSON in message; ignored', { subject: msg.subject });
           return;
         }
-        handler(msg.subject, payload);
+        try {
+          handler(msg.subject, payload);
+        } catch (e) {
+          this.log.error('handling a message failed', { subject: msg.subject, error: errorText(e) });
+        }
       },
     });
   }
@@ -232,12 +255,12 @@ export class ResClient {
   /**
    * Publishes a request and waits for its reply. A `timeout:"ms"` pre-response
    * restarts the wait with the given duration; a NATS no-responders status is
-   * a timeout unless the caller maps it otherwise.
+   * a NoRespondersError (system.notFound).
    */
   request(
     subject: string,
     payload: unknown,
-    opts: { noRespondersAs?: () => ResError; onAnswer?: () => void; kind?: RequestKind } = {},
+    opts: { onAnswer?: () => void; kind?: RequestKind } = {},
   ): Promise<Response> {
     const token = (this.nextToken++).toString(36);
     const data = encoder.encode(JSON.stringify(payload));
@@ -246,7 +269,6 @@ export class ResClient {
         subject,
         resolve,
         reject,
-        noResponders: opts.noRespondersAs ?? (() => new ResError(ErrorCode.timeout, 'No service answered the request')),
         onAnswer: opts.onAnswer,
         timer: setTimeout(() => this.expire(token), this.requestTimeout),
         send: () => this.connection().publish(subject, data, { reply: `${this.inbox}.${token}` }),
@@ -288,7 +310,16 @@ export class ResClient {
     return p;
   }
 
+  /** The inbox's NATS callback: nothing may throw out of it (see the top of this file). */
   private onReply(msg: Msg): void {
+    try {
+      this.handleReply(msg);
+    } catch (e) {
+      this.log.error('handling a reply failed', { subject: msg.subject, error: errorText(e) });
+    }
+  }
+
+  private handleReply(msg: Msg): void {
     const token = msg.subject.slice(this.inbox.length + 1);
     const p = this.pending.get(token);
     if (!p) return; // late reply after a timeout
@@ -311,7 +342,7 @@ export class ResClient {
       p.onAnswer?.();
       this.settle(token);
       clearTimeout(p.timer);
-      p.reject(p.noResponders());
+      p.reject(new NoRespondersError());
       return;
     }
     const text = decoder.decode(msg.data);
@@ -325,6 +356,10 @@ export class ResClient {
     p.onAnswer?.();
     this.settle(token);
     clearTimeout(p.timer);
+    if (jsonDepthExceeds(msg.data)) {
+      p.reject(this.malformed(p.subject, `reply nested deeper than ${maxJsonDepth} levels`));
+      return;
+    }
     let body: unknown;
     try {
       body = JSON.parse(text);

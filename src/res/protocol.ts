@@ -42,6 +42,59 @@ export const internalError = (message = 'Internal error') =>
 export const invalidParams = (message = 'Invalid parameters') =>
   new ResError(ErrorCode.invalidParams, message);
 
+/**
+ * NATS answered that no service subscribes to a request's subject. Resgate
+ * 1.8.0 answers system.notFound for it (get, access and call alike), and so
+ * does the gateway: nothing serves that resource name, and asking again at
+ * once will not change that, which a system.timeout would suggest. It is a
+ * class of its own so a reset can tell it from a service's own "not found":
+ * a service that is away for a moment has not deleted its resources.
+ */
+export class NoRespondersError extends ResError {
+  constructor() {
+    super(ErrorCode.notFound, 'Not found');
+  }
+}
+
+/**
+ * The deepest nesting of arrays and objects a service payload may have
+ * (envelope included). Deeper input is refused as malformed where it enters
+ * (the RES client), because JSON.stringify and the gateway's own recursive
+ * walks (value equality, patch diffs, structuredClone) overflow the stack at
+ * 2,400 to 4,100 levels on Node 20's default stack, and an overflow thrown
+ * from a NATS callback or a microtask would end the process. Resgate refuses
+ * more than 10,000 levels (Go's JSON limit); 1,000 keeps a wide margin below
+ * where our walks fail, and no RES resource nests anywhere near it.
+ */
+export const maxJsonDepth = 1000;
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max`. It scans the
+ * bytes before they are parsed, without recursion: brackets inside strings
+ * do not count, and UTF-8 continuation bytes never look like ASCII, so the
+ * raw message can be scanned undecoded. Invalid JSON is left to JSON.parse.
+ */
+export function jsonDepthExceeds(bytes: Uint8Array, max = maxJsonDepth): boolean {
+  // nesting deeper than max takes more than max bytes: most events are shorter
+  if (bytes.length <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (inString) {
+      if (b === 0x5c) i++; // backslash: the next byte is escaped
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) {
+      inString = true;
+    } else if (b === 0x7b || b === 0x5b) {
+      if (++depth > max) return true;
+    } else if (b === 0x7d || b === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 /** Event names the protocol reserves; any other event name is a custom event. */
 export const reservedEvents = new Set([
   'add', 'change', 'create', 'delete', 'patch', 'reset', 'reaccess', 'remove', 'unsubscribe', 'query',
@@ -243,6 +296,8 @@ export type GetResult =
 export function parseGetResult(result: unknown): GetResult {
   if (!isPlainObject(result)) throw new Error('get result is not an object');
   const query = typeof result.query === 'string' ? result.query : undefined;
+  // Resgate answers both at once with "invalid service response": which one the service meant is anyone's guess
+  if ('model' in result && 'collection' in result) throw new Error('get result has both model and collection');
   if ('model' in result) return { kind: 'model', value: parseModel(result.model), query };
   if ('collection' in result) return { kind: 'collection', value: parseCollection(result.collection), query };
   throw new Error('get result has neither model nor collection');
@@ -257,8 +312,20 @@ export interface AccessVerdict {
 
 export const noAccess: AccessVerdict = { get: false, call: new Set() };
 
+/**
+ * Parses an access verdict. A missing field grants nothing; a field of the
+ * wrong type (`{"get": "foo"}`) or a result that is no object is a broken
+ * access handler, not a denial: it throws, as Resgate answers
+ * system.internalError for it.
+ */
 export function parseAccessResult(result: unknown): AccessVerdict {
-  if (!isPlainObject(result)) return noAccess;
+  if (!isPlainObject(result)) throw new Error('access result is not an object');
+  if (result.get !== undefined && result.get !== null && typeof result.get !== 'boolean') {
+    throw new Error('access result get is not a boolean');
+  }
+  if (result.call !== undefined && result.call !== null && typeof result.call !== 'string') {
+    throw new Error('access result call is not a string');
+  }
   const get = result.get === true;
   let call: AccessVerdict['call'] = new Set();
   if (typeof result.call === 'string') {

@@ -31,8 +31,8 @@ import {
   type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
-import type { CacheEntry, Lease, ResourceCache } from '../cache/cache.js';
-import type { Logger } from '../log.js';
+import type { CacheEntry, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
+import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import {
   ErrorCode,
@@ -41,6 +41,7 @@ import {
   internalError,
   isData,
   isRef,
+  notFound,
   splitRid,
   type ResValue,
   type Response,
@@ -85,7 +86,7 @@ export function toGraphQLError(e: unknown, log?: Logger): GraphQLError {
     if (e.data !== undefined) extensions.data = e.data;
     return new GraphQLError(e.message, { extensions });
   }
-  log?.error('unexpected resolver error', { error: (e as Error)?.stack ?? String(e) });
+  log?.error('unexpected resolver error', { error: errorText(e) });
   return new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } });
 }
 
@@ -160,34 +161,57 @@ export class Resolvers {
         const rid = fillRidTemplate(ev.rid, args, ctx.conn.cid);
         await this.checkGet(ctx, rid);
         ctx.lease.hold(rid);
-        await this.cache.load(rid);
+        const entry = await this.cache.load(rid);
         const { name } = splitRid(rid);
         return new Repeater<Record<string, unknown>>(async (push, stop) => {
           // Lost access ends the stream, and events wait behind a pending
           // re-check: none reaches a client that may no longer get the
-          // resource (res-protocol.md, subtlety 11).
+          // resource (res-protocol.md, subtlety 11). Each step runs after the
+          // one before; a step that fails ends the stream, never the process.
           let allowed = Promise.resolve(true);
-          const listener = (resource: string, event: string, payload: unknown) => {
-            if (resource !== name || event !== ev.name) return;
-            allowed = allowed.then((ok) => {
-              if (ok) push({ [fieldName]: payload ?? null }).catch(() => stop());
-              return ok;
-            });
-          };
-          const recheck = () => {
-            allowed = allowed.then(async (ok) => {
-              if (!ok || (await this.access.mayGet(ctx.conn, rid).catch(() => false))) return ok;
-              // an Error as the field's value becomes the field's error
-              push({ [fieldName]: toGraphQLError(accessDenied()) }).catch(() => undefined);
+          const inTurn = (step: (ok: boolean) => boolean | Promise<boolean>) => {
+            allowed = allowed.then(step).catch((e: unknown) => {
+              this.log.error('event stream failed', { rid, error: errorText(e) });
               stop();
               return false;
             });
           };
+          /** ends the stream with an error as the field's value (which becomes the field's error) */
+          const endWith = (e: ResError) => {
+            push({ [fieldName]: toGraphQLError(e) }).catch(() => undefined);
+            stop();
+            return false;
+          };
+          const listener = (resource: string, event: string, payload: unknown) => {
+            if (resource !== name || event !== ev.name) return;
+            inTurn((ok) => {
+              if (ok) push({ [fieldName]: payload ?? null }).catch(() => stop());
+              return ok;
+            });
+          };
+          const recheck = () =>
+            inTurn(async (ok) => {
+              if (!ok) return ok;
+              const denial = await this.access.getDenial(ctx.conn, rid);
+              return denial ? endWith(denial) : ok;
+            });
+          // The resource's delete ends the stream, after the events before it:
+          // events matched by name would otherwise flow on from whatever
+          // resource takes the name next (Resgate unsubscribes on delete).
+          const deleted: EntryWatcher = {
+            entryChanged: (_e, change) => {
+              if (change.type === 'delete') inTurn((ok) => ok && endWith(notFound()));
+            },
+          };
           this.cache.customEventListeners.add(listener);
           ctx.conn.accessListeners.add(recheck);
+          entry.watchers.add(deleted);
+          // deleted before the first pull started this executor
+          if (entry.state === 'deleted') inTurn((ok) => ok && endWith(notFound()));
           await stop;
           this.cache.customEventListeners.delete(listener);
           ctx.conn.accessListeners.delete(recheck);
+          entry.watchers.delete(deleted);
         }, new FixedBuffer(1000));
       } catch (e) {
         throw toGraphQLError(e, this.log);

@@ -36,7 +36,7 @@ import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
@@ -260,7 +260,7 @@ class Session {
       }
       this.complete(id, op);
     } catch (e) {
-      this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: (e as Error)?.stack ?? String(e) });
+      this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
       this.fail(id, op, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
     }
   }
@@ -395,12 +395,17 @@ class WebSocketTransportImpl implements WebSocketTransport {
       const slice = tick++ % keepAliveSlices;
       for (const s of this.sessions) {
         if (s.slot !== slice) continue;
-        if (!s.alive) {
-          s.socket.terminate();
-          continue;
+        // no service input reaches a ping; the guard keeps one odd socket from ending the process
+        try {
+          if (!s.alive) {
+            s.socket.terminate();
+            continue;
+          }
+          s.alive = false;
+          s.socket.ping();
+        } catch (e) {
+          opts.logger.warn('WebSocket keep-alive failed', { error: (e as Error).message });
         }
-        s.alive = false;
-        s.socket.ping();
       }
     }, period / keepAliveSlices);
     this.keepAliveTimer.unref();
