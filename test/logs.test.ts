@@ -66,7 +66,7 @@ describe('--log-format json', () => {
     });
     expect(res.status).toBe(200);
     const failed = await waitFor(() => entries().find((e) => e.msg === 'header auth failed'), 5000, 'the header auth line');
-    expect(failed).toMatchObject({ level: 'debug', code: 'session.invalid', cid: expect.stringMatching(/^\w{20,}$/) });
+    expect(failed).toMatchObject({ level: 'debug', code: 'session.invalid', cid: expect.stringMatching(/^[\w-]{20,}$/) });
     expect(gw.output()).not.toContain(secret);
   });
 });
