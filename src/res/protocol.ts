@@ -14,6 +14,8 @@ export const ErrorCode = {
   methodNotFound: 'system.methodNotFound',
   accessDenied: 'system.accessDenied',
   timeout: 'system.timeout',
+  /** not RES: a GraphQL document that does not parse (the code Yoga gives it) */
+  parseFailed: 'GRAPHQL_PARSE_FAILED',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

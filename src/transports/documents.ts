@@ -5,6 +5,7 @@
  * the depth limit) once per document; later requests reuse the outcome.
  */
 import { GraphQLError, getOperationAST, type DocumentNode, type OperationDefinitionNode } from 'graphql';
+import { ErrorCode } from '../res/protocol.js';
 import type { GatewayYoga } from './http.js';
 
 export type PreparedDocument =
@@ -38,7 +39,7 @@ export class DocumentCache {
     const { parse, validate, schema } = this.yoga.getEnveloped(initialContext as never);
     let document: DocumentNode;
     try {
-      document = parse(query);
+      document = parseMarked(parse, query);
       const errors = validate(schema, document);
       if (errors.length > 0) return { ok: false, errors };
     } catch (e) {
@@ -49,5 +50,28 @@ export class DocumentCache {
     const operation = getOperationAST(document, operationName);
     if (!operation) return { ok: false, errors: [new GraphQLError('Unable to identify the operation')] };
     return { ok: true, document, operation };
+  }
+}
+
+/**
+ * Parses, marking a syntax error the way Yoga marks it for its own HTTP
+ * requests (a code, and HTTP status 400 under the GraphQL-over-HTTP
+ * spec). Yoga's parser cache keeps the error object it first saw and throws
+ * that same object for the same text later, before its own marking runs:
+ * unmarked here, a later Yoga request for the text would be answered 200
+ * under application/graphql-response+json, and without a code.
+ */
+function parseMarked(parse: (source: string) => DocumentNode, query: string): DocumentNode {
+  try {
+    return parse(query);
+  } catch (e) {
+    if (e instanceof GraphQLError) {
+      const extensions = e.extensions as Record<string, unknown>;
+      extensions.code ??= ErrorCode.parseFailed;
+      const http = ((extensions.http ??= {}) as Record<string, unknown>);
+      http.spec ??= true;
+      http.status ??= 400;
+    }
+    throw e;
   }
 }
