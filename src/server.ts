@@ -23,6 +23,7 @@ import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { attachWebSocketTransport } from './transports/ws.js';
+import { MultipartSubscriptions } from './transports/multipart.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
@@ -56,6 +57,8 @@ export interface GatewayOptions {
    * event loop metrics (once per process: the CLI turns it on).
    */
   metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
+  /** How often an idle multipart subscription (Apollo's HTTP protocol) gets a heartbeat, in ms. Default 5000. */
+  multipartHeartbeat?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
   logger?: Logger;
@@ -130,6 +133,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
   const graphqlPath = opts.graphqlPath ?? '/graphql';
+  const multipart = new MultipartSubscriptions({ heartbeatMs: opts.multipartHeartbeat, logger: log });
   const yoga = createHttpTransport({
     schema,
     cache,
@@ -139,7 +143,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConnected: () => res.connected,
     draining: () => draining,
     authenticator,
-    plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
+    plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping), multipart.plugin],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
   const requests = new RequestTracker();
@@ -221,7 +225,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         requestsInFlight: requests.oneShot.size,
       });
       const wsClosed = ws.closeForRestart();
-      requests.endStreams();
+      requests.endStreams(multipart.endForRestart());
       requests.closeAfterAnswer();
       server.closeIdleConnections();
       const finished = await within(Promise.all([wsClosed, requests.idle()]), deadline - Date.now());
@@ -318,10 +322,11 @@ class RequestTracker {
   /**
    * Ends every stream's connection without a `complete` event: to the
    * client it is a lost connection, which SSE clients answer by connecting
-   * again (to another instance), not a finished subscription.
+   * again (to another instance), not a finished subscription. Streams in
+   * `endingThemselves` (multipart subscriptions, which first say why) are left to end.
    */
-  endStreams(): void {
-    for (const req of this.streams.values()) req.socket.end();
+  endStreams(endingThemselves: ReadonlySet<ServerResponse> = new Set()): void {
+    for (const [response, req] of this.streams) if (!endingThemselves.has(response)) req.socket.end();
   }
 
   /** Asks the clients of requests in flight not to reuse their connection: it closes after the answer. */

@@ -14,6 +14,8 @@ export const ErrorCode = {
   methodNotFound: 'system.methodNotFound',
   accessDenied: 'system.accessDenied',
   timeout: 'system.timeout',
+  /** the gateway is shutting down: send the request to another instance */
+  unavailable: 'system.unavailable',
   /** not RES: a GraphQL document that does not parse (the code Yoga gives it) */
   parseFailed: 'GRAPHQL_PARSE_FAILED',
 } as const;
