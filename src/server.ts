@@ -28,6 +28,7 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 
 export interface GatewayOptions {
   /** NATS server URL(s). Default nats://127.0.0.1:4222. */
@@ -143,7 +144,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConnected: () => res.connected,
     draining: () => draining,
     authenticator,
-    plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping), multipart.plugin],
+    plugins: [
+      maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }),
+      useDeferStream(),
+      useLiveResults(live, loaded.mapping),
+      multipart.plugin,
+    ],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
   const requests = new RequestTracker();

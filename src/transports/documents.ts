@@ -4,12 +4,18 @@
  * envelop (its parser cache, the spec's rules and our plugins' rules, such as
  * the depth limit) once per document; later requests reuse the outcome.
  */
-import { GraphQLError, getOperationAST, type DocumentNode, type OperationDefinitionNode } from 'graphql';
+import { GraphQLError, BREAK, getOperationAST, visit, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import { ErrorCode } from '../res/protocol.js';
 import type { GatewayYoga } from './http.js';
 
 export type PreparedDocument =
-  | { ok: true; document: DocumentNode; operation: OperationDefinitionNode }
+  | {
+      ok: true;
+      document: DocumentNode;
+      operation: OperationDefinitionNode;
+      /** it uses `@defer` or `@stream`: its result comes in parts, which graphql-jit cannot run */
+      incremental: boolean;
+    }
   | { ok: false; errors: readonly GraphQLError[] };
 
 /** Distinct documents remembered; beyond it the memory starts over. */
@@ -49,7 +55,7 @@ export class DocumentCache {
     }
     const operation = getOperationAST(document, operationName);
     if (!operation) return { ok: false, errors: [new GraphQLError('Unable to identify the operation')] };
-    return { ok: true, document, operation };
+    return { ok: true, document, operation, incremental: usesIncrementalDelivery(document) };
   }
 }
 
@@ -74,4 +80,16 @@ function parseMarked(parse: (source: string) => DocumentNode, query: string): Do
     }
     throw e;
   }
+}
+
+function usesIncrementalDelivery(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    Directive(d) {
+      if (d.name.value !== 'defer' && d.name.value !== 'stream') return undefined;
+      found = true;
+      return BREAK;
+    },
+  });
+  return found;
 }
