@@ -36,6 +36,10 @@ export interface CliOptions {
   drainTimeout: number;
   maxSubscriptions: number;
   maxDepth: number;
+  /** GraphiQL at the GraphQL path for browsers */
+  graphiql: boolean;
+  /** how often an idle multipart (Apollo HTTP) subscription gets a heartbeat, in ms */
+  multipartHeartbeat: number;
 }
 
 export type CliCommand =
@@ -118,6 +122,18 @@ const settings = {
     default: '15',
     help: 'deepest selection an operation may have',
   },
+  graphiql: {
+    env: 'RESGRAPH_GRAPHIQL',
+    value: '<on|off>',
+    default: 'on',
+    help: 'GraphiQL for browsers at the GraphQL path (bundled: loads nothing from other hosts)',
+  },
+  'multipart-heartbeat': {
+    env: 'RESGRAPH_MULTIPART_HEARTBEAT',
+    value: '<ms>',
+    default: '5000',
+    help: 'how often an idle multipart HTTP subscription (Apollo\'s protocol) gets a heartbeat',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -172,6 +188,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'drain-timeout': stringOption,
         'max-subscriptions': stringOption,
         'max-depth': stringOption,
+        graphiql: stringOption,
+        'multipart-heartbeat': stringOption,
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -224,6 +242,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (host === '') invalid('host', 'an address');
   const logLevel = read('log-level').text.trim().toLowerCase() as LogLevel;
   if (!logLevels.includes(logLevel)) invalid('log-level', `one of ${logLevels.join(', ')}`);
+  const graphiql = read('graphiql').text.trim().toLowerCase();
+  if (graphiql !== 'on' && graphiql !== 'off') invalid('graphiql', 'on or off');
   const headerAuth = read('header-auth').text.trim();
   if (headerAuth !== 'none') {
     try {
@@ -248,6 +268,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
+      graphiql: graphiql === 'on',
+      multipartHeartbeat: wholeNumber('multipart-heartbeat', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
     },
   };
 }
@@ -317,6 +339,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       drainTimeout: opts.drainTimeout,
       maxSubscriptionsPerConnection: opts.maxSubscriptions,
       maxDepth: opts.maxDepth,
+      graphiql: opts.graphiql,
+      multipartHeartbeat: opts.multipartHeartbeat,
       logger: log,
     });
   } catch (e) {

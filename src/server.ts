@@ -58,6 +58,8 @@ export interface GatewayOptions {
    * event loop metrics (once per process: the CLI turns it on).
    */
   metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
+  /** GraphiQL for browsers at the GraphQL path, served from the gateway's bundled copy. Default true. */
+  graphiql?: boolean;
   /** How often an idle multipart subscription (Apollo's HTTP protocol) gets a heartbeat, in ms. Default 5000. */
   multipartHeartbeat?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
@@ -144,6 +146,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConnected: () => res.connected,
     draining: () => draining,
     authenticator,
+    graphiql: opts.graphiql,
     plugins: [
       maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }),
       useDeferStream(),
