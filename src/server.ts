@@ -24,6 +24,7 @@ import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { MultipartSubscriptions } from './transports/multipart.js';
+import { SingleConnectionSse } from './transports/sse.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
@@ -167,6 +168,17 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     graphqlPath,
     logger: log,
   });
+  const singleConnectionSse = new SingleConnectionSse({
+    yoga,
+    path: graphqlPath,
+    connections,
+    authenticator,
+    live,
+    cache,
+    mapping: loaded.mapping,
+    schema,
+    logger: log,
+  });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -174,6 +186,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
     if (draining) return refuse(response);
     requests.track(req, response);
+    if (singleConnectionSse.handles(req, path)) return singleConnectionSse.handle(req, response);
     if (fastPath(req, response, path)) return;
     void yoga(req, response);
   });

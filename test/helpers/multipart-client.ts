@@ -13,6 +13,8 @@ export const deferAccept = 'multipart/mixed;deferSpec=20220824,application/json'
 
 export interface MultipartResponse {
   response: Response;
+  /** starts reading the body, when opened with `paused` */
+  resume(): void;
   parts: ResultStream<any>;
   /** resolves when the body ends: true after the closing delimiter, false when cut off */
   closed: Promise<boolean>;
@@ -24,6 +26,8 @@ export async function postMultipart(
   body: { query: string; variables?: Record<string, unknown> },
   accept = apolloSubscriptionAccept,
   headers: Record<string, string> = {},
+  /** read nothing until `resume()`: the client's socket buffers fill, as a slow reader's do */
+  paused = false,
 ): Promise<MultipartResponse> {
   const controller = new AbortController();
   const response = await fetch(url, {
@@ -33,11 +37,16 @@ export async function postMultipart(
     signal: controller.signal,
   });
   const parts = new ResultStream<any>();
-  const closed = readParts(response, parts).catch((e: unknown) => {
-    parts.end(e);
-    return false;
-  });
-  return { response, parts, closed, abort: () => controller.abort() };
+  let resume!: () => void;
+  const resumed = new Promise<void>((r) => (resume = r));
+  if (!paused) resume();
+  const closed = resumed
+    .then(() => readParts(response, parts))
+    .catch((e: unknown) => {
+      parts.end(e);
+      return false;
+    });
+  return { response, parts, closed, resume, abort: () => controller.abort() };
 }
 
 async function readParts(response: Response, parts: ResultStream<any>): Promise<boolean> {
