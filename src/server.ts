@@ -25,6 +25,7 @@ import { createQueryFastPath } from './transports/fast-http.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { MultipartSubscriptions } from './transports/multipart.js';
 import { SingleConnectionSse } from './transports/sse.js';
+import { useIncrementalAsJson } from './transports/incremental.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
@@ -151,6 +152,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     plugins: [
       maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }),
       useDeferStream(),
+      useIncrementalAsJson(),
       useLiveResults(live, loaded.mapping),
       multipart.plugin,
     ],

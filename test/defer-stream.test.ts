@@ -132,6 +132,24 @@ describe('@stream', () => {
   });
 });
 
+describe('@defer and @stream for a client that accepts only JSON', () => {
+  it.each(['application/json', 'application/graphql-response+json'])('answers %s with the whole result, the parts merged', async (accept) => {
+    const r = await fetch(env.gw.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept },
+      body: JSON.stringify({ query: '{ book(id: 5) { title ... @defer { author { name } } } books @stream(initialCount: 1) { title } }' }),
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toBe(`${accept}; charset=utf-8`);
+    expect(await r.json()).toEqual({
+      data: {
+        book: { title: 'Book 5', author: { name: 'Author 5' } },
+        books: [{ title: 'Book 1' }, { title: 'Book 2' }, { title: 'Book 3' }],
+      },
+    });
+  });
+});
+
 describe('@defer and @stream in live operations', () => {
   it.each([
     ['a subscription', 'subscription { book(id: 5) { title ... @defer { author { name } } } }', '@defer cannot be used in a subscription'],

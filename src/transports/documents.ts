@@ -82,7 +82,8 @@ function parseMarked(parse: (source: string) => DocumentNode, query: string): Do
   }
 }
 
-function usesIncrementalDelivery(document: DocumentNode): boolean {
+/** Whether a document uses `@defer` or `@stream` anywhere. */
+export function usesIncrementalDelivery(document: DocumentNode): boolean {
   let found = false;
   visit(document, {
     Directive(d) {
