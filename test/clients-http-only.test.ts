@@ -1,11 +1,14 @@
 /**
- * Apollo Client 4 with nothing but an HttpLink (no WebSocket link): a
- * subscription goes over Apollo's multipart HTTP protocol, the default of
- * HttpLink. It gets the first value and then the change another client
- * makes, idles with heartbeats the client reads and skips, and ends cleanly
- * when the client unsubscribes and when the gateway drains.
+ * Clients with nothing but HTTP (no WebSocket). Apollo Client 4 with only
+ * an HttpLink: a subscription goes over Apollo's multipart HTTP protocol,
+ * HttpLink's default. It gets the first value and then the change another
+ * client makes, idles with heartbeats the client reads and skips, and ends
+ * cleanly when the client unsubscribes and when the gateway drains. urql
+ * with `fetchSubscriptions`: subscriptions over SSE, `@defer` over
+ * multipart.
  */
 import { ApolloClient, CombinedProtocolErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
+import { Client as UrqlClient, fetchExchange, gql as urqlGql } from '@urql/core';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gql as post, startTestGateway, type TestGateway } from './helpers/gateway.js';
@@ -102,5 +105,33 @@ describe('Apollo Client 4 with only an HttpLink', { timeout: 60_000 }, () => {
       client.stop();
       await draining.close();
     }
+  });
+});
+
+describe('urql with fetchSubscriptions (no graphql-ws)', { timeout: 60_000 }, () => {
+  it('subscribes over SSE, and gets the change another client makes', async () => {
+    const client = new UrqlClient({ url: gw.url, exchanges: [fetchExchange], fetchSubscriptions: true });
+    const results = new ResultStream<any>();
+    const sub = client.subscription(urqlGql`subscription { book(id: "3") { title } }`, {}).subscribe((r) => results.push(r));
+    expect((await results.next(10_000)).data).toEqual({ book: { title: 'Dune' } });
+    expect((await post(stack.gw.url, 'mutation { setBookTitle(id: "3", title: "Dune Messiah") }')).errors).toBeUndefined();
+    expect((await results.next(10_000)).data).toEqual({ book: { title: 'Dune Messiah' } });
+    sub.unsubscribe();
+    await waitFor(() => gw.live.stats.subscribers === 0, 3000, 'the subscription to end at the gateway');
+  });
+
+  it('reads a @defer query in parts: first without the deferred fields, then whole', async () => {
+    const client = new UrqlClient({ url: gw.url, exchanges: [fetchExchange] });
+    const results = new ResultStream<any>();
+    const sub = client
+      .query(urqlGql`{ book(id: "4") { title ... @defer { author { name } } } }`, {}, { requestPolicy: 'network-only' })
+      .subscribe((r) => results.push(r));
+    const first = await results.next(10_000);
+    const parts = [first];
+    while (parts[parts.length - 1].hasNext) parts.push(await results.next(10_000));
+    expect(first).toMatchObject({ data: { book: { title: 'Kindred' } }, hasNext: true });
+    expect(first.data.book.author).toBeUndefined();
+    expect(parts[parts.length - 1].data.book).toEqual({ title: 'Kindred', author: { name: 'Octavia E. Butler' } });
+    sub.unsubscribe();
   });
 });
