@@ -324,7 +324,7 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 /**
  * The HTTP requests in flight, for the drain: one-shot GraphQL requests
  * (queries, mutations, GraphiQL) are waited for; streams (SSE, multipart
- * `@live`) are ended.
+ * subscriptions and `@live`) are ended.
  */
 class RequestTracker {
   readonly oneShot = new Set<ServerResponse>();

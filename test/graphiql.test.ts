@@ -17,7 +17,7 @@ import { startLibraryStack, type LibraryStack } from './helpers/library-stack.js
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 /** how long the page may take (the bundle is large, and a loaded 2-core machine runs other suites too) */
-const uiTimeout = 30_000;
+const uiTimeout = 60_000;
 /** scripts, workers and connections from the page's own origin only; monaco adds style elements */
 const csp = "default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:";
 
@@ -74,7 +74,7 @@ async function typeQuery(page: Page, text: string): Promise<void> {
 
 const response = (page: Page) => page.locator('.graphiql-response');
 
-describe('GraphiQL with no internet', { timeout: 120_000 }, () => {
+describe('GraphiQL with no internet', { timeout: 180_000 }, () => {
   it('loads from the gateway alone and shows the result of a typed query', async () => {
     const page = await openGraphiQL();
     await typeQuery(page, '{ book(id: "3") { title author { name } } }');

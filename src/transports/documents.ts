@@ -82,9 +82,13 @@ function parseMarked(parse: (source: string) => DocumentNode, query: string): Do
   }
 }
 
-/** Whether a document uses `@defer` or `@stream` anywhere. */
+const incrementalDocuments = new WeakMap<DocumentNode, boolean>();
+
+/** Whether a document uses `@defer` or `@stream` anywhere (looked for once per parsed document: they are cached and shared). */
 export function usesIncrementalDelivery(document: DocumentNode): boolean {
-  let found = false;
+  let found = incrementalDocuments.get(document);
+  if (found !== undefined) return found;
+  found = false;
   visit(document, {
     Directive(d) {
       if (d.name.value !== 'defer' && d.name.value !== 'stream') return undefined;
@@ -92,5 +96,6 @@ export function usesIncrementalDelivery(document: DocumentNode): boolean {
       return BREAK;
     },
   });
+  incrementalDocuments.set(document, found);
   return found;
 }
