@@ -64,6 +64,8 @@ export interface GatewayOptions {
   graphiql?: boolean;
   /** How often an idle multipart subscription (Apollo's HTTP protocol) gets a heartbeat, in ms. Default 5000. */
   multipartHeartbeat?: number;
+  /** How long a graphql-sse single-connection reservation (`PUT`) waits for its stream to be opened, in ms. Default 30000. */
+  sseReservationTimeout?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
   logger?: Logger;
@@ -180,6 +182,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
+    reservationTimeout: opts.sseReservationTimeout,
   });
   const server = createServer((req, response) => {
     const path = pathOf(req);

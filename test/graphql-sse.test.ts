@@ -114,4 +114,48 @@ describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
     expect(unknown.status).toBe(404);
     expect((await unknown.json()).errors[0].extensions.code).toBe('system.invalidParams');
   });
+
+  it('answers malformed operations with a clear error and a code, and keeps the stream working', async () => {
+    const url = stack.gw.url;
+    const token = await (await fetch(url, { method: 'PUT' })).text();
+    const headers = { 'x-graphql-event-stream-token': token };
+    const reading = new AbortController();
+    const stream = await fetch(`${url}?token=${token}`, { headers: { accept: 'text/event-stream' }, signal: reading.signal });
+    expect(stream.status).toBe(200);
+    const post = (body: string, contentType = 'application/json') =>
+      fetch(url, { method: 'POST', headers: { ...headers, 'content-type': contentType }, body });
+    const cases: [Response, number, string][] = [
+      [await post('{not json'), 400, 'Unparsable JSON body'],
+      [await post('{"query": 1, "extensions": {"operationId": "x"}}'), 400, 'Invalid GraphQL request parameters'],
+      [await post('{"query": "{ books { id } }"}'), 400, 'Operation ID is missing'],
+      [await post('{"query": "{ books { id } }", "extensions": {"operationId": "x"}}', 'text/plain'), 415, 'Operations are sent as application/json'],
+      [await fetch(`${url}?operationId=`, { method: 'DELETE', headers }), 400, 'Operation ID is missing'],
+    ];
+    for (const [r, status, message] of cases) {
+      expect(r.status).toBe(status);
+      const body = await r.json();
+      expect(body.errors[0]).toEqual({ message, extensions: { code: 'system.invalidParams' } });
+    }
+    const ok = await post('{"query": "subscription { book(id: \\"1\\") { id } }", "extensions": {"operationId": "x"}}');
+    expect(ok.status).toBe(202);
+    const twice = await post('{"query": "{ books { id } }", "extensions": {"operationId": "x"}}');
+    expect(twice.status).toBe(409);
+    expect((await twice.json()).errors[0].message).toBe('Operation with ID already exists');
+    expect((await fetch(`${url}?operationId=x`, { method: 'DELETE', headers })).status).toBe(200);
+    await waitFor(() => stack.gw.live.stats.subscribers === 0, 3000, 'the stopped subscription to end');
+    reading.abort();
+  });
+
+  it('forgets a reservation whose stream is not opened in time', async () => {
+    const gw = await startTestGateway(stack.nats.url, 'type Query { x: Int }', { sseReservationTimeout: 100 });
+    try {
+      const token = await (await fetch(gw.url, { method: 'PUT' })).text();
+      expect(gw.connections.size).toBe(1);
+      await waitFor(() => gw.connections.size === 0, 3000, 'the reservation to expire');
+      const late = await fetch(gw.url, { headers: { accept: 'text/event-stream', 'x-graphql-event-stream-token': token } });
+      expect(late.status).toBe(404);
+    } finally {
+      await gw.close();
+    }
+  });
 });
