@@ -65,7 +65,7 @@ function apply(merged: { data?: Record<string, unknown> | null; errors: GraphQLE
 }
 
 /** Reads every part of an incremental result and merges them into one result. */
-export async function mergeIncremental(parts: AsyncIterable<IncrementalPart>): Promise<ExecutionResult> {
+async function mergeIncremental(parts: AsyncIterable<IncrementalPart>): Promise<ExecutionResult> {
   const merged: { data?: Record<string, unknown> | null; errors: GraphQLError[] } = { errors: [] };
   let first = true;
   for await (const part of parts) {

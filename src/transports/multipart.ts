@@ -30,10 +30,10 @@ export interface MultipartSubscriptionOptions {
 
 /** The boundary Apollo's clients and routers use. */
 const boundary = 'graphql';
-export const multipartSubscriptionContentType = `multipart/mixed;boundary="${boundary}";subscriptionSpec="1.0"`;
+const multipartSubscriptionContentType = `multipart/mixed;boundary="${boundary}";subscriptionSpec="1.0"`;
 
 /** Whether the request's Accept asks for Apollo's multipart subscription protocol. */
-export function acceptsMultipartSubscription(accept: string | null | undefined): boolean {
+function acceptsMultipartSubscription(accept: string | null | undefined): boolean {
   return (accept ?? '').split(',').some((entry) => {
     const [type, ...params] = entry.split(';').map((x) => x.trim().toLowerCase());
     return type === 'multipart/mixed' && params.some((p) => p.startsWith('subscriptionspec='));
@@ -76,10 +76,6 @@ export class MultipartSubscriptions {
         setResultProcessor((r, fetchAPI) => this.respond(r as AsyncIterable<ExecutionResult>, fetchAPI, res), multipartSubscriptionContentType);
       },
     };
-  }
-
-  get size(): number {
-    return this.open.size;
   }
 
   /**

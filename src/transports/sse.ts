@@ -152,11 +152,6 @@ export class SingleConnectionSse {
     this.documents = new DocumentCache(opts.yoga);
   }
 
-  /** reserved streams, opened or not */
-  get size(): number {
-    return this.reservations.size;
-  }
-
   /** Whether a request is this mode's: a reservation (`PUT`), or any request naming a stream token. */
   handles(req: IncomingMessage, path: string): boolean {
     if (path !== this.opts.path) return false;
