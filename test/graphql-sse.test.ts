@@ -74,6 +74,15 @@ describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
     await waitFor(() => gw.connections.size === 0, 3000, 'the connection to close');
   });
 
+  it('sends the parts of a @defer query as next events, then complete', async () => {
+    const client = sseClient(stack.gw.url, true);
+    const parts = subscribe(client, '{ book(id: "4") { title ... @defer { author { name } } } }');
+    expect(await parts.next(5000)).toEqual({ data: { book: { title: 'Kindred' } }, hasNext: true });
+    expect(await parts.next(5000)).toEqual({ incremental: [{ data: { author: { name: 'Octavia E. Butler' } }, path: ['book'] }], hasNext: false });
+    await parts.completed;
+    client.dispose();
+  });
+
   it('answers an operation that does not validate with 400 and its errors, as graphql-sse does', async () => {
     const put = await fetch(stack.gw.url, { method: 'PUT' });
     expect(put.status).toBe(201);
