@@ -47,6 +47,10 @@ export interface CliOptions {
   maxDepth: number;
   /** gateway processes on the port (node:cluster), or undefined for this process alone */
   workers: number | undefined;
+  /** GraphiQL at the GraphQL path for browsers */
+  graphiql: boolean;
+  /** how often an idle multipart (Apollo HTTP) subscription gets a heartbeat, in ms */
+  multipartHeartbeat: number;
 }
 
 export type CliCommand =
@@ -154,6 +158,18 @@ const settings = {
     default: 'off',
     help: 'gateway processes sharing the port, each with its own cache (auto: one per core)',
   },
+  graphiql: {
+    env: 'RESGRAPH_GRAPHIQL',
+    value: '<on|off>',
+    default: 'on',
+    help: 'GraphiQL for browsers at the GraphQL path (bundled: loads nothing from other hosts)',
+  },
+  'multipart-heartbeat': {
+    env: 'RESGRAPH_MULTIPART_HEARTBEAT',
+    value: '<ms>',
+    default: '5000',
+    help: 'how often an idle multipart HTTP subscription (Apollo\'s protocol) gets a heartbeat',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -213,6 +229,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'max-subscriptions': stringOption,
         'max-depth': stringOption,
         workers: stringOption,
+        graphiql: stringOption,
+        'multipart-heartbeat': stringOption,
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -267,6 +285,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (!logLevels.includes(logLevel)) invalid('log-level', `one of ${logLevels.join(', ')}`);
   const logFormat = read('log-format').text.trim().toLowerCase() as LogFormat;
   if (logFormat !== 'text' && logFormat !== 'json') invalid('log-format', 'text or json');
+  const graphiql = read('graphiql').text.trim().toLowerCase();
+  if (graphiql !== 'on' && graphiql !== 'off') invalid('graphiql', 'on or off');
   const headerAuth = read('header-auth').text.trim();
   if (headerAuth !== 'none') {
     try {
@@ -304,6 +324,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
       workers: workersSetting(read('workers').text, () => invalid('workers', 'off, auto, or a whole number from 1 to 256')),
+      graphiql: graphiql === 'on',
+      multipartHeartbeat: wholeNumber('multipart-heartbeat', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
     },
   };
 }
@@ -389,6 +411,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       maxSubscriptionsPerConnection: opts.maxSubscriptions,
       maxDepth: opts.maxDepth,
       fleet,
+      graphiql: opts.graphiql,
+      multipartHeartbeat: opts.multipartHeartbeat,
       logger: log,
     });
   } catch (e) {

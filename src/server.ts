@@ -25,12 +25,16 @@ import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { attachWebSocketTransport } from './transports/ws.js';
+import { MultipartSubscriptions } from './transports/multipart.js';
+import { SingleConnectionSse } from './transports/sse.js';
+import { useIncrementalAsJson } from './transports/incremental.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
+import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 
 export interface GatewayOptions {
   /**
@@ -85,6 +89,12 @@ export interface GatewayOptions {
    * the whole fleet (see fleet/workers.ts). Default: a gateway on its own.
    */
   fleet?: FleetHooks;
+  /** GraphiQL for browsers at the GraphQL path, served from the gateway's bundled copy. Default true. */
+  graphiql?: boolean;
+  /** How often an idle multipart subscription (Apollo's HTTP protocol) gets a heartbeat, in ms. Default 5000. */
+  multipartHeartbeat?: number;
+  /** How long a graphql-sse single-connection reservation (`PUT`) waits for its stream to be opened, in ms. Default 30000. */
+  sseReservationTimeout?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
   logger?: Logger;
@@ -164,6 +174,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
   const graphqlPath = opts.graphqlPath ?? '/graphql';
+  const multipart = new MultipartSubscriptions({ heartbeatMs: opts.multipartHeartbeat, logger: log });
   const yoga = createHttpTransport({
     schema,
     cache,
@@ -175,7 +186,14 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     draining: () => draining,
     fleet: opts.fleet,
     authenticator,
-    plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
+    graphiql: opts.graphiql,
+    plugins: [
+      maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }),
+      useDeferStream(),
+      useIncrementalAsJson(),
+      useLiveResults(live, loaded.mapping),
+      multipart.plugin,
+    ],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
   const requests = new RequestTracker();
@@ -190,6 +208,18 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     graphqlPath,
     logger: log,
   });
+  const singleConnectionSse = new SingleConnectionSse({
+    yoga,
+    path: graphqlPath,
+    connections,
+    authenticator,
+    live,
+    cache,
+    mapping: loaded.mapping,
+    schema,
+    logger: log,
+    reservationTimeout: opts.sseReservationTimeout,
+  });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -199,6 +229,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (applyOriginPolicy(origins, req, response)) return;
     if (draining) return refuse(response);
     requests.track(req, response);
+    if (singleConnectionSse.handles(req, path)) return singleConnectionSse.handle(req, response);
     if (fastPath(req, response, path)) return;
     void yoga(req, response);
   });
@@ -263,7 +294,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         requestsInFlight: requests.oneShot.size,
       });
       const wsClosed = ws.closeForRestart();
-      requests.endStreams();
+      requests.endStreams(multipart.endForRestart());
       requests.closeAfterAnswer();
       server.closeIdleConnections();
       const finished = await within(Promise.all([wsClosed, requests.idle()]), deadline - Date.now());
@@ -338,7 +369,7 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 /**
  * The HTTP requests in flight, for the drain: one-shot GraphQL requests
  * (queries, mutations, GraphiQL) are waited for; streams (SSE, multipart
- * `@live`) are ended.
+ * subscriptions and `@live`) are ended.
  */
 class RequestTracker {
   readonly oneShot = new Set<ServerResponse>();
@@ -360,10 +391,11 @@ class RequestTracker {
   /**
    * Ends every stream's connection without a `complete` event: to the
    * client it is a lost connection, which SSE clients answer by connecting
-   * again (to another instance), not a finished subscription.
+   * again (to another instance), not a finished subscription. Streams in
+   * `endingThemselves` (multipart subscriptions, which first say why) are left to end.
    */
-  endStreams(): void {
-    for (const req of this.streams.values()) req.socket.end();
+  endStreams(endingThemselves: ReadonlySet<ServerResponse> = new Set()): void {
+    for (const [response, req] of this.streams) if (!endingThemselves.has(response)) req.socket.end();
   }
 
   /** Asks the clients of requests in flight not to reuse their connection: it closes after the answer. */

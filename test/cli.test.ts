@@ -41,6 +41,14 @@ describe('resgraph command line', () => {
     expect(() => run(['--workers', '0'])).toThrow(/invalid --workers "0": expected off, auto, or a whole number/);
   });
 
+  it('reads --graphiql on|off and --multipart-heartbeat', () => {
+    expect(run([])).toMatchObject({ graphiql: true, multipartHeartbeat: 5000 });
+    expect(run(['--graphiql', 'off'], { RESGRAPH_MULTIPART_HEARTBEAT: '250' })).toMatchObject({ graphiql: false, multipartHeartbeat: 250 });
+    expect(run(['--graphiql', 'ON'], { RESGRAPH_GRAPHIQL: 'off' })).toMatchObject({ graphiql: true });
+    expect(() => run(['--graphiql', 'maybe'])).toThrow(/invalid --graphiql "maybe": expected on or off/);
+    expect(() => run(['--multipart-heartbeat', '0'])).toThrow(/multipart-heartbeat/);
+  });
+
   it('has a print-schema command', () => {
     expect(parseCliArgs(['print-schema', '--schema', 'schema'], {})).toEqual({ command: 'print-schema', schema: 'schema' });
     expect(() => parseCliArgs(['serve'], {})).toThrow(/unknown command "serve"/);

@@ -4,7 +4,17 @@
  * `@live` (JSON Patch updates unless `@live(patch: false)`). Other
  * subscriptions (`@event` streams) run through graphql-js as usual.
  */
-import { Kind, getOperationAST, valueFromASTUntyped, type DocumentNode, type OperationDefinitionNode } from 'graphql';
+import {
+  GraphQLError,
+  Kind,
+  getOperationAST,
+  valueFromASTUntyped,
+  visit,
+  type ASTVisitor,
+  type DocumentNode,
+  type OperationDefinitionNode,
+  type ValidationContext,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { ResourceMapping } from '../schema/schema.js';
 import { cidPlaceholder, type RidTemplate } from '../schema/template.js';
@@ -48,6 +58,9 @@ export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Pl
     return op ? liveRoute(op, args.variableValues, mapping) : undefined;
   };
   return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(noIncrementalDeliveryOnLive);
+    },
     onExecute({ args, setExecuteFn }) {
       const route = routeOf(args);
       if (route) setExecuteFn((a) => engine.subscribe(a, route));
@@ -55,6 +68,35 @@ export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Pl
     onSubscribe({ args, setSubscribeFn }) {
       const route = routeOf(args);
       if (route) setSubscribeFn((a) => engine.subscribe(a, route));
+    },
+  };
+}
+
+/**
+ * `@defer` and `@stream` split one result into parts; a live result is a
+ * state sent whole (or as a patch) each time it changes, and subscriptions
+ * carry no incremental parts in the spec's proposal either. Refused up
+ * front, with a message that says so, rather than silently ignored.
+ */
+function noIncrementalDeliveryOnLive(context: ValidationContext): ASTVisitor {
+  return {
+    OperationDefinition(op) {
+      const live = op.operation === 'subscription' || op.directives?.some((d) => d.name.value === 'live');
+      if (!live) return;
+      const kind = op.operation === 'subscription' ? 'subscription' : '@live query';
+      for (const node of [op, ...context.getRecursivelyReferencedFragments(op)]) {
+        visit(node, {
+          Directive(d) {
+            if (d.name.value !== 'defer' && d.name.value !== 'stream') return;
+            context.reportError(
+              new GraphQLError(
+                `@${d.name.value} cannot be used in a ${kind}: a live result is sent whole (or as a patch) each time it changes. Remove @${d.name.value}, or use it in a plain query.`,
+                { nodes: d },
+              ),
+            );
+          },
+        });
+      }
     },
   };
 }

@@ -16,6 +16,10 @@ export const ErrorCode = {
   timeout: 'system.timeout',
   /** refused at the edge, before any service is asked (a cross-site origin) */
   forbidden: 'system.forbidden',
+  /** the gateway is shutting down: send the request to another instance */
+  unavailable: 'system.unavailable',
+  /** not RES: a GraphQL document that does not parse (the code Yoga gives it) */
+  parseFailed: 'GRAPHQL_PARSE_FAILED',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

@@ -72,8 +72,8 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
   /** The prepared document, when the short path may run it: it validates and is not a stream. */
   const prepare = (req: IncomingMessage, body: Body): Prepared => {
     const p = documents.prepare(body.query, body.operationName, { req, params: body });
-    // errors are Yoga's to answer; streams and subscriptions need its response formats
-    if (!p.ok || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, opts.mapping)) return 'yoga';
+    // errors are Yoga's to answer; streams, subscriptions and @defer/@stream parts need its response formats and executor
+    if (!p.ok || p.incremental || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, opts.mapping)) return 'yoga';
     return { document: p.document, operation: p.operation, operationName: body.operationName ?? undefined };
   };
 

@@ -1,6 +1,6 @@
 /**
  * The HTTP transport: graphql-yoga serving `POST`/`GET` /graphql, SSE and
- * GraphiQL, plus the `/healthz` and `/readyz` probes. Cross-cutting work is done in Yoga
+ * GraphiQL (graphiql.ts), plus the `/healthz` and `/readyz` probes. Cross-cutting work is done in Yoga
  * plugins around the one execution pipeline: a Connection per HTTP request,
  * and the execution's cache lease released when the execution ends. No
  * business rules live here.
@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 import type { FleetHooks } from '../fleet/workers.js';
 import { csrfPrevention } from './csrf.js';
+import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -41,6 +42,8 @@ export interface HttpTransportOptions {
   plugins?: Plugin[];
   /** header auth, run for each HTTP request before the operation */
   authenticator: Authenticator;
+  /** GraphiQL (from the bundled copy) at the GraphQL path for browsers. Default true. */
+  graphiql?: boolean;
 }
 
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
@@ -85,7 +88,8 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
   return createYoga<ServerContext, GatewayContext>({
     schema: opts.schema,
     graphqlEndpoint: opts.graphqlEndpoint,
-    graphiql: { title: 'resgraph' },
+    graphiql: (opts.graphiql ?? true) && { title: 'resgraph' },
+    renderGraphiQL: (options) => graphiqlPage(opts.graphqlEndpoint, { ...options }),
     // the gateway's origin policy (transports/origin.ts) answers for every path, before Yoga
     cors: false,
     landingPage: false,
@@ -110,6 +114,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     plugins: [
       probes(opts.natsConnected, opts.draining ?? (() => false), opts.natsError ?? (() => undefined), opts.fleet),
       csrfPrevention(),
+      (opts.graphiql ?? true) && useGraphiQLAssets(opts.graphqlEndpoint),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
     ],

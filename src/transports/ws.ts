@@ -10,8 +10,8 @@
  * as is to each socket, so fan-out costs one socket write per subscriber,
  * and a socket that falls behind waits to drain and then takes only the
  * newest state, skipping states instead of queuing them. Everything else
- * (queries, mutations, `@event` streams) runs through envelop's execute /
- * subscribe as usual.
+ * (queries, mutations, `@event` streams, the parts of `@defer`/`@stream`)
+ * runs through envelop's execute / subscribe as usual.
  *
  * The protocol loop is ours rather than graphql-ws's `useServer` because
  * that one serializes every result once per socket and awaits each send
@@ -251,9 +251,11 @@ class Session {
         return;
       }
       if (isAsyncIterable(result)) {
-        // an @event stream
-        op.finite = false;
-        this.t.closeIfIdle(this);
+        // an @event stream, or the parts of a query or mutation with @defer/@stream (which a drain waits for)
+        if (operation.operation === 'subscription') {
+          op.finite = false;
+          this.t.closeIfIdle(this);
+        }
         await this.iterate(id, op, result);
       } else {
         this.send({ id, type: MessageType.Next, payload: result as ExecutionResult });
