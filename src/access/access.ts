@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ResClient } from '../res/client.js';
+import { ResponseMetaCollector } from './meta.js';
 import {
   ResError,
   accessDenied,
@@ -55,6 +56,9 @@ export class Connection {
   /** how many times the token changed or verdicts were dropped: work that began before then may hold a stale verdict */
   accessChanges = 0;
 
+  /** the meta of the replies to this connection's requests, for its HTTP response: only an HTTP request's connection has one */
+  readonly meta: ResponseMetaCollector | undefined;
+
   private httpInfo: HttpInfo | (() => HttpInfo) | undefined;
 
   constructor(
@@ -63,6 +67,7 @@ export class Connection {
     http?: HttpInfo | (() => HttpInfo),
   ) {
     this.httpInfo = http;
+    this.meta = transport === 'http' ? new ResponseMetaCollector() : undefined;
   }
 
   /** HTTP details of the request that opened the connection, sent with auth requests. */
@@ -155,8 +160,10 @@ export class AccessChecker {
   verdict(conn: Connection, rid: string): Promise<AccessVerdict> {
     let v = conn.verdicts.get(rid);
     if (!v) {
+      // a 3XX/4XX/5XX meta status ended the exchange: no further requests (access/meta.ts)
+      if (conn.meta?.stopped) return Promise.reject(conn.meta.stopped);
       const { name, query } = splitRid(rid);
-      const asked = this.res.access(name, conn.basePayload(query));
+      const asked = this.askAccess(conn, name, query);
       v = asked;
       conn.verdicts.set(rid, asked);
       asked.then(
@@ -172,6 +179,19 @@ export class AccessChecker {
       );
     }
     return v;
+  }
+
+  /** An access request; for an HTTP request's connection, its reply's meta is noted and a 4XX/5XX status fails it. */
+  private askAccess(conn: Connection, name: string, query: string | undefined): Promise<AccessVerdict> {
+    const meta = conn.meta;
+    if (!meta) return this.res.access(name, conn.basePayload(query));
+    let failed: ResError | undefined;
+    return this.res
+      .access(name, conn.basePayload(query), (reply) => void (failed = meta.add('access', reply.meta, reply.kind === 'error' ? reply.error : undefined)))
+      .then((verdict) => {
+        if (failed) throw failed;
+        return verdict;
+      });
   }
 
   /** The verdict a connection already holds for a rid, if it has arrived; no request is sent. */

@@ -48,13 +48,17 @@ export class Authenticator {
   /**
    * Runs header auth for a new connection (with graphql-ws connectionParams
    * as params, if any). A failure only means the connection has no token: it
-   * is logged at debug level and the connection goes on.
+   * is logged at debug level and the connection goes on. The reply's meta
+   * is noted for an HTTP request's response.
    */
   async authenticate(conn: Connection, params?: unknown): Promise<void> {
     if (!this.headerAuth) return;
     try {
-      await this.res.auth(this.headerAuth.name, this.headerAuth.method, authPayload(conn, params));
+      const reply = await this.res.auth(this.headerAuth.name, this.headerAuth.method, authPayload(conn, params));
+      // a 4XX/5XX status ends the exchange (access/meta.ts); with no exchange to end, the connection goes on
+      conn.meta?.add('auth', reply.meta);
     } catch (e) {
+      conn.meta?.thrown('auth', e);
       this.log.debug('header auth failed', { cid: conn.cid, code: ResError.is(e) ? e.code : String(e) });
     }
   }

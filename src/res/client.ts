@@ -26,6 +26,7 @@ import {
   type RequestPayload,
   type Response,
 } from './protocol.js';
+import type { ResponseMeta } from './meta.js';
 
 export interface ResClientOptions {
   /** How long to wait for a reply, in ms, unless a pre-response extends it. Default 3000. */
@@ -136,9 +137,10 @@ export class ResClient {
 
   /**
    * Sends `access.<name>`. Any error means no access; a missing responder is
-   * a denial too (res-protocol.md, "Predefined error codes").
+   * a denial too (res-protocol.md, "Predefined error codes"). `onMeta` is
+   * given a reply that carries meta, before the verdict resolves.
    */
-  async access(name: string, payload: RequestPayload): Promise<AccessVerdict> {
+  async access(name: string, payload: RequestPayload, onMeta?: (reply: Response & { meta: ResponseMeta }) => void): Promise<AccessVerdict> {
     this.sent.access++;
     const subject = subjects.access(name);
     let res: Response;
@@ -148,6 +150,8 @@ export class ResClient {
       if (ResError.is(e) && e.code === ErrorCode.accessDenied) return noAccess;
       throw e;
     }
+    // the verdict alone loses the reply's meta: the caller may want it (access/meta.ts)
+    if (res.meta && onMeta) onMeta(res as Response & { meta: ResponseMeta });
     if (res.kind === 'error') {
       if (res.error.code === ErrorCode.timeout) throw res.error;
       return noAccess;

@@ -4,6 +4,7 @@
  * Nothing here talks to NATS or knows about GraphQL
  * (../shared/res-protocol.md is the condensed specification).
  */
+import { parseMeta, type ResponseMeta } from './meta.js';
 
 /** Predefined RES error codes (res-protocol.md, "Responses"). */
 export const ErrorCode = {
@@ -16,6 +17,11 @@ export const ErrorCode = {
   timeout: 'system.timeout',
   /** refused at the edge, before any service is asked (a cross-site origin) */
   forbidden: 'system.forbidden',
+  /** what a reply's meta status stands for when it carries no error (res/meta.ts statusError), and HTTP API errors */
+  badRequest: 'system.badRequest',
+  methodNotAllowed: 'system.methodNotAllowed',
+  notImplemented: 'system.notImplemented',
+  serviceUnavailable: 'system.serviceUnavailable',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */
@@ -28,6 +34,9 @@ export class ResError extends Error {
     super(message);
     this.name = 'ResError';
   }
+
+  /** the error reply's `meta` (res/meta.ts), if it had one */
+  meta?: ResponseMeta;
 
   static is(err: unknown): err is ResError {
     return err instanceof ResError;
@@ -209,29 +218,33 @@ export interface RequestPayload {
   uri?: string;
 }
 
-/** A parsed service response: exactly one of result, resource or error. */
-export type Response =
+/** A parsed service response: exactly one of result, resource or error, and the reply's meta. */
+export type Response = (
   | { kind: 'result'; result: unknown }
   | { kind: 'resource'; rid: string }
-  | { kind: 'error'; error: ResError };
+  | { kind: 'error'; error: ResError }
+) & { meta?: ResponseMeta };
 
 /** Parses a response body; throws with a reason on a malformed one. */
 export function parseResponse(body: unknown): Response {
   if (!isPlainObject(body)) throw new Error('response is not a JSON object');
+  const meta = parseMeta(body.meta);
   if ('error' in body) {
     const e = body.error;
     if (!isPlainObject(e) || typeof e.code !== 'string') throw new Error('error without a string code');
     const message = typeof e.message === 'string' ? e.message : e.code;
-    return { kind: 'error', error: new ResError(e.code, message, e.data) };
+    const error = new ResError(e.code, message, e.data);
+    if (meta) error.meta = meta;
+    return { kind: 'error', error, meta };
   }
   if ('resource' in body) {
     const r = body.resource;
     if (!isPlainObject(r) || typeof r.rid !== 'string' || !isValidResourceName(splitRid(r.rid).name)) {
       throw new Error('resource response without a valid rid');
     }
-    return { kind: 'resource', rid: r.rid };
+    return { kind: 'resource', rid: r.rid, meta };
   }
-  if ('result' in body) return { kind: 'result', result: body.result };
+  if ('result' in body) return { kind: 'result', result: body.result, meta };
   throw new Error('response has neither result, resource nor error');
 }
 
