@@ -39,6 +39,10 @@ export interface CliOptions {
   drainTimeout: number;
   maxSubscriptions: number;
   maxDepth: number;
+  /** whether Resgate's HTTP API is served */
+  resgateApi: boolean;
+  /** where Resgate's HTTP API is served */
+  apiPath: string;
 }
 
 export type CliCommand =
@@ -96,6 +100,18 @@ const settings = {
     value: '<origin[,origin...]|*>',
     default: 'none',
     help: 'pages on other origins that may use the gateway from a browser (listed: with cookies; *: any, without)',
+  },
+  'resgate-api': {
+    env: 'RESGRAPH_RESGATE_API',
+    value: '<on|off>',
+    default: 'on',
+    help: "Resgate's HTTP API: GET <api-path>/<rid as path>, POST <api-path>/<rid as path>/<method>",
+  },
+  'api-path': {
+    env: 'RESGRAPH_API_PATH',
+    value: '<path>',
+    default: '/api',
+    help: "where Resgate's HTTP API is served",
   },
   'log-level': {
     env: 'RESGRAPH_LOG_LEVEL',
@@ -177,6 +193,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'evict-delay': stringOption,
         'header-auth': stringOption,
         'allow-origin': stringOption,
+        'resgate-api': stringOption,
+        'api-path': stringOption,
         'log-level': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
@@ -251,6 +269,11 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
     }
   }
 
+  const resgateApi = read('resgate-api').text.trim().toLowerCase();
+  if (resgateApi !== 'on' && resgateApi !== 'off') invalid('resgate-api', 'on or off');
+  const apiPath = read('api-path').text.trim();
+  if (!/^\/[^\s?#]*[^\s?#/]\/?$/.test(apiPath)) invalid('api-path', 'a path such as /api');
+
   return {
     command: 'run',
     options: {
@@ -267,6 +290,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
+      resgateApi: resgateApi === 'on',
+      apiPath,
     },
   };
 }
@@ -337,6 +362,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       drainTimeout: opts.drainTimeout,
       maxSubscriptionsPerConnection: opts.maxSubscriptions,
       maxDepth: opts.maxDepth,
+      resgateApi: opts.resgateApi,
+      apiPath: opts.apiPath,
       logger: log,
     });
   } catch (e) {

@@ -22,6 +22,7 @@ import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
+import { createResApi } from './transports/res-api.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
@@ -56,6 +57,13 @@ export interface GatewayOptions {
    * that send no `Origin` are always served. See transports/origin.ts.
    */
   allowOrigin?: string | readonly string[];
+  /**
+   * Resgate's HTTP API (transports/res-api.ts): `GET <apiPath>/<rid as path>`
+   * and `POST <apiPath>/<rid as path>/<method>`. Default true.
+   */
+  resgateApi?: boolean;
+  /** Where Resgate's HTTP API is served. Default /api. */
+  apiPath?: string;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -164,6 +172,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     graphqlPath,
     logger: log,
   });
+  const resApi =
+    opts.resgateApi === false
+      ? undefined
+      : createResApi({ path: opts.apiPath ?? '/api', cache, access, res, connections, authenticator, logger: log });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -171,8 +183,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
     // before anything reaches a service: a refused page gets no auth or access request made for it
     if (applyOriginPolicy(origins, req, response)) return;
-    if (draining) return refuse(response);
+    const api = resApi?.owns(path) ? resApi : undefined;
+    if (draining) return api ? api.refuseWhileDraining(response) : refuse(response);
     requests.track(req, response);
+    if (api) return api.handle(req, response);
     if (fastPath(req, response, path)) return;
     void yoga(req, response);
   });

@@ -27,6 +27,8 @@ export interface HttpInfo {
   uri?: string;
 }
 
+export type ConnectionTransport = 'http' | 'ws' | 'sse' | 'res';
+
 /** Random bytes drawn a page at a time: one system call per 256 cids, not one per request. */
 const cidPool = { bytes: Buffer.alloc(0), at: 0 };
 
@@ -62,22 +64,21 @@ export class Connection {
   private httpInfo: HttpInfo | (() => HttpInfo) | undefined;
 
   constructor(
-    readonly transport: 'http' | 'ws' | 'sse',
+    /** how the client came: GraphQL over HTTP, SSE or graphql-ws, or Resgate's own protocols (`res`: its HTTP API and WebSocket) */
+    readonly transport: ConnectionTransport,
     /** the HTTP details, or a function making them when first needed (most connections never need them) */
     http?: HttpInfo | (() => HttpInfo),
+    /** whether the connection is one HTTP request with a response of its own (its requests say `isHttp`); default: an `http` one */
+    readonly isHttp = transport === 'http',
   ) {
     this.httpInfo = http;
-    this.meta = transport === 'http' ? new ResponseMetaCollector() : undefined;
+    this.meta = isHttp ? new ResponseMetaCollector() : undefined;
   }
 
   /** HTTP details of the request that opened the connection, sent with auth requests. */
   get http(): HttpInfo | undefined {
     if (typeof this.httpInfo === 'function') this.httpInfo = this.httpInfo();
     return this.httpInfo;
-  }
-
-  get isHttp(): boolean {
-    return this.transport === 'http';
   }
 
   /** The fields every access, call and auth request carries. */
