@@ -43,6 +43,8 @@ export interface CliOptions {
   resgateApi: boolean;
   /** where Resgate's HTTP API is served */
   apiPath: string;
+  /** where the RES client protocol (WebSocket) is served, or false for nowhere */
+  resWsPath: string | false;
 }
 
 export type CliCommand =
@@ -112,6 +114,12 @@ const settings = {
     value: '<path>',
     default: '/api',
     help: "where Resgate's HTTP API is served",
+  },
+  'res-ws-path': {
+    env: 'RESGRAPH_RES_WS_PATH',
+    value: '<path|off>',
+    default: '/',
+    help: "where ResClient connects: Resgate's WebSocket protocol (off: nowhere)",
   },
   'log-level': {
     env: 'RESGRAPH_LOG_LEVEL',
@@ -195,6 +203,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'allow-origin': stringOption,
         'resgate-api': stringOption,
         'api-path': stringOption,
+        'res-ws-path': stringOption,
         'log-level': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
@@ -273,6 +282,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (resgateApi !== 'on' && resgateApi !== 'off') invalid('resgate-api', 'on or off');
   const apiPath = read('api-path').text.trim();
   if (!/^\/[^\s?#]*[^\s?#/]\/?$/.test(apiPath)) invalid('api-path', 'a path such as /api');
+  const resWsPath = read('res-ws-path').text.trim();
+  if (resWsPath !== 'off' && !/^\/[^\s?#]*$/.test(resWsPath)) invalid('res-ws-path', 'a path such as /, or off');
 
   return {
     command: 'run',
@@ -292,6 +303,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
       resgateApi: resgateApi === 'on',
       apiPath,
+      resWsPath: resWsPath === 'off' ? false : resWsPath,
     },
   };
 }
@@ -364,6 +376,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       maxDepth: opts.maxDepth,
       resgateApi: opts.resgateApi,
       apiPath: opts.apiPath,
+      resWsPath: opts.resWsPath,
       logger: log,
     });
   } catch (e) {

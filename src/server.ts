@@ -10,6 +10,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Events, connect, type NatsConnection } from 'nats';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
@@ -23,6 +24,7 @@ import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { createResApi } from './transports/res-api.js';
+import { attachResWebSocket } from './transports/res-ws.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
@@ -64,6 +66,12 @@ export interface GatewayOptions {
   resgateApi?: boolean;
   /** Where Resgate's HTTP API is served. Default /api. */
   apiPath?: string;
+  /**
+   * Where the RES client protocol (Resgate's WebSocket protocol, for
+   * ResClient; transports/res-ws.ts) is served, or false for nowhere.
+   * Default /.
+   */
+  resWsPath?: string | false;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -203,8 +211,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     }
   }
   // attached once listening: a failed listen then leaves nothing running behind it
+  const acceptOrigin = (req: IncomingMessage) => originVerdict(origins, req) !== 'forbidden';
   const ws = attachWebSocketTransport({
-    server,
     yoga,
     path: graphqlPath,
     connections,
@@ -214,7 +222,28 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
-    acceptOrigin: (req) => originVerdict(origins, req) !== 'forbidden',
+    acceptOrigin,
+  });
+  const resWsPath = opts.resWsPath ?? '/';
+  const resWs =
+    resWsPath === false
+      ? undefined
+      : attachResWebSocket({
+          path: resWsPath,
+          cache,
+          access,
+          res,
+          connections,
+          authenticator,
+          logger: log,
+          acceptOrigin,
+          maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? 200,
+        });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = pathOf(req);
+    if (path === graphqlPath) return ws.upgrade(req, socket, head);
+    if (resWs && path === resWsPath) return resWs.upgrade(req, socket, head);
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
@@ -247,7 +276,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         sseStreams: requests.streams.size,
         requestsInFlight: requests.oneShot.size,
       });
-      const wsClosed = ws.closeForRestart();
+      const wsClosed = Promise.all([ws.closeForRestart(), resWs?.closeForRestart()]);
       requests.endStreams();
       requests.closeAfterAnswer();
       server.closeIdleConnections();
@@ -259,8 +288,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           requestsInFlight: requests.oneShot.size + requests.streams.size,
         });
         ws.terminate();
+        resWs?.terminate();
       }
       ws.wss.close();
+      resWs?.wss.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       cache.clear();

@@ -34,6 +34,13 @@ describe('resgraph command line', () => {
     expect(() => run(['--api-path', '/'])).toThrow(/invalid --api-path/);
   });
 
+  it('reads --res-ws-path: the RES WebSocket protocol at / by default, or off', () => {
+    expect(run([]).resWsPath).toBe('/');
+    expect(run(['--res-ws-path', '/res']).resWsPath).toBe('/res');
+    expect(run(['--res-ws-path', 'off']).resWsPath).toBe(false);
+    expect(() => run(['--res-ws-path', 'ws'])).toThrow(/invalid --res-ws-path "ws"/);
+  });
+
   it('reads --allow-origin: none by default, *, or a list of origins', () => {
     expect(run([]).allowOrigin).toBe('');
     expect(run(['--allow-origin', '*']).allowOrigin).toBe('*');

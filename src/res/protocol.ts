@@ -22,6 +22,12 @@ export const ErrorCode = {
   methodNotAllowed: 'system.methodNotAllowed',
   notImplemented: 'system.notImplemented',
   serviceUnavailable: 'system.serviceUnavailable',
+  /** RES client protocol errors (transports/res-ws.ts) */
+  invalidRequest: 'system.invalidRequest',
+  noSubscription: 'system.noSubscription',
+  /** a client asked for more than a limit allows (live subscriptions, RES subscriptions) */
+  limitExceeded: 'system.limitExceeded',
+  subjectTooLong: 'system.subjectTooLong',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

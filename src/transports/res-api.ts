@@ -127,7 +127,7 @@ export function errorStatus(code: string): number {
       return 503;
     case ErrorCode.forbidden:
       return 403;
-    case 'system.subjectTooLong':
+    case ErrorCode.subjectTooLong:
       return 414;
     default:
       return 400;
