@@ -14,6 +14,7 @@ import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 import { csrfPrevention } from './csrf.js';
+import { rememberConnection, responseMeta } from './response-meta.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -98,6 +99,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       // the HTTP details are read only if an auth request needs them
       const conn = new Connection(sse ? 'sse' : 'http', () => httpInfo(request, req?.socket?.remoteAddress));
       connections.add(conn);
+      rememberConnection(request, conn);
       // registered first, so the service's conn.<cid>.token reaches it before the auth reply
       await opts.authenticator.authenticate(conn);
       return { conn, lease: opts.cache.newLease() };
@@ -105,6 +107,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     plugins: [
       probes(opts.natsConnected, opts.draining ?? (() => false)),
       csrfPrevention(),
+      responseMeta(),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
     ],
