@@ -58,7 +58,7 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
     const self = this;
     new Gauge({
       name: 'resgraph_connections',
-      help: 'Open client connections by transport: http (GraphQL requests in progress), sse (event streams), ws (WebSockets), res (Resgate HTTP API requests in progress)',
+      help: 'Open client connections by transport: http (GraphQL requests in progress), sse (event streams), ws (WebSockets), res (Resgate HTTP API requests in progress and ResClient WebSockets)',
       labelNames: ['transport'],
       registers,
       collect() {

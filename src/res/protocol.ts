@@ -49,6 +49,11 @@ export class ResError extends Error {
   }
 }
 
+/** An error as clients of Resgate's protocols receive it: `{code, message, data?}`. */
+export function errorObject(e: ResError): { code: string; message: string; data?: unknown } {
+  return e.data === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, data: e.data };
+}
+
 export const notFound = () => new ResError(ErrorCode.notFound, 'Not found');
 export const accessDenied = () => new ResError(ErrorCode.accessDenied, 'Access denied');
 export const timeoutError = () => new ResError(ErrorCode.timeout, 'Request timeout');
@@ -87,6 +92,29 @@ export function splitRid(rid: string): { name: string; query?: string } {
 
 export function joinRid(name: string, query?: string): string {
   return query ? `${name}?${query}` : name;
+}
+
+/**
+ * Whether a rid is valid as clients may send it (Resgate's rule): printable
+ * ASCII without `*` and `>`, no empty part, a query only after a name.
+ */
+export function isValidClientRid(rid: string, allowQuery: boolean): boolean {
+  let start = true;
+  for (const ch of rid) {
+    if (ch === '?') return allowQuery && !start;
+    const c = ch.charCodeAt(0);
+    if (c < 33 || c > 126 || ch === '*' || ch === '>') return false;
+    if (ch === '.') {
+      if (start) return false;
+      start = true;
+    } else start = false;
+  }
+  return !start;
+}
+
+/** Whether a method name from a client is valid: printable ASCII without `.`, `*`, `>` or `?`. */
+export function isValidMethodName(part: string): boolean {
+  return part.length > 0 && /^[!-~]+$/.test(part) && !/[.*>?]/.test(part);
 }
 
 /** Whether a string is a valid resource name: dot-separated, non-empty parts, no wildcards or whitespace. */

@@ -25,9 +25,13 @@ import {
   ErrorCode,
   ResError,
   accessDenied,
+  errorObject,
   internalError,
+  notFound,
   isData,
   isRef,
+  isValidClientRid,
+  isValidMethodName,
   splitRid,
   type ResValue,
 } from '../res/protocol.js';
@@ -89,25 +93,6 @@ function withQuery(name: string, rawQuery: string): string {
   return rawQuery === '' ? name : `${name}?${rawQuery}`;
 }
 
-/** Resgate's rid rule: printable ASCII without `*` and `>`, no empty part, a query only after a name. */
-export function isValidRid(rid: string, allowQuery: boolean): boolean {
-  let start = true;
-  for (const ch of rid) {
-    if (ch === '?') return allowQuery && !start;
-    const c = ch.charCodeAt(0);
-    if (c < 33 || c > 126 || ch === '*' || ch === '>') return false;
-    if (ch === '.') {
-      if (start) return false;
-      start = true;
-    } else start = false;
-  }
-  return !start;
-}
-
-function isValidRidPart(part: string): boolean {
-  return part.length > 0 && /^[!-~]+$/.test(part) && !/[.*>?]/.test(part);
-}
-
 // --- errors ------------------------------------------------------------------
 
 /** The HTTP status Resgate answers an error with. */
@@ -135,7 +120,7 @@ export function errorStatus(code: string): number {
 }
 
 function errorJson(e: ResError): string {
-  return JSON.stringify(e.data === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, data: e.data });
+  return JSON.stringify(errorObject(e));
 }
 
 function asResError(e: unknown, log: Logger): ResError {
@@ -144,7 +129,6 @@ function asResError(e: unknown, log: Logger): ResError {
   return internalError();
 }
 
-const notFound = () => new ResError(ErrorCode.notFound, 'Not found');
 const methodNotAllowed = () => new ResError(ErrorCode.methodNotAllowed, 'Method not allowed');
 const badRequest = (message: string) => new ResError(ErrorCode.badRequest, message);
 
@@ -297,13 +281,13 @@ export function createResApi(opts: ResApiOptions): ResApi {
       });
     if (req.method === 'GET' || req.method === 'HEAD') {
       const rid = parts ? withQuery(parts.join('.'), rawQuery) : '';
-      if (!isValidRid(rid, true)) return fail(notFound());
+      if (!isValidClientRid(rid, true)) return fail(notFound());
       return done(exchange(req, res, (conn, lease) => get(conn, rid, lease)));
     }
     if (req.method !== 'POST') return fail(methodNotAllowed());
     const method = parts && parts.length >= 2 ? parts[parts.length - 1] : '';
     const rid = parts && parts.length >= 2 ? withQuery(parts.slice(0, -1).join('.'), rawQuery) : '';
-    if (!isValidRid(rid, true) || !isValidRidPart(method)) return fail(notFound());
+    if (!isValidClientRid(rid, true) || !isValidMethodName(method)) return fail(notFound());
     // a browser may post a form or text to any site, with the user's cookies (transports/csrf.ts)
     if (mayBeForged(headersOf(req))) {
       return fail(new ResError(ErrorCode.forbidden, 'This request could have been sent by another site; send it as JSON, or with a CSRF header'));

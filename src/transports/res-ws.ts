@@ -31,13 +31,15 @@ import {
   ResError,
   accessDenied,
   canCall,
+  errorObject,
   internalError,
   isRef,
+  isValidClientRid,
+  isValidMethodName,
   splitRid,
   type ResValue,
   type Response,
 } from '../res/protocol.js';
-import { isValidRid } from './res-api.js';
 import { httpInfoOf } from './http.js';
 
 export interface ResWebSocketOptions {
@@ -82,10 +84,6 @@ interface ResourceSet {
 
 const invalidRequest = () => new ResError(ErrorCode.invalidRequest, 'Invalid request');
 const noSubscription = () => new ResError(ErrorCode.noSubscription, 'No subscription');
-
-function errorObject(e: ResError): Record<string, unknown> {
-  return e.data === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, data: e.data };
-}
 
 function parseRequest(text: string): ClientRequest | undefined {
   let v: unknown;
@@ -196,7 +194,7 @@ class ResSession implements EntryWatcher {
     if (!m) throw invalidRequest();
     if (m.type === 'version') return { protocol: protocolVersion };
     const rid = this.toService(m.rid);
-    if (!isValidRid(rid, true) || (m.action !== undefined && !/^[!-~]+$/.test(m.action))) throw invalidRequest();
+    if (!isValidClientRid(rid, true) || (m.action !== undefined && !isValidMethodName(m.action))) throw invalidRequest();
     switch (m.type) {
       case 'subscribe':
         return this.subscribe(rid);
@@ -260,6 +258,20 @@ class ResSession implements EntryWatcher {
   }
 
   private async call(rid: string, method: string, params: unknown, isAuth: boolean): Promise<unknown> {
+    const reply = await this.methodRequest(rid, method, params, isAuth);
+    if (reply.kind === 'result') return { payload: reply.result ?? null };
+    return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
+  }
+
+  /** The deprecated `new`: a `new` call whose resource reply the client is subscribed to. */
+  private async callNew(rid: string, params: unknown): Promise<unknown> {
+    const reply = await this.methodRequest(rid, 'new', params, false);
+    if (reply.kind !== 'resource') throw new ResError(ErrorCode.internalError, 'Invalid new resource response');
+    return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
+  }
+
+  /** A call (after its access check) or an auth request; an error reply is thrown. */
+  private async methodRequest(rid: string, method: string, params: unknown, isAuth: boolean): Promise<Exclude<Response, { kind: 'error' }>> {
     const { name, query } = splitRid(rid);
     const payload = this.conn.basePayload(query);
     if (params !== undefined) payload.params = params;
@@ -273,21 +285,7 @@ class ResSession implements EntryWatcher {
       reply = await this.t.opts.res.call(name, method, payload);
     }
     if (reply.kind === 'error') throw reply.error;
-    if (reply.kind === 'result') return { payload: reply.result ?? null };
-    return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
-  }
-
-  /** The deprecated `new`: a `new` call whose resource reply the client is subscribed to. */
-  private async callNew(rid: string, params: unknown): Promise<unknown> {
-    const verdict = await this.t.opts.access.verdict(this.conn, rid);
-    if (!canCall(verdict, 'new')) throw accessDenied();
-    const { name, query } = splitRid(rid);
-    const payload = this.conn.basePayload(query);
-    if (params !== undefined) payload.params = params;
-    const reply = await this.t.opts.res.call(name, 'new', payload);
-    if (reply.kind === 'error') throw reply.error;
-    if (reply.kind !== 'resource') throw new ResError(ErrorCode.internalError, 'Invalid new resource response');
-    return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
+    return reply;
   }
 
   /** A call's resource reply: subscribed directly, or, without access, only its error (the call itself succeeded). */
