@@ -38,7 +38,7 @@ export class ResponseMetaCollector {
     return meta.status >= 400 ? stop : undefined;
   }
 
-  /** Notes a reply (or the error a reply was thrown as) and returns it, or throws the error its 4XX/5XX status stands for. */
+  /** Notes a reply's meta and returns the reply, or throws the error its 4XX/5XX status stands for. */
   reply<R extends Response>(source: MetaSource, reply: R): R {
     const error = this.add(source, reply.meta, reply.kind === 'error' ? reply.error : undefined);
     if (error) throw error;
