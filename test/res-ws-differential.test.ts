@@ -5,7 +5,9 @@
  * protocol client (helpers/resgate.ts ResgateClient), and after every step
  * the request's result or error and the events pushed since the last step
  * must be equal, message for message. The service must see no more get or
- * access requests from resgraph than from Resgate.
+ * access requests from resgraph than from Resgate. Header auth at the
+ * upgrade (Resgate's --wsheadauth) is compared by the upgrade's answer:
+ * status, Set-Cookie and other meta headers, a refusal's body.
  *
  * As in differential.test.ts, the two runs use disjoint rids (every rid holds
  * the run's key, `$K` in the script), so neither gateway's cache answers
@@ -18,6 +20,7 @@ import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
 import { ResgateClient, ResgateRequestError, findResgate, startResgate, type ResgateServer } from './helpers/resgate.js';
 import { TestService } from './helpers/res-service.js';
+import WebSocket from 'ws';
 
 const found = findResgate();
 const resgateBin = 'bin' in found ? found.bin : undefined;
@@ -186,5 +189,60 @@ describe.skipIf(!resgateBin)('the RES client protocol against Resgate', () => {
   it('the service saw no more get or access requests from resgraph than from Resgate', () => {
     const count = (prefix: string, key: string) => svc.requests.filter((r) => r.subject.startsWith(prefix) && r.subject.includes(key)).length;
     for (const type of ['get.', 'access.']) expect(count(type, ours)).toBeLessThanOrEqual(count(type, theirs));
+  });
+});
+
+describe.skipIf(!resgateBin)('header auth at the upgrade against Resgate (--wsheadauth)', () => {
+  let authed: TestGateway;
+  let authedResgate: ResgateServer;
+
+  beforeAll(async () => {
+    svc.handle('auth.wsh.cookie', (p) => {
+      const cookie = p.header?.Cookie?.[0];
+      if (cookie === 'session=expired') {
+        return { error: { code: 'session.expired', message: 'Expired' }, meta: { status: 401, header: { 'Set-Cookie': ['session=; Max-Age=0'] } } };
+      }
+      if (cookie === 'session=moved') return { result: null, meta: { status: 302, header: { Location: ['/login'] } } };
+      return { result: null, meta: { header: { 'Set-Cookie': ['seen=1'], 'X-Extra': ['1'] } } };
+    });
+    authed = await startTestGateway(nats.url, sdl, { headerAuth: 'wsh.cookie' });
+    authedResgate = await startResgate(resgateBin!, nats.url, { args: ['-t', 'wsh.cookie'] });
+  });
+  afterAll(async () => {
+    await authed?.close();
+    await authedResgate?.stop();
+  });
+
+  /** The upgrade's answer: status, the headers a service may set, the body of a refusal. */
+  function upgrade(url: string, cookie: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { headers: { cookie } });
+      const seen = (status: number | undefined, h: Record<string, string | string[] | undefined>, body: string) => ({
+        status,
+        setCookie: h['set-cookie'] ?? [],
+        extra: h['x-extra'] ?? null,
+        location: h.location ?? null,
+        body: body === '' ? '' : JSON.parse(body),
+      });
+      ws.once('upgrade', (res) => {
+        resolve(seen(res.statusCode, res.headers, ''));
+        ws.terminate();
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(seen(res.statusCode, res.headers, body)));
+      });
+      ws.once('error', reject);
+    });
+  }
+
+  it.each([
+    ['meta headers on the upgrade response', 'session=alice'],
+    ['a 4XX status with an error refuses the upgrade', 'session=expired'],
+    ['a 3XX status redirects', 'session=moved'],
+  ])('%s', async (_name, cookie) => {
+    const ourUrl = authed.url.replace(/^http/, 'ws').replace(/\/graphql$/, '/');
+    expect(await upgrade(ourUrl, cookie)).toEqual(await upgrade(authedResgate.wsUrl, cookie));
   });
 });
