@@ -9,6 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
 import type { TestService } from './helpers/res-service.js';
+import { nodeHeaders } from '../src/transports/response-meta.js';
 
 const sdl = /* GraphQL */ `
   type Secret @resource(rid: "vault.secret.{id}") {
@@ -152,5 +153,16 @@ describe('meta without an HTTP response', () => {
     } finally {
       await client.dispose();
     }
+  });
+});
+
+describe('handing a response to Node', () => {
+  it('keeps every Set-Cookie (iterating fetch Headers into an object keeps only the last)', () => {
+    const headers = new Headers([
+      ['set-cookie', 'a=1'],
+      ['set-cookie', 'b=2'],
+      ['content-type', 'application/json'],
+    ]);
+    expect(nodeHeaders(headers)).toEqual({ 'set-cookie': ['a=1', 'b=2'], 'content-type': 'application/json' });
   });
 });

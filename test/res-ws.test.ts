@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
+import { scrape } from './helpers/metrics.js';
 import { waitFor, withTimeout } from './helpers/wait.js';
 
 const sdl = /* GraphQL */ `
@@ -247,13 +248,14 @@ describe('the RES WebSocket endpoint', () => {
     }
   });
 
-  it('limits direct subscriptions as GraphQL live subscriptions are limited, and lets go of everything on close', async () => {
+  it('counts as a res connection, limits direct subscriptions as GraphQL live subscriptions are limited, and lets go of everything on close', async () => {
     const small = await startTestGateway(env.nats.url, sdl, { maxSubscriptionsPerConnection: 1 });
     try {
       const c = client(resUrl(small.url));
       await c.get('shop.book.1');
       await expect(c.get('shop.book.2')).rejects.toMatchObject({ code: 'system.limitExceeded' });
       expect(small.cache.holdsOf('shop.author.1')).toBe(1);
+      expect((await scrape(small.metricsUrl!)).value('resgraph_connections', { transport: 'res' })).toBe(1);
       c.disconnect();
       await waitFor(() => small.connections.size === 0);
       expect(small.cache.holdsOf('shop.book.1')).toBe(0);
