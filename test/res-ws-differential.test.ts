@@ -107,6 +107,22 @@ const steps: Step[] = [
     events: 1,
   },
   { name: 'a delete event', act: (k) => svc.event(`rd.book.${k}2`, 'delete'), events: 1 },
+  {
+    // without a reaccess: both gateways ask again on the next subscribe
+    name: 'the service gives access back',
+    act: async () => {
+      withdrawn = false;
+    },
+  },
+  { name: 'subscribe after access is back', request: (k) => [`subscribe.rd.private.${k}`] },
+  {
+    name: 'a system.reset of access that withdraws it: an unsubscribe event',
+    act: async (k) => {
+      withdrawn = true;
+      await svc.publish('system.reset', { access: [`rd.private.${k}`] });
+    },
+    events: 1,
+  },
   { name: 'an unknown request type', request: (k) => [`nonsense.rd.book.${k}1`] },
 ];
 

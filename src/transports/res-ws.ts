@@ -220,7 +220,7 @@ class ResSession implements EntryWatcher {
     if (!this.direct.has(rid) && this.direct.size >= max) {
       throw new ResError(ErrorCode.limitExceeded, `A connection may hold at most ${max} subscriptions`);
     }
-    await this.t.opts.access.assertGet(this.conn, rid);
+    await this.assertGet(rid);
     await this.loadRoot(rid);
     let set: ResourceSet = {};
     await this.enqueue(async () => {
@@ -239,13 +239,14 @@ class ResSession implements EntryWatcher {
       if (have < count) throw noSubscription();
       if (have === count) this.direct.delete(rid);
       else this.direct.set(rid, have - count);
+      this.forgetVerdictUnlessSubscribed(rid);
       this.dropUnreachable();
     });
     return undefined;
   }
 
   private async get(rid: string): Promise<ResourceSet> {
-    await this.t.opts.access.assertGet(this.conn, rid);
+    await this.assertGet(rid);
     await this.loadRoot(rid);
     let set: ResourceSet = {};
     // what the client holds already is not sent again; the rest is not kept
@@ -296,6 +297,25 @@ class ResSession implements EntryWatcher {
       const error = ResError.is(e) ? e : this.unexpected(e);
       return { errors: { [this.toClient(rid)]: errorObject(error) } };
     }
+  }
+
+  /**
+   * The access check of a subscribe or get. A verdict is kept only while the
+   * rid is subscribed directly: Resgate asks again on each request for a
+   * resource the client does not hold, so a service that grants access
+   * without a `reaccess` is asked again here too.
+   */
+  private async assertGet(rid: string): Promise<void> {
+    try {
+      await this.t.opts.access.assertGet(this.conn, rid);
+    } catch (e) {
+      this.forgetVerdictUnlessSubscribed(rid);
+      throw e;
+    }
+  }
+
+  private forgetVerdictUnlessSubscribed(rid: string): void {
+    if (!this.direct.has(rid)) this.conn.forgetVerdicts((r) => r === rid);
   }
 
   /** Loads the requested resource: its failure is the request's error (a reference's failure is only in the set). */
@@ -434,7 +454,10 @@ class ResSession implements EntryWatcher {
       // the client drops the direct subscription; what references still reach stays in view
       this.send({ event: `${this.toClient(rid)}.unsubscribe`, data: { reason: errorObject(accessDenied()) } });
     }
-    if (lost.length > 0) this.dropUnreachable();
+    if (lost.length === 0) return;
+    this.dropUnreachable();
+    // a later subscribe asks again (see assertGet); forgotten after the events, since forgetting re-runs this check
+    this.conn.forgetVerdicts((r) => lost.includes(r) && !this.direct.has(r));
   }
 
   close(code: number, reason: string): void {
