@@ -51,6 +51,12 @@ export interface CliOptions {
   graphiql: boolean;
   /** how often an idle multipart (Apollo HTTP) subscription gets a heartbeat, in ms */
   multipartHeartbeat: number;
+  /** whether Resgate's HTTP API is served */
+  resgateApi: boolean;
+  /** where Resgate's HTTP API is served */
+  apiPath: string;
+  /** where the RES client protocol (WebSocket) is served, or false for nowhere */
+  resWsPath: string | false;
 }
 
 export type CliCommand =
@@ -115,6 +121,24 @@ const settings = {
     value: '<origin[,origin...]|*>',
     default: 'none',
     help: 'pages on other origins that may use the gateway from a browser (listed: with cookies; *: any, without)',
+  },
+  'resgate-api': {
+    env: 'RESGRAPH_RESGATE_API',
+    value: '<on|off>',
+    default: 'on',
+    help: "Resgate's HTTP API: GET <api-path>/<rid as path>, POST <api-path>/<rid as path>/<method>",
+  },
+  'api-path': {
+    env: 'RESGRAPH_API_PATH',
+    value: '<path>',
+    default: '/api',
+    help: "where Resgate's HTTP API is served",
+  },
+  'res-ws-path': {
+    env: 'RESGRAPH_RES_WS_PATH',
+    value: '<path|off>',
+    default: '/',
+    help: "where ResClient connects: Resgate's WebSocket protocol (off: nowhere)",
   },
   'log-level': {
     env: 'RESGRAPH_LOG_LEVEL',
@@ -222,6 +246,9 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'resync-concurrency': stringOption,
         'header-auth': stringOption,
         'allow-origin': stringOption,
+        'resgate-api': stringOption,
+        'api-path': stringOption,
+        'res-ws-path': stringOption,
         'log-level': stringOption,
         'log-format': stringOption,
         metrics: stringOption,
@@ -304,6 +331,13 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
     }
   }
 
+  const resgateApi = read('resgate-api').text.trim().toLowerCase();
+  if (resgateApi !== 'on' && resgateApi !== 'off') invalid('resgate-api', 'on or off');
+  const apiPath = read('api-path').text.trim();
+  if (!/^\/[^\s?#]*[^\s?#/]\/?$/.test(apiPath)) invalid('api-path', 'a path such as /api');
+  const resWsPath = read('res-ws-path').text.trim();
+  if (resWsPath !== 'off' && !/^\/[^\s?#]*$/.test(resWsPath)) invalid('res-ws-path', 'a path such as /, or off');
+
   return {
     command: 'run',
     options: {
@@ -326,6 +360,9 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       workers: workersSetting(read('workers').text, () => invalid('workers', 'off, auto, or a whole number from 1 to 256')),
       graphiql: graphiql === 'on',
       multipartHeartbeat: wholeNumber('multipart-heartbeat', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
+      resgateApi: resgateApi === 'on',
+      apiPath,
+      resWsPath: resWsPath === 'off' ? false : resWsPath,
     },
   };
 }
@@ -413,6 +450,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       fleet,
       graphiql: opts.graphiql,
       multipartHeartbeat: opts.multipartHeartbeat,
+      resgateApi: opts.resgateApi,
+      apiPath: opts.apiPath,
+      resWsPath: opts.resWsPath,
       logger: log,
     });
   } catch (e) {

@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
+import type { Duplex } from 'node:stream';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
 import { consoleLogger, errorText, type Logger } from './log.js';
@@ -24,6 +25,8 @@ import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
+import { createResApi } from './transports/res-api.js';
+import { attachResWebSocket } from './transports/res-ws.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { MultipartSubscriptions } from './transports/multipart.js';
 import { SingleConnectionSse } from './transports/sse.js';
@@ -75,6 +78,19 @@ export interface GatewayOptions {
    * that send no `Origin` are always served. See transports/origin.ts.
    */
   allowOrigin?: string | readonly string[];
+  /**
+   * Resgate's HTTP API (transports/res-api.ts): `GET <apiPath>/<rid as path>`
+   * and `POST <apiPath>/<rid as path>/<method>`. Default true.
+   */
+  resgateApi?: boolean;
+  /** Where Resgate's HTTP API is served. Default /api. */
+  apiPath?: string;
+  /**
+   * Where the RES client protocol (Resgate's WebSocket protocol, for
+   * ResClient; transports/res-ws.ts) is served, or false for nowhere.
+   * Default /.
+   */
+  resWsPath?: string | false;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -220,6 +236,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     reservationTimeout: opts.sseReservationTimeout,
   });
+  const resApi =
+    opts.resgateApi === false
+      ? undefined
+      : createResApi({ path: opts.apiPath ?? '/api', cache, access, res, connections, authenticator, logger: log });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -227,8 +247,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
     // before anything reaches a service: a refused page gets no auth or access request made for it
     if (applyOriginPolicy(origins, req, response)) return;
-    if (draining) return refuse(response);
+    const api = resApi?.owns(path) ? resApi : undefined;
+    if (draining) return api ? api.refuseWhileDraining(response) : refuse(response);
     requests.track(req, response);
+    if (api) return api.handle(req, response);
     if (singleConnectionSse.handles(req, path)) return singleConnectionSse.handle(req, response);
     if (fastPath(req, response, path)) return;
     void yoga(req, response);
@@ -246,8 +268,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     }
   }
   // attached once listening: a failed listen then leaves nothing running behind it
+  const acceptOrigin = (req: IncomingMessage) => originVerdict(origins, req) !== 'forbidden';
   const ws = attachWebSocketTransport({
-    server,
     yoga,
     path: graphqlPath,
     connections,
@@ -257,7 +279,28 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
-    acceptOrigin: (req) => originVerdict(origins, req) !== 'forbidden',
+    acceptOrigin,
+  });
+  const resWsPath = opts.resWsPath ?? '/';
+  const resWs =
+    resWsPath === false
+      ? undefined
+      : attachResWebSocket({
+          path: resWsPath,
+          cache,
+          access,
+          res,
+          connections,
+          authenticator,
+          logger: log,
+          acceptOrigin,
+          maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? 200,
+        });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = pathOf(req);
+    if (path === graphqlPath) return ws.upgrade(req, socket, head);
+    if (resWs && path === resWsPath) return resWs.upgrade(req, socket, head);
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
@@ -293,7 +336,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         sseStreams: requests.streams.size,
         requestsInFlight: requests.oneShot.size,
       });
-      const wsClosed = ws.closeForRestart();
+      const wsClosed = Promise.all([ws.closeForRestart(), resWs?.closeForRestart()]);
       requests.endStreams(multipart.endForRestart());
       requests.closeAfterAnswer();
       server.closeIdleConnections();
@@ -305,8 +348,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           requestsInFlight: requests.oneShot.size + requests.streams.size,
         });
         ws.terminate();
+        resWs?.terminate();
       }
       ws.wss.close();
+      resWs?.wss.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       cache.clear();

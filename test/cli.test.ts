@@ -25,6 +25,22 @@ describe('resgraph command line', () => {
     expect(() => run([], { RESGRAPH_MAX_SUBSCRIPTIONS: '-1' })).toThrow(/RESGRAPH_MAX_SUBSCRIPTIONS/);
   });
 
+  it("reads --resgate-api and --api-path: Resgate's HTTP API on at /api by default", () => {
+    expect(run([])).toMatchObject({ resgateApi: true, apiPath: '/api' });
+    expect(run(['--resgate-api', 'off', '--api-path', '/res/'])).toMatchObject({ resgateApi: false, apiPath: '/res/' });
+    expect(run([], { RESGRAPH_RESGATE_API: 'OFF' }).resgateApi).toBe(false);
+    expect(() => run(['--resgate-api', 'yes'])).toThrow(/invalid --resgate-api "yes": expected on or off/);
+    expect(() => run(['--api-path', 'api'])).toThrow(/invalid --api-path "api"/);
+    expect(() => run(['--api-path', '/'])).toThrow(/invalid --api-path/);
+  });
+
+  it('reads --res-ws-path: the RES WebSocket protocol at / by default, or off', () => {
+    expect(run([]).resWsPath).toBe('/');
+    expect(run(['--res-ws-path', '/res']).resWsPath).toBe('/res');
+    expect(run(['--res-ws-path', 'off']).resWsPath).toBe(false);
+    expect(() => run(['--res-ws-path', 'ws'])).toThrow(/invalid --res-ws-path "ws"/);
+  });
+
   it('reads --allow-origin: none by default, *, or a list of origins', () => {
     expect(run([]).allowOrigin).toBe('');
     expect(run(['--allow-origin', '*']).allowOrigin).toBe('*');

@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ResClient } from '../res/client.js';
+import { ResponseMetaCollector } from './meta.js';
 import {
   ResError,
   accessDenied,
@@ -26,6 +27,8 @@ export interface HttpInfo {
   remoteAddr?: string;
   uri?: string;
 }
+
+export type ConnectionTransport = 'http' | 'ws' | 'sse' | 'res';
 
 /** Random bytes drawn a page at a time: one system call per 256 cids, not one per request. */
 const cidPool = { bytes: Buffer.alloc(0), at: 0 };
@@ -56,24 +59,27 @@ export class Connection {
   /** how many times the token changed or verdicts were dropped: work that began before then may hold a stale verdict */
   accessChanges = 0;
 
+  /** the meta of the replies to this connection's requests, for its HTTP response: only an HTTP request's connection has one */
+  readonly meta: ResponseMetaCollector | undefined;
+
   private httpInfo: HttpInfo | (() => HttpInfo) | undefined;
 
   constructor(
-    readonly transport: 'http' | 'ws' | 'sse',
+    /** how the client came: GraphQL over HTTP, SSE or graphql-ws, or Resgate's own protocols (`res`: its HTTP API and WebSocket) */
+    readonly transport: ConnectionTransport,
     /** the HTTP details, or a function making them when first needed (most connections never need them) */
     http?: HttpInfo | (() => HttpInfo),
+    /** whether the connection is one HTTP request with a response of its own (its requests say `isHttp`); default: an `http` one */
+    readonly isHttp = transport === 'http',
   ) {
     this.httpInfo = http;
+    this.meta = isHttp ? new ResponseMetaCollector() : undefined;
   }
 
   /** HTTP details of the request that opened the connection, sent with auth requests. */
   get http(): HttpInfo | undefined {
     if (typeof this.httpInfo === 'function') this.httpInfo = this.httpInfo();
     return this.httpInfo;
-  }
-
-  get isHttp(): boolean {
-    return this.transport === 'http';
   }
 
   /** The fields every access, call and auth request carries. */
@@ -156,8 +162,10 @@ export class AccessChecker {
   verdict(conn: Connection, rid: string): Promise<AccessVerdict> {
     let v = conn.verdicts.get(rid);
     if (!v) {
+      // a 3XX/4XX/5XX meta status ended the exchange: no further requests (access/meta.ts)
+      if (conn.meta?.stopped) return Promise.reject(conn.meta.stopped);
       const { name, query } = splitRid(rid);
-      const asked = this.res.access(name, conn.basePayload(query));
+      const asked = this.askAccess(conn, name, query);
       v = asked;
       conn.verdicts.set(rid, asked);
       asked.then(
@@ -175,6 +183,19 @@ export class AccessChecker {
       );
     }
     return v;
+  }
+
+  /** An access request; for an HTTP request's connection, its reply's meta is noted and a 4XX/5XX status fails it. */
+  private askAccess(conn: Connection, name: string, query: string | undefined): Promise<AccessVerdict> {
+    const meta = conn.meta;
+    if (!meta) return this.res.access(name, conn.basePayload(query));
+    let failed: ResError | undefined;
+    return this.res
+      .access(name, conn.basePayload(query), (reply) => void (failed = meta.add('access', reply.meta, reply.kind === 'error' ? reply.error : undefined)))
+      .then((verdict) => {
+        if (failed) throw failed;
+        return verdict;
+      });
   }
 
   /** The verdict a connection already holds for a rid, if it has arrived; no request is sent. */

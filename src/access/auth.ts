@@ -10,6 +10,7 @@
 import type { Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import { ResError, isValidResourceName, type RequestPayload } from '../res/protocol.js';
+import type { ResponseMeta } from '../res/meta.js';
 import type { Connection, ConnectionRegistry } from './access.js';
 
 export interface HeaderAuthMethod {
@@ -34,6 +35,12 @@ function authPayload(conn: Connection, params?: unknown): RequestPayload {
   return payload;
 }
 
+/** What header auth came to: the reply's meta, and its error if it failed. */
+export interface HeaderAuthOutcome {
+  meta?: ResponseMeta;
+  error?: ResError;
+}
+
 export class Authenticator {
   constructor(
     private readonly res: ResClient,
@@ -48,14 +55,23 @@ export class Authenticator {
   /**
    * Runs header auth for a new connection (with graphql-ws connectionParams
    * as params, if any). A failure only means the connection has no token: it
-   * is logged at debug level and the connection goes on.
+   * is logged at debug level and the connection goes on. The reply's meta
+   * is noted for an HTTP request's response, and returned for a response
+   * the caller writes (a WebSocket upgrade, with `isHttp`).
    */
-  async authenticate(conn: Connection, params?: unknown): Promise<void> {
-    if (!this.headerAuth) return;
+  async authenticate(conn: Connection, params?: unknown, opts: { isHttp?: boolean } = {}): Promise<HeaderAuthOutcome> {
+    if (!this.headerAuth) return {};
+    const payload = authPayload(conn, params);
+    if (opts.isHttp) payload.isHttp = true;
     try {
-      await this.res.auth(this.headerAuth.name, this.headerAuth.method, authPayload(conn, params));
+      const reply = await this.res.auth(this.headerAuth.name, this.headerAuth.method, payload);
+      // a 4XX/5XX status ends the exchange (access/meta.ts); with no exchange to end, the connection goes on
+      conn.meta?.add('auth', reply.meta);
+      return { meta: reply.meta };
     } catch (e) {
+      conn.meta?.thrown('auth', e);
       this.log.debug('header auth failed', { cid: conn.cid, code: ResError.is(e) ? e.code : String(e) });
+      return ResError.is(e) ? { meta: e.meta, error: e } : {};
     }
   }
 

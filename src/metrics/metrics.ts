@@ -38,7 +38,7 @@ export interface GatewayMetricsOptions {
 /** Seconds; the event-to-push latency of a local gateway is well under a millisecond when idle. */
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-const transports = ['http', 'sse', 'ws'] as const;
+const transports = ['http', 'sse', 'ws', 'res'] as const;
 
 export class GatewayMetrics implements RequestObserver, EventObserver, LiveObserver {
   readonly registry = new Registry();
@@ -61,11 +61,11 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
     const self = this;
     new Gauge({
       name: 'resgraph_connections',
-      help: 'Open client connections by transport: http (GraphQL requests in progress), sse (event streams), ws (WebSockets)',
+      help: 'Open client connections by transport: http (GraphQL requests in progress), sse (event streams), ws (WebSockets), res (Resgate HTTP API requests in progress and ResClient WebSockets)',
       labelNames: ['transport'],
       registers,
       collect() {
-        const counts = { http: 0, sse: 0, ws: 0 };
+        const counts = { http: 0, sse: 0, ws: 0, res: 0 };
         for (const c of self.sources?.connections.all() ?? []) counts[c.transport]++;
         for (const t of transports) this.set({ transport: t }, counts[t]);
       },

@@ -34,6 +34,7 @@ import {
   type RequestPayload,
   type Response,
 } from './protocol.js';
+import type { ResponseMeta } from './meta.js';
 
 export interface ResClientOptions {
   /** How long to wait for a reply, in ms, unless a pre-response extends it. Default 3000. */
@@ -147,12 +148,15 @@ export class ResClient {
    * reply (system.internalError, a service code such as `conf.banned`), an
    * invalid verdict (system.internalError), no responder (system.notFound)
    * and a timeout reject with their code, so a client can tell a refusal
-   * from a broken access service, as Resgate does.
+   * from a broken access service, as Resgate does. `onMeta` is given a
+   * reply that carries meta, before the verdict resolves.
    */
-  async access(name: string, payload: RequestPayload): Promise<AccessVerdict> {
+  async access(name: string, payload: RequestPayload, onMeta?: (reply: Response & { meta: ResponseMeta }) => void): Promise<AccessVerdict> {
     this.sent.access++;
     const subject = subjects.access(name);
     const res = await this.request(subject, payload, { kind: 'access' });
+    // the verdict alone loses the reply's meta: the caller may want it (access/meta.ts)
+    if (res.meta && onMeta) onMeta(res as Response & { meta: ResponseMeta });
     if (res.kind === 'error') {
       if (res.error.code === ErrorCode.accessDenied) return noAccess;
       throw res.error;

@@ -4,6 +4,7 @@
  * Nothing here talks to NATS or knows about GraphQL
  * (../shared/res-protocol.md is the condensed specification).
  */
+import { parseMeta, type ResponseMeta } from './meta.js';
 
 /** Predefined RES error codes (res-protocol.md, "Responses"). */
 export const ErrorCode = {
@@ -20,6 +21,17 @@ export const ErrorCode = {
   unavailable: 'system.unavailable',
   /** not RES: a GraphQL document that does not parse (the code Yoga gives it) */
   parseFailed: 'GRAPHQL_PARSE_FAILED',
+  /** what a reply's meta status stands for when it carries no error (res/meta.ts statusError), and HTTP API errors */
+  badRequest: 'system.badRequest',
+  methodNotAllowed: 'system.methodNotAllowed',
+  notImplemented: 'system.notImplemented',
+  serviceUnavailable: 'system.serviceUnavailable',
+  /** RES client protocol errors (transports/res-ws.ts) */
+  invalidRequest: 'system.invalidRequest',
+  noSubscription: 'system.noSubscription',
+  /** a client asked for more than a limit allows (live subscriptions, RES subscriptions) */
+  limitExceeded: 'system.limitExceeded',
+  subjectTooLong: 'system.subjectTooLong',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */
@@ -33,9 +45,17 @@ export class ResError extends Error {
     this.name = 'ResError';
   }
 
+  /** the error reply's `meta` (res/meta.ts), if it had one */
+  meta?: ResponseMeta;
+
   static is(err: unknown): err is ResError {
     return err instanceof ResError;
   }
+}
+
+/** An error as clients of Resgate's protocols receive it: `{code, message, data?}`. */
+export function errorObject(e: ResError): { code: string; message: string; data?: unknown } {
+  return e.data === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, data: e.data };
 }
 
 export const notFound = () => new ResError(ErrorCode.notFound, 'Not found');
@@ -129,6 +149,29 @@ export function splitRid(rid: string): { name: string; query?: string } {
 
 export function joinRid(name: string, query?: string): string {
   return query ? `${name}?${query}` : name;
+}
+
+/**
+ * Whether a rid is valid as clients may send it (Resgate's rule): printable
+ * ASCII without `*` and `>`, no empty part, a query only after a name.
+ */
+export function isValidClientRid(rid: string, allowQuery: boolean): boolean {
+  let start = true;
+  for (const ch of rid) {
+    if (ch === '?') return allowQuery && !start;
+    const c = ch.charCodeAt(0);
+    if (c < 33 || c > 126 || ch === '*' || ch === '>') return false;
+    if (ch === '.') {
+      if (start) return false;
+      start = true;
+    } else start = false;
+  }
+  return !start;
+}
+
+/** Whether a method name from a client is valid: printable ASCII without `.`, `*`, `>` or `?`. */
+export function isValidMethodName(part: string): boolean {
+  return part.length > 0 && /^[!-~]+$/.test(part) && !/[.*>?]/.test(part);
 }
 
 /** Whether a string is a valid resource name: dot-separated, non-empty parts, no wildcards or whitespace. */
@@ -266,29 +309,33 @@ export interface RequestPayload {
   uri?: string;
 }
 
-/** A parsed service response: exactly one of result, resource or error. */
-export type Response =
+/** A parsed service response: exactly one of result, resource or error, and the reply's meta. */
+export type Response = (
   | { kind: 'result'; result: unknown }
   | { kind: 'resource'; rid: string }
-  | { kind: 'error'; error: ResError };
+  | { kind: 'error'; error: ResError }
+) & { meta?: ResponseMeta };
 
 /** Parses a response body; throws with a reason on a malformed one. */
 export function parseResponse(body: unknown): Response {
   if (!isPlainObject(body)) throw new Error('response is not a JSON object');
+  const meta = parseMeta(body.meta);
   if ('error' in body) {
     const e = body.error;
     if (!isPlainObject(e) || typeof e.code !== 'string') throw new Error('error without a string code');
     const message = typeof e.message === 'string' ? e.message : e.code;
-    return { kind: 'error', error: new ResError(e.code, message, e.data) };
+    const error = new ResError(e.code, message, e.data);
+    if (meta) error.meta = meta;
+    return { kind: 'error', error, meta };
   }
   if ('resource' in body) {
     const r = body.resource;
     if (!isPlainObject(r) || typeof r.rid !== 'string' || !isValidResourceName(splitRid(r.rid).name)) {
       throw new Error('resource response without a valid rid');
     }
-    return { kind: 'resource', rid: r.rid };
+    return { kind: 'resource', rid: r.rid, meta };
   }
-  if ('result' in body) return { kind: 'result', result: body.result };
+  if ('result' in body) return { kind: 'result', result: body.result, meta };
   throw new Error('response has neither result, resource nor error');
 }
 

@@ -31,6 +31,7 @@ import {
   type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
+import type { MetaSource, ResponseMetaCollector } from '../access/meta.js';
 import type { CacheEntry, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
 import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
@@ -263,14 +264,18 @@ export class Resolvers {
         const payload = { ...ctx.conn.basePayload(query) };
         const params = buildParams(c.params, args);
         if (params !== undefined) payload.params = params;
+        const meta = ctx.conn.meta;
+        // an earlier reply's 3XX/4XX/5XX meta status ended the HTTP exchange: ask nothing more (access/meta.ts)
+        if (meta?.stopped) throw meta.stopped;
         let reply: Response;
         if (isAuth) {
           if (ctx.conn.http) Object.assign(payload, ctx.conn.http);
-          reply = await this.res.auth(name, c.method, payload);
+          reply = await this.res.auth(name, c.method, payload).catch(recordThrown(meta, 'auth'));
         } else {
           await this.access.assertCall(ctx.conn, rid, c.method);
-          reply = await this.res.call(name, c.method, payload);
+          reply = await this.res.call(name, c.method, payload).catch(recordThrown(meta, 'call'));
         }
+        if (meta) meta.reply(isAuth ? 'auth' : 'call', reply);
         if (reply.kind === 'resource') {
           await this.checkGet(ctx, reply.rid);
           return await this.follow(reply.rid, info.returnType, ctx);
@@ -384,6 +389,14 @@ export class Resolvers {
     if (isListType(t) && !Array.isArray(value) && value !== null) return [value];
     return value;
   }
+}
+
+/** A rejection handler noting an error reply's meta before passing the error on. */
+function recordThrown(meta: ResponseMetaCollector | undefined, source: MetaSource): (e: unknown) => never {
+  return (e) => {
+    meta?.thrown(source, e);
+    throw e;
+  };
 }
 
 function ridOf(parent: unknown): string | null {

@@ -22,6 +22,7 @@ import type { GatewayContext, Resolvers } from '../resolvers/resolvers.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { DocumentCache } from './documents.js';
 import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
+import { nodeHeaders, writeHeadWithMeta } from './response-meta.js';
 
 export interface QueryFastPathOptions {
   yoga: GatewayYoga;
@@ -95,8 +96,9 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
         contextValue,
       });
       const json = JSON.stringify(result);
-      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
-      res.end(json);
+      const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) };
+      if (writeHeadWithMeta(res, 200, headers, conn.meta?.answer())) res.end(json);
+      else res.end();
     } finally {
       lease.release();
       opts.connections.delete(conn);
@@ -107,7 +109,7 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
   const toYoga = async (req: IncomingMessage, res: ServerResponse, raw: Buffer) => {
     const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`;
     const response = await opts.yoga.fetch(new Request(url, { method: 'POST', headers: headersOf(req), body: new Uint8Array(raw) }), { req, res });
-    res.writeHead(response.status, Object.fromEntries(response.headers));
+    res.writeHead(response.status, nodeHeaders(response.headers));
     if (response.body) {
       // Yoga's body is its own stream type: read it as an async iterable
       for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {

@@ -16,6 +16,7 @@ import type { GatewayContext } from '../resolvers/resolvers.js';
 import type { FleetHooks } from '../fleet/workers.js';
 import { csrfPrevention } from './csrf.js';
 import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
+import { rememberConnection, responseMeta } from './response-meta.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -107,6 +108,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       // the HTTP details are read only if an auth request needs them
       const conn = new Connection(sse ? 'sse' : 'http', () => httpInfo(request, req?.socket?.remoteAddress));
       connections.add(conn);
+      rememberConnection(request, conn);
       // registered first, so the service's conn.<cid>.token reaches it before the auth reply
       await opts.authenticator.authenticate(conn);
       return { conn, lease: opts.cache.newLease() };
@@ -115,6 +117,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       probes(opts.natsConnected, opts.draining ?? (() => false), opts.natsError ?? (() => undefined), opts.fleet),
       csrfPrevention(),
       (opts.graphiql ?? true) && useGraphiQLAssets(opts.graphqlEndpoint),
+      responseMeta(),
       releaseAfterExecution(connections),
       ...(opts.plugins ?? []),
     ],

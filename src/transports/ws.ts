@@ -18,7 +18,8 @@
  * through several async layers: at 1,000 subscribers that was most of the
  * gateway's CPU (see README, Performance).
  */
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import {
   CloseCode,
@@ -42,7 +43,6 @@ import { DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
 
 export interface WebSocketTransportOptions {
-  server: Server;
   yoga: GatewayYoga;
   path: string;
   connections: ConnectionRegistry;
@@ -67,6 +67,8 @@ export const serviceRestart = 1012;
 /** The WebSocket server, and the drain: clients are told to reconnect elsewhere. */
 export interface WebSocketTransport {
   readonly wss: WebSocketServer;
+  /** Takes an upgrade request for the GraphQL path (the HTTP server routes upgrades by path). */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /**
    * Refuses new sockets (HTTP 503 to the upgrade) and closes every open one
    * with 1012 "service restart", which graphql-ws clients answer by
@@ -365,7 +367,8 @@ class WebSocketTransportImpl implements WebSocketTransport {
   constructor(readonly opts: WebSocketTransportOptions) {
     this.documents = new DocumentCache(opts.yoga);
     this.wss = new WebSocketServer({
-      server: opts.server,
+      // the HTTP server routes upgrades by path: a WebSocketServer given the server would refuse every other path's
+      noServer: true,
       path: opts.path,
       // off (ws's default too), and must stay so: live frames are written to the TCP socket directly
       perMessageDeflate: false,
@@ -411,6 +414,10 @@ class WebSocketTransportImpl implements WebSocketTransport {
       }
     }, period / keepAliveSlices);
     this.keepAliveTimer.unref();
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
   }
 
   /** Which keep-alive slice the next session pings in. */

@@ -8,7 +8,7 @@
 import { connect, type ConnectionOptions, type Msg, type NatsConnection } from 'nats';
 
 export type Json = unknown;
-export type Reply = { result: Json } | { resource: { rid: string } } | { error: { code: string; message: string; data?: Json } };
+export type Reply = ({ result: Json } | { resource: { rid: string } } | { error: { code: string; message: string; data?: Json } }) & { meta?: Json };
 /** what a handler returns: a reply object, a raw string sent as is, or undefined for no reply */
 export type HandlerResult = Reply | string | undefined | void;
 export type Handler = (payload: any, subject: string, msg: Msg) => HandlerResult | Promise<HandlerResult>;

@@ -44,9 +44,13 @@ export interface ResgateServer {
 }
 
 /** Starts Resgate on a free loopback port and resolves once it prints "Listening on". */
-export async function startResgate(bin: string, natsUrl: string, opts: { requestTimeout?: number } = {}): Promise<ResgateServer> {
+export async function startResgate(
+  bin: string,
+  natsUrl: string,
+  opts: { requestTimeout?: number; /** more flags, such as ['-u', 'session.cookie'] for header auth */ args?: string[] } = {},
+): Promise<ResgateServer> {
   const port = await freePort();
-  const args = ['-n', natsUrl, '-i', '127.0.0.1', '-p', String(port)];
+  const args = ['-n', natsUrl, '-i', '127.0.0.1', '-p', String(port), ...(opts.args ?? [])];
   if (opts.requestTimeout !== undefined) args.push('-r', String(opts.requestTimeout));
   const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // if the test process goes away without stop() (a worker torn down after a timeout), take Resgate with it

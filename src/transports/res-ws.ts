@@ -1,0 +1,567 @@
+/**
+ * The RES client protocol (https://resgate.io/docs/specification/res-client-protocol/)
+ * over WebSocket, so ResClient frontends written for Resgate work against
+ * resgraph: `version`, `subscribe`, `unsubscribe`, `get`, `call`, `auth` and
+ * `new` requests, and the events on subscribed resources (`change`, `add`,
+ * `remove`, `delete`, custom events, and `unsubscribe` when access is lost),
+ * each carrying the resources it brings into view, as Resgate sends them.
+ *
+ * A session reads everything through the gateway's one cache and access
+ * layer: a resource a ResClient and a GraphQL subscription both watch costs
+ * one get and one NATS event subscription. What a session holds in view
+ * (its direct subscriptions and every resource their hard references reach)
+ * is held by its lease and watched in the cache; a resource that falls out
+ * of view is let go without a word, as the client drops it too.
+ *
+ * Every step that reads or changes a session's view (a request's answer, an
+ * event) runs in order on one chain, so a resource is sent once, in the
+ * state its later events start from.
+ */
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { Connection, type AccessChecker, type ConnectionRegistry } from '../access/access.js';
+import type { Authenticator } from '../access/auth.js';
+import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
+import type { Logger } from '../log.js';
+import type { ResClient } from '../res/client.js';
+import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
+import {
+  ErrorCode,
+  ResError,
+  accessDenied,
+  canCall,
+  errorObject,
+  internalError,
+  isRef,
+  isValidClientRid,
+  isValidMethodName,
+  splitRid,
+  type ResValue,
+  type Response,
+} from '../res/protocol.js';
+import { httpInfoOf } from './http.js';
+
+export interface ResWebSocketOptions {
+  path: string;
+  cache: ResourceCache;
+  access: AccessChecker;
+  res: ResClient;
+  connections: ConnectionRegistry;
+  authenticator: Authenticator;
+  logger: Logger;
+  /** Whether the page that opens a socket may (its `Origin`); refused upgrades get 403. */
+  acceptOrigin: (req: IncomingMessage) => boolean;
+  /** How many resources one connection may subscribe to directly (the GraphQL live subscription limit). */
+  maxSubscriptionsPerConnection: number;
+}
+
+export interface ResWebSocket {
+  readonly wss: WebSocketServer;
+  /** takes an upgrade request for the protocol's path */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Refuses new sockets and closes every open one with 1012 "service restart"; resolves once all are closed. */
+  closeForRestart(): Promise<void>;
+  terminate(): void;
+}
+
+/** The protocol version this gateway speaks (as Resgate 1.8). */
+const protocolVersion = '1.2.3';
+const serviceRestart = 1012;
+
+interface ClientRequest {
+  id: unknown;
+  method: string;
+  params?: unknown;
+}
+
+/** A resource set: the resources a result or an event brings into the client's view. */
+interface ResourceSet {
+  models?: Record<string, unknown>;
+  collections?: Record<string, unknown>;
+  errors?: Record<string, unknown>;
+}
+
+const invalidRequest = () => new ResError(ErrorCode.invalidRequest, 'Invalid request');
+const noSubscription = () => new ResError(ErrorCode.noSubscription, 'No subscription');
+
+function parseRequest(text: string): ClientRequest | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const r = v as Record<string, unknown>;
+  if (typeof r.method !== 'string') return undefined;
+  return { id: r.id, method: r.method, params: r.params };
+}
+
+/** Splits `<type>.<rid>[.<method>]`: for call and auth the method is the last part (a query's dots come before it). */
+function splitMethod(method: string): { type: string; rid: string; action?: string } | undefined {
+  const i = method.indexOf('.');
+  if (i < 0) return method === 'version' ? { type: 'version', rid: '' } : undefined;
+  const type = method.slice(0, i);
+  const rest = method.slice(i + 1);
+  if (type !== 'call' && type !== 'auth') return { type, rid: rest };
+  const j = rest.lastIndexOf('.');
+  if (j < 0) return undefined;
+  return { type, rid: rest.slice(0, j), action: rest.slice(j + 1) };
+}
+
+function refsOf(entry: CacheEntry): string[] {
+  const values: ResValue[] = entry.kind === 'model' ? Object.values(entry.model ?? {}) : (entry.collection ?? []);
+  const out: string[] = [];
+  for (const v of values) if (isRef(v) && !v.soft) out.push(v.rid);
+  return out;
+}
+
+class ResSession implements EntryWatcher {
+  readonly conn: Connection;
+  /** direct subscriptions by rid (the service's rid: `{cid}` filled in) */
+  private readonly direct = new Map<string, number>();
+  /** what the client holds: every subscribed resource, loaded or failed */
+  private readonly inView = new Map<string, CacheEntry | ResError>();
+  /** the rid each watched entry is in view as */
+  private readonly ridOf = new Map<CacheEntry, string>();
+  private readonly lease: Lease;
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly onAccessChanged = () => this.enqueue(() => this.recheckAccess());
+
+  constructor(
+    readonly socket: WebSocket,
+    conn: Connection,
+    private readonly t: ResWebSocketImpl,
+  ) {
+    this.conn = conn;
+    this.lease = t.opts.cache.newLease();
+    conn.accessListeners.add(this.onAccessChanged);
+    t.opts.cache.customEventListeners.add(this.onCustomEvent);
+    socket.on('message', (data: RawData) => this.onMessage(data.toString()));
+    socket.once('close', () => this.onClosed());
+    socket.on('error', () => undefined);
+  }
+
+  // --- rids as the client writes them --------------------------------------
+
+  /** rids the client wrote with the `{cid}` tag, by the rid the services know */
+  private readonly tagged = new Map<string, string>();
+
+  /** The rid for the services: the `{cid}` tag filled in (RES client protocol, "Connection ID tag"). */
+  private toService(rid: string): string {
+    if (!rid.includes('{cid}')) return rid;
+    const filled = rid.split('{cid}').join(this.conn.cid);
+    this.tagged.set(filled, rid);
+    return filled;
+  }
+
+  /** The rid as the client wrote it: events and resource sets name a tagged resource with its tag, never the cid. */
+  private toClient(rid: string): string {
+    return this.tagged.get(rid) ?? rid;
+  }
+
+  // --- wire ----------------------------------------------------------------
+
+  private send(message: unknown): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  private enqueue(step: () => void | Promise<void>): Promise<void> {
+    const run = this.chain.then(() => (this.closed ? undefined : step()));
+    this.chain = run.catch((e: unknown) => this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: (e as Error)?.stack ?? String(e) }));
+    return run;
+  }
+
+  private onMessage(text: string): void {
+    const req = parseRequest(text);
+    if (!req) return; // not a request: Resgate drops it too
+    void this.answer(req).then(
+      // a request without a result payload (unsubscribe) is answered without `result`, as Resgate does
+      (result) => this.send(result === undefined ? { id: req.id } : { id: req.id, result }),
+      (e: unknown) => this.send({ id: req.id, error: errorObject(ResError.is(e) ? e : this.unexpected(e)) }),
+    );
+  }
+
+  private unexpected(e: unknown): ResError {
+    this.t.opts.logger.error('RES WebSocket request failed', { cid: this.conn.cid, error: (e as Error)?.stack ?? String(e) });
+    return internalError();
+  }
+
+  private async answer(req: ClientRequest): Promise<unknown> {
+    const m = splitMethod(req.method);
+    if (!m) throw invalidRequest();
+    if (m.type === 'version') return { protocol: protocolVersion };
+    const rid = this.toService(m.rid);
+    if (!isValidClientRid(rid, true) || (m.action !== undefined && !isValidMethodName(m.action))) throw invalidRequest();
+    switch (m.type) {
+      case 'subscribe':
+        return this.subscribe(rid);
+      case 'unsubscribe':
+        return this.unsubscribe(rid, req.params);
+      case 'get':
+        return this.get(rid);
+      case 'call':
+        return this.call(rid, m.action!, req.params, false);
+      case 'auth':
+        return this.call(rid, m.action!, req.params, true);
+      case 'new':
+        return this.callNew(rid, req.params);
+      default:
+        throw invalidRequest();
+    }
+  }
+
+  // --- requests --------------------------------------------------------------
+
+  private async subscribe(rid: string): Promise<ResourceSet> {
+    const max = this.t.opts.maxSubscriptionsPerConnection;
+    if (!this.direct.has(rid) && this.direct.size >= max) {
+      throw new ResError(ErrorCode.limitExceeded, `A connection may hold at most ${max} subscriptions`);
+    }
+    await this.assertGet(rid);
+    await this.loadRoot(rid);
+    let set: ResourceSet = {};
+    await this.enqueue(async () => {
+      this.direct.set(rid, (this.direct.get(rid) ?? 0) + 1);
+      set = await this.bringIntoView([rid]);
+    });
+    return set;
+  }
+
+  private async unsubscribe(rid: string, params: unknown): Promise<undefined> {
+    const raw = (params as { count?: unknown } | null | undefined)?.count;
+    const count = raw === undefined ? 1 : raw;
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) throw invalidRequest();
+    await this.enqueue(() => {
+      const have = this.direct.get(rid) ?? 0;
+      if (have < count) throw noSubscription();
+      if (have === count) this.direct.delete(rid);
+      else this.direct.set(rid, have - count);
+      this.forgetVerdictUnlessSubscribed(rid);
+      this.dropUnreachable();
+    });
+    return undefined;
+  }
+
+  private async get(rid: string): Promise<ResourceSet> {
+    await this.assertGet(rid);
+    await this.loadRoot(rid);
+    let set: ResourceSet = {};
+    // what the client holds already is not sent again; the rest is not kept
+    await this.enqueue(async () => {
+      set = this.encodeSet(await this.loadClosure([rid]));
+      // what it loaded was held only while it loaded
+      this.dropUnreachable();
+    });
+    return set;
+  }
+
+  private async call(rid: string, method: string, params: unknown, isAuth: boolean): Promise<unknown> {
+    const reply = await this.methodRequest(rid, method, params, isAuth);
+    if (reply.kind === 'result') return { payload: reply.result ?? null };
+    return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
+  }
+
+  /** The deprecated `new`: a `new` call whose resource reply the client is subscribed to. */
+  private async callNew(rid: string, params: unknown): Promise<unknown> {
+    const reply = await this.methodRequest(rid, 'new', params, false);
+    if (reply.kind !== 'resource') throw new ResError(ErrorCode.internalError, 'Invalid new resource response');
+    return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
+  }
+
+  /** A call (after its access check) or an auth request; an error reply is thrown. */
+  private async methodRequest(rid: string, method: string, params: unknown, isAuth: boolean): Promise<Exclude<Response, { kind: 'error' }>> {
+    const { name, query } = splitRid(rid);
+    const payload = this.conn.basePayload(query);
+    if (params !== undefined) payload.params = params;
+    let reply: Response;
+    if (isAuth) {
+      if (this.conn.http) Object.assign(payload, this.conn.http);
+      reply = await this.t.opts.res.auth(name, method, payload);
+    } else {
+      const verdict = await this.t.opts.access.verdict(this.conn, rid);
+      if (!canCall(verdict, method)) throw accessDenied();
+      reply = await this.t.opts.res.call(name, method, payload);
+    }
+    if (reply.kind === 'error') throw reply.error;
+    return reply;
+  }
+
+  /** A call's resource reply: subscribed directly, or, without access, only its error (the call itself succeeded). */
+  private async subscribeReferenced(rid: string): Promise<ResourceSet> {
+    try {
+      return await this.subscribe(rid);
+    } catch (e) {
+      const error = ResError.is(e) ? e : this.unexpected(e);
+      return { errors: { [this.toClient(rid)]: errorObject(error) } };
+    }
+  }
+
+  /**
+   * The access check of a subscribe or get. A verdict is kept only while the
+   * rid is subscribed directly: Resgate asks again on each request for a
+   * resource the client does not hold, so a service that grants access
+   * without a `reaccess` is asked again here too.
+   */
+  private async assertGet(rid: string): Promise<void> {
+    try {
+      await this.t.opts.access.assertGet(this.conn, rid);
+    } catch (e) {
+      this.forgetVerdictUnlessSubscribed(rid);
+      throw e;
+    }
+  }
+
+  private forgetVerdictUnlessSubscribed(rid: string): void {
+    if (!this.direct.has(rid)) this.conn.forgetVerdicts((r) => r === rid);
+  }
+
+  /** Loads the requested resource: its failure is the request's error (a reference's failure is only in the set). */
+  private async loadRoot(rid: string): Promise<void> {
+    await this.t.opts.cache.load(rid);
+  }
+
+  // --- the view --------------------------------------------------------------
+
+  /**
+   * Loads every resource reachable from `roots` through hard references that
+   * the client does not hold, and returns them (entries or errors) once all
+   * are loaded at the same moment (a reference added meanwhile is loaded too).
+   */
+  private async loadClosure(roots: string[]): Promise<Map<string, CacheEntry | ResError>> {
+    const failed = new Map<string, ResError>();
+    for (;;) {
+      const found = new Map<string, CacheEntry | ResError>();
+      const missing: string[] = [];
+      const visit = (rid: string) => {
+        if (found.has(rid) || this.inView.has(rid)) return;
+        const error = failed.get(rid);
+        const entry = error ? undefined : this.t.opts.cache.peek(rid);
+        if (!error && !entry) {
+          missing.push(rid);
+          return;
+        }
+        found.set(rid, error ?? entry!);
+        if (entry) for (const r of refsOf(entry)) visit(r);
+      };
+      for (const r of roots) visit(r);
+      if (missing.length === 0) return found;
+      await Promise.all(
+        missing.map(async (rid) => {
+          this.lease.hold(rid);
+          await this.t.opts.cache.load(rid).catch((e: unknown) => failed.set(rid, ResError.is(e) ? e : this.unexpected(e)));
+        }),
+      );
+    }
+  }
+
+  /** Brings the resources `roots` reach into view: watched, held, and returned as the set to send. */
+  private async bringIntoView(roots: string[]): Promise<ResourceSet> {
+    const found = await this.loadClosure(roots);
+    for (const [rid, v] of found) {
+      this.inView.set(rid, v);
+      this.lease.hold(rid);
+      if (ResError.is(v)) continue;
+      v.watchers.add(this);
+      this.ridOf.set(v, rid);
+    }
+    return this.encodeSet(found);
+  }
+
+  private encodeSet(found: Map<string, CacheEntry | ResError>): ResourceSet {
+    const set: ResourceSet = {};
+    for (const [serviceRid, v] of found) {
+      const rid = this.toClient(serviceRid);
+      if (ResError.is(v)) (set.errors ??= {})[rid] = errorObject(v);
+      else if (v.kind === 'model') (set.models ??= {})[rid] = { ...v.model };
+      else (set.collections ??= {})[rid] = [...(v.collection ?? [])];
+    }
+    return set;
+  }
+
+  /** Lets go of what no direct subscription reaches any more (the client drops it too). */
+  private dropUnreachable(): void {
+    const reachable = new Set<string>();
+    const visit = (rid: string) => {
+      if (reachable.has(rid)) return;
+      reachable.add(rid);
+      const v = this.inView.get(rid);
+      if (v && !ResError.is(v)) for (const r of refsOf(v)) visit(r);
+    };
+    for (const rid of this.direct.keys()) visit(rid);
+    for (const [rid, v] of this.inView) {
+      if (reachable.has(rid)) continue;
+      this.inView.delete(rid);
+      if (ResError.is(v)) continue;
+      v.watchers.delete(this);
+      this.ridOf.delete(v);
+    }
+    this.lease.retainOnly(new Set([...reachable].filter((r) => this.inView.has(r))));
+  }
+
+  // --- events ----------------------------------------------------------------
+
+  entryChanged(entry: CacheEntry, change: EntryChange): void {
+    const rid = this.ridOf.get(entry);
+    if (rid === undefined) return;
+    const event = (name: string) => `${this.toClient(rid)}.${name}`;
+    this.enqueue(async () => {
+      if (this.inView.get(rid) !== entry) return;
+      switch (change.type) {
+        case 'change': {
+          // an empty change is a repaired or replaced entry: nothing a change event can say
+          if (Object.keys(change.values).length === 0) return;
+          const added = Object.values(change.values).filter((v): v is { rid: string } => isRef(v as ResValue) && !(v as { soft?: boolean }).soft);
+          const set = await this.bringIntoView(added.map((v) => v.rid));
+          this.send({ event: event('change'), data: { values: change.values, ...set } });
+          this.dropUnreachable();
+          return;
+        }
+        case 'add': {
+          const set = isRef(change.value) && !change.value.soft ? await this.bringIntoView([change.value.rid]) : {};
+          this.send({ event: event('add'), data: { idx: change.idx, value: change.value, ...set } });
+          return;
+        }
+        case 'remove':
+          this.send({ event: event('remove'), data: { idx: change.idx } });
+          this.dropUnreachable();
+          return;
+        case 'delete':
+          // still subscribed, but no more events come for it (the cache let go of the entry)
+          entry.watchers.delete(this);
+          this.send({ event: event('delete'), data: null });
+      }
+    });
+  }
+
+  private readonly onCustomEvent = (name: string, event: string, payload: unknown): void => {
+    if (!this.inView.has(name)) return;
+    this.enqueue(() => this.send({ event: `${this.toClient(name)}.${event}`, data: payload ?? null }));
+  };
+
+  /** A new token or a `reaccess`: each direct subscription the client may no longer get ends with an unsubscribe event. */
+  private async recheckAccess(): Promise<void> {
+    const lost = new Map<string, ResError>();
+    await Promise.all(
+      [...this.direct.keys()].map(async (rid) => {
+        // a denial, or the error that kept the access handler from a verdict: the reason the client is told
+        const denial = await this.t.opts.access.getDenial(this.conn, rid);
+        if (denial) lost.set(rid, denial);
+      }),
+    );
+    for (const [rid, reason] of lost) {
+      if (!this.direct.delete(rid)) continue;
+      // the client drops the direct subscription; what references still reach stays in view
+      this.send({ event: `${this.toClient(rid)}.unsubscribe`, data: { reason: errorObject(reason) } });
+    }
+    if (lost.size === 0) return;
+    this.dropUnreachable();
+    // a later subscribe asks again (see assertGet); forgotten after the events, since forgetting re-runs this check
+    this.conn.forgetVerdicts((r) => lost.has(r) && !this.direct.has(r));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
+  }
+
+  private onClosed(): void {
+    this.closed = true;
+    this.conn.accessListeners.delete(this.onAccessChanged);
+    this.t.opts.cache.customEventListeners.delete(this.onCustomEvent);
+    for (const entry of this.ridOf.keys()) entry.watchers.delete(this);
+    this.ridOf.clear();
+    this.inView.clear();
+    this.lease.release();
+    this.t.opts.connections.delete(this.conn);
+    this.t.sessionClosed(this);
+  }
+}
+
+class ResWebSocketImpl implements ResWebSocket {
+  readonly wss: WebSocketServer;
+  private readonly sessions = new Set<ResSession>();
+  private restarting = false;
+  private allClosed: (() => void) | undefined;
+
+  constructor(readonly opts: ResWebSocketOptions) {
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+    this.wss.on('error', (e) => opts.logger.error('RES WebSocket server error', { error: e.message }));
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    void this.accept(req, socket, head).catch((e: unknown) => {
+      this.opts.logger.error('RES WebSocket upgrade failed', { error: (e as Error)?.stack ?? String(e) });
+      refuseUpgrade(socket, 500, {});
+    });
+  }
+
+  /**
+   * Header auth runs before the upgrade, as in Resgate: its reply's meta
+   * sets headers on the upgrade response, and a 3XX/4XX/5XX status answers
+   * the upgrade request instead.
+   */
+  private async accept(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.restarting) return refuseUpgrade(socket, 503, {});
+    // refused before anything reaches a service
+    if (!this.opts.acceptOrigin(req)) return refuseUpgrade(socket, 403, {});
+    const conn = new Connection('res', () => httpInfoOf(req), false);
+    // registered first, so the service's conn.<cid>.token reaches it before the auth reply
+    this.opts.connections.add(conn);
+    const { meta, error } = await this.opts.authenticator.authenticate(conn, undefined, { isHttp: true });
+    const header = mergeHeader({}, meta?.header);
+    if (isDirectStatus(meta) || socket.destroyed) {
+      this.opts.connections.delete(conn);
+      if (!isDirectStatus(meta)) return;
+      const body = meta.status >= 400 ? JSON.stringify(errorObject(error ?? statusError(meta.status))) : undefined;
+      return refuseUpgrade(socket, meta.status, header, body);
+    }
+    const addHeaders = (lines: string[]) => {
+      for (const [k, vs] of Object.entries(header)) for (const v of vs) lines.push(`${k}: ${v}`);
+    };
+    this.wss.once('headers', addHeaders);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      if (this.restarting) {
+        this.opts.connections.delete(conn);
+        ws.close(serviceRestart, 'Service restart');
+        return;
+      }
+      this.sessions.add(new ResSession(ws, conn, this));
+    });
+    this.wss.off('headers', addHeaders);
+  }
+
+  sessionClosed(session: ResSession): void {
+    this.sessions.delete(session);
+    if (this.restarting && this.sessions.size === 0) this.allClosed?.();
+  }
+
+  closeForRestart(): Promise<void> {
+    this.restarting = true;
+    for (const s of this.sessions) s.close(serviceRestart, 'Service restart');
+    return new Promise<void>((resolve) => {
+      this.allClosed = resolve;
+      if (this.sessions.size === 0) resolve();
+    });
+  }
+
+  terminate(): void {
+    this.restarting = true;
+    for (const s of this.sessions) s.socket.terminate();
+    this.wss.close();
+  }
+}
+
+/** Answers an upgrade request with a plain HTTP response instead (a refused origin, a drain, header auth's meta status). */
+function refuseUpgrade(socket: Duplex, status: number, header: Record<string, string[]>, body?: string): void {
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`, 'Connection: close', `Content-Length: ${body === undefined ? 0 : Buffer.byteLength(body)}`];
+  if (body !== undefined) lines.push('Content-Type: application/json; charset=utf-8');
+  for (const [k, vs] of Object.entries(header)) for (const v of vs) lines.push(`${k}: ${v}`);
+  if (socket.writable) socket.end(`${lines.join('\r\n')}\r\n\r\n${body ?? ''}`);
+  else socket.destroy();
+}
+
+export function attachResWebSocket(opts: ResWebSocketOptions): ResWebSocket {
+  return new ResWebSocketImpl(opts);
+}

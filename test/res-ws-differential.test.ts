@@ -1,0 +1,264 @@
+/**
+ * The RES client protocol, differentially: one scripted sequence of
+ * requests and service events runs through resgraph and through Resgate
+ * 1.8.0 (one fixture service, one nats-server), each with its own raw
+ * protocol client (helpers/resgate.ts ResgateClient), and after every step
+ * the request's result or error and the events pushed since the last step
+ * must be equal, message for message. The service must see no more get or
+ * access requests from resgraph than from Resgate. Header auth at the
+ * upgrade (Resgate's --wsheadauth) is compared by the upgrade's answer:
+ * status, Set-Cookie and other meta headers, a refusal's body.
+ *
+ * As in differential.test.ts, the two runs use disjoint rids (every rid holds
+ * the run's key, `$K` in the script), so neither gateway's cache answers
+ * for the other; messages are compared after mapping the key back.
+ *
+ * Skipped, with a printed reason, when no Resgate binary is found.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
+import { ResgateClient, ResgateRequestError, findResgate, startResgate, type ResgateServer } from './helpers/resgate.js';
+import { TestService } from './helpers/res-service.js';
+import WebSocket from 'ws';
+
+const found = findResgate();
+const resgateBin = 'bin' in found ? found.bin : undefined;
+if (!resgateBin) console.warn(`res-ws-differential.test.ts skipped: ${'reason' in found ? found.reason : ''}`);
+
+const sdl = /* GraphQL */ `
+  type Query {
+    nothing: String @get(rid: "rd.nothing")
+  }
+`;
+
+const enc = new TextEncoder();
+const ours = 'xG9';
+const theirs = 'xR9';
+let nats: NatsServer;
+let svc: TestService;
+let gw: TestGateway;
+let resgate: ResgateServer | undefined;
+/** set by the reaccess step: the service withdraws alice's access to the private model */
+let withdrawn = false;
+
+function addFixture(s: TestService, k: string): void {
+  s.model(`rd.book.${k}1`, { title: 'Dune', author: { rid: `rd.author.${k}1` }, related: { rid: `rd.book.${k}2`, soft: true }, extra: { data: [1, 2] } });
+  s.model(`rd.book.${k}2`, { title: 'Emma', author: { rid: `rd.author.${k}2` } });
+  s.model(`rd.book.${k}3`, { title: 'Kindred' });
+  s.model(`rd.author.${k}1`, { name: 'Frank', books: { rid: `rd.books.${k}` } });
+  s.model(`rd.author.${k}2`, { name: 'Jane' });
+  s.collection(`rd.books.${k}`, [{ rid: `rd.book.${k}1` }, { rid: `rd.book.${k}gone` }, 'loose']);
+  s.model(`rd.secret.${k}`, { text: 'hidden' });
+  s.model(`rd.private.${k}`, { who: 'alice' });
+  s.accessRules.set(`rd.secret.${k}`, { get: false });
+}
+
+/** One step: a request (its result or error is compared) or a service action; then the events pushed are compared. */
+interface Step {
+  name: string;
+  request?: (k: string) => [method: string, params?: unknown];
+  act?: (k: string) => Promise<void>;
+  /** how many events the step pushes (Resgate's count; the test waits for it on both) */
+  events?: number;
+}
+
+const steps: Step[] = [
+  { name: 'subscribe a model with references, a soft reference, a cycle and a failing reference', request: (k) => [`subscribe.rd.book.${k}1`] },
+  { name: 'subscribe the same again: nothing new', request: (k) => [`subscribe.rd.book.${k}1`] },
+  { name: 'get a model not in view', request: (k) => [`get.rd.book.${k}3`] },
+  { name: 'get a model in view', request: (k) => [`get.rd.author.${k}1`] },
+  { name: 'subscribe not found', request: (k) => [`subscribe.rd.book.${k}missing`] },
+  { name: 'subscribe without access', request: (k) => [`subscribe.rd.secret.${k}`] },
+  { name: 'a change event', act: (k) => svc.change(`rd.book.${k}1`, { title: 'Dune Messiah' }), events: 1 },
+  { name: 'a change to a new reference brings it into view', act: (k) => svc.change(`rd.book.${k}1`, { author: { rid: `rd.author.${k}2` } }), events: 1 },
+  { name: 'a change back: the old reference is in view through the collection', act: (k) => svc.change(`rd.book.${k}1`, { author: { rid: `rd.author.${k}1` } }), events: 1 },
+  { name: 'a property deleted', act: (k) => svc.change(`rd.book.${k}1`, { extra: { action: 'delete' } }), events: 1 },
+  { name: 'an add event with a new reference', act: (k) => svc.add(`rd.books.${k}`, { rid: `rd.book.${k}2` }, 1), events: 1 },
+  { name: 'a remove event', act: (k) => svc.remove(`rd.books.${k}`, 2), events: 1 },
+  { name: 'a custom event', act: (k) => svc.event(`rd.book.${k}1`, 'ping', { n: 1 }), events: 1 },
+  { name: 'a custom event on a resource out of view', act: (k) => svc.event(`rd.book.${k}3`, 'ping', { n: 2 }) },
+  { name: 'a call with a result', request: (k) => [`call.rd.book.${k}1.set`, { title: 'x' }] },
+  { name: 'a call with a null result', request: (k) => [`call.rd.book.${k}1.none`] },
+  { name: 'a call with a resource reply', request: (k) => [`call.rd.book.${k}1.make`] },
+  { name: 'a call with an error', request: (k) => [`call.rd.book.${k}1.fail`] },
+  { name: 'a call nobody answers', request: (k) => [`call.rd.book.${k}1.nothing`] },
+  { name: 'a call without access', request: (k) => [`call.rd.secret.${k}.set`] },
+  { name: 'unsubscribe twice at once', request: (k) => [`unsubscribe.rd.book.${k}1`, { count: 2 }] },
+  { name: 'unsubscribe once more: no subscription', request: (k) => [`unsubscribe.rd.book.${k}1`] },
+  { name: 'subscribe before login: denied', request: (k) => [`subscribe.rd.private.${k}`] },
+  { name: 'login', request: (k) => [`auth.rd.user.${k}.login`, { name: 'alice' }] },
+  { name: 'subscribe after login', request: (k) => [`subscribe.rd.private.${k}`] },
+  {
+    name: 'reaccess after access is withdrawn: an unsubscribe event',
+    act: async (k) => {
+      withdrawn = true;
+      await svc.event(`rd.private.${k}`, 'reaccess');
+    },
+    events: 1,
+  },
+  { name: 'subscribe the collection: its references come along', request: (k) => [`subscribe.rd.books.${k}`] },
+  {
+    name: 'a system.reset: the difference as events',
+    act: async (k) => {
+      svc.model(`rd.book.${k}2`, { title: 'Emma', author: { rid: `rd.author.${k}2` }, year: 1815 });
+      await svc.publish('system.reset', { resources: [`rd.book.${k}2`] });
+    },
+    events: 1,
+  },
+  { name: 'a delete event', act: (k) => svc.event(`rd.book.${k}2`, 'delete'), events: 1 },
+  {
+    // without a reaccess: both gateways ask again on the next subscribe
+    name: 'the service gives access back',
+    act: async () => {
+      withdrawn = false;
+    },
+  },
+  { name: 'subscribe after access is back', request: (k) => [`subscribe.rd.private.${k}`] },
+  {
+    name: 'a system.reset of access that withdraws it: an unsubscribe event',
+    act: async (k) => {
+      withdrawn = true;
+      await svc.publish('system.reset', { access: [`rd.private.${k}`] });
+    },
+    events: 1,
+  },
+  { name: 'an unknown request type', request: (k) => [`nonsense.rd.book.${k}1`] },
+];
+
+function installService(s: TestService): void {
+  const second = (subject: string) => `rd.book.${subject.split('.')[3].replace(/1$/, '')}3`;
+  s.handle('call.rd.book.*.set', (p) => ({ result: { ok: true, got: p.params } }));
+  s.handle('call.rd.book.*.none', () => ({ result: null }));
+  s.handle('call.rd.book.*.make', (_p, subject) => ({ resource: { rid: second(subject) } }));
+  s.handle('call.rd.book.*.fail', () => ({ error: { code: 'rd.bad', message: 'Bad', data: { why: 1 } } }));
+  s.handle('access.rd.private.*', (p) => ({ result: { get: p.token?.user === 'alice' && !withdrawn, call: '*' } }));
+  s.handle('auth.rd.user.*.login', (p) => {
+    s.nc.publish(`conn.${p.cid}.token`, enc.encode(JSON.stringify({ token: { user: p.params.name } })));
+    return { result: { user: p.params.name } };
+  });
+}
+
+beforeAll(async () => {
+  if (!resgateBin) return;
+  nats = await startNatsServer();
+  svc = await TestService.start(nats.url);
+  installService(svc);
+  addFixture(svc, ours);
+  addFixture(svc, theirs);
+  gw = await startTestGateway(nats.url, sdl);
+  resgate = await startResgate(resgateBin, nats.url);
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await resgate?.stop();
+  await svc?.close();
+  await nats?.stop();
+});
+
+const normalize = (v: unknown, key: string): unknown => JSON.parse(JSON.stringify(v ?? null).replaceAll(key, '$K'));
+
+async function outcome(c: ResgateClient, method: string, params: unknown): Promise<unknown> {
+  try {
+    return { result: await c.request(method, params) };
+  } catch (e) {
+    if (e instanceof ResgateRequestError) return { error: e.error };
+    throw e;
+  }
+}
+
+describe.skipIf(!resgateBin)('the RES client protocol against Resgate', () => {
+  let a: ResgateClient;
+  let b: ResgateClient;
+  let seenA = 0;
+  let seenB = 0;
+
+  beforeAll(async () => {
+    a = await ResgateClient.connect(gw.url.replace(/^http/, 'ws').replace(/\/graphql$/, '/'));
+    b = await ResgateClient.connect(resgate!.wsUrl);
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+  });
+
+  it.each(steps.map((s) => [s.name, s] as const))('%s', async (_name, step) => {
+    if (step.request) {
+      const [mA, pA] = step.request(ours);
+      const [mB, pB] = step.request(theirs);
+      const [rA, rB] = await Promise.all([outcome(a, mA, pA), outcome(b, mB, pB)]);
+      expect(normalize(rA, ours)).toEqual(normalize(rB, theirs));
+    }
+    if (step.act) await Promise.all([step.act(ours), step.act(theirs)]);
+    const n = step.events ?? 0;
+    await b.waitFor(() => b.events.length >= seenB + n, 5000, `Resgate's ${n} events`);
+    await a.waitFor(() => a.events.length >= seenA + n, 5000, `resgraph's ${n} events`);
+    // a step announced to push nothing: a later step would show a stray event of it
+    const evA = a.events.slice(seenA);
+    const evB = b.events.slice(seenB);
+    seenA = a.events.length;
+    seenB = b.events.length;
+    expect(normalize(evA, ours)).toEqual(normalize(evB, theirs));
+  });
+
+  it('the service saw no more get or access requests from resgraph than from Resgate', () => {
+    const count = (prefix: string, key: string) => svc.requests.filter((r) => r.subject.startsWith(prefix) && r.subject.includes(key)).length;
+    for (const type of ['get.', 'access.']) expect(count(type, ours)).toBeLessThanOrEqual(count(type, theirs));
+  });
+});
+
+describe.skipIf(!resgateBin)('header auth at the upgrade against Resgate (--wsheadauth)', () => {
+  let authed: TestGateway;
+  let authedResgate: ResgateServer;
+
+  beforeAll(async () => {
+    svc.handle('auth.wsh.cookie', (p) => {
+      const cookie = p.header?.Cookie?.[0];
+      if (cookie === 'session=expired') {
+        return { error: { code: 'session.expired', message: 'Expired' }, meta: { status: 401, header: { 'Set-Cookie': ['session=; Max-Age=0'] } } };
+      }
+      if (cookie === 'session=moved') return { result: null, meta: { status: 302, header: { Location: ['/login'] } } };
+      return { result: null, meta: { header: { 'Set-Cookie': ['seen=1'], 'X-Extra': ['1'] } } };
+    });
+    authed = await startTestGateway(nats.url, sdl, { headerAuth: 'wsh.cookie' });
+    authedResgate = await startResgate(resgateBin!, nats.url, { args: ['-t', 'wsh.cookie'] });
+  });
+  afterAll(async () => {
+    await authed?.close();
+    await authedResgate?.stop();
+  });
+
+  /** The upgrade's answer: status, the headers a service may set, the body of a refusal. */
+  function upgrade(url: string, cookie: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { headers: { cookie } });
+      const seen = (status: number | undefined, h: Record<string, string | string[] | undefined>, body: string) => ({
+        status,
+        setCookie: h['set-cookie'] ?? [],
+        extra: h['x-extra'] ?? null,
+        location: h.location ?? null,
+        body: body === '' ? '' : JSON.parse(body),
+      });
+      ws.once('upgrade', (res) => {
+        resolve(seen(res.statusCode, res.headers, ''));
+        ws.terminate();
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(seen(res.statusCode, res.headers, body)));
+      });
+      ws.once('error', reject);
+    });
+  }
+
+  it.each([
+    ['meta headers on the upgrade response', 'session=alice'],
+    ['a 4XX status with an error refuses the upgrade', 'session=expired'],
+    ['a 3XX status redirects', 'session=moved'],
+  ])('%s', async (_name, cookie) => {
+    const ourUrl = authed.url.replace(/^http/, 'ws').replace(/\/graphql$/, '/');
+    expect(await upgrade(ourUrl, cookie)).toEqual(await upgrade(authedResgate.wsUrl, cookie));
+  });
+});
