@@ -40,7 +40,9 @@ export const workersOf = (kind) => (/^resgraph-w(\d+)$/.exec(kind) ? Number(kind
 
 /**
  * Starts a gateway as process `gateway` of `procs`. `kind`: `resgraph`
- * (bench/gateway.mjs, with IPC hooks), `resgraph-w<n>` (`node dist/cli.js
+ * (bench/gateway.mjs, with IPC hooks), `resgraph-res` (the same, for
+ * clients of Resgate's protocols: its RES WebSocket and `/api`),
+ * `resgraph-w<n>` (`node dist/cli.js
  * --workers n`, measured from /proc over the primary and its workers), or
  * `resgate`. Returns {kind, url (HTTP base for queries), wsUrl, rpc
  * (resgraph only), pid, profileFile}.
@@ -94,5 +96,7 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
     gateway: true,
     logName: `resgraph${tag}`,
   });
-  return { kind, url: e.info.url, wsUrl: e.info.url, rpc: e.rpc, pid: e.pid, profileFile };
+  // `resgraph-res`: the same gateway, its clients speaking Resgate's protocol on its RES WebSocket path (/)
+  const wsUrl = kind === 'resgraph-res' ? new URL('/', e.info.url).href.replace(/^http/, 'ws') : e.info.url;
+  return { kind, url: e.info.url, wsUrl, rpc: e.rpc, pid: e.pid, profileFile };
 }

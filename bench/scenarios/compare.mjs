@@ -15,7 +15,9 @@
  *   6. cached read over HTTP, 50 connections: POST /graphql vs GET /api/<rid>.
  *
  * Groups of scenarios share a gateway process (1–3: 1,000 clients; 4–5:
- * 10,000 clients; 6: HTTP); each group runs on resgraph, then on Resgate.
+ * 10,000 clients; 6: HTTP); each group runs on resgraph, on resgraph again
+ * with Resgate's clients (its WebSocket protocol on resgraph's RES path, GET
+ * /api: the same clients on both gateways, a second table), then on Resgate.
  * Without a Resgate binary, resgraph runs alone and no ratios are printed.
  */
 import { Hist } from '../lib/hist.mjs';
@@ -28,17 +30,21 @@ import { natsChildArgs } from '../lib/nats.mjs';
 export const compareScenarios = [1, 2, 3, 4, 5, 6];
 const RATES = [100, 150, 200, 300, 1000];
 /** How a gateway kind is named in the output. */
-export const label = (kind) => (kind === 'resgate' ? 'Resgate' : workersOf(kind) ? `resgraph --workers ${workersOf(kind)}` : kind);
+export const gatewayName = (kind) =>
+  kind === 'resgate' ? 'Resgate' : kind === 'resgraph-res' ? 'resgraph (RES clients)' : workersOf(kind) ? `resgraph --workers ${workersOf(kind)}` : kind;
+/** Whether a gateway kind's clients speak Resgate's protocols (its WebSocket protocol, GET /api) rather than GraphQL. */
+const speaksRes = (kind) => kind === 'resgate' || kind === 'resgraph-res';
 
 export async function compare({ quick = false, clientProcs = 1, profile = false, only, rates = RATES, log = console.log } = {}) {
   const which = new Set(only?.length ? only : compareScenarios);
   const found = findResgate();
-  const kinds = found.bin ? ['resgraph', 'resgate'] : ['resgraph'];
+  // resgraph twice: for GraphQL clients, and for the clients written for Resgate (its WebSocket protocol and /api)
+  const kinds = found.bin ? ['resgraph', 'resgraph-res', 'resgate'] : ['resgraph', 'resgraph-res'];
   if (!found.bin) log(`compare: Resgate comparison skipped: ${found.reason}. resgraph runs alone; no ratios.`);
   else log(`compare: Resgate at ${found.bin}; each group of scenarios runs on resgraph, then on Resgate (one gateway at a time)`);
   const sec = (s) => (quick ? Math.max(2, Math.round(s / 4)) : s) * 1000;
   const procs = new Processes('compare');
-  const res = { resgraph: {}, resgate: {} };
+  const res = { resgraph: {}, 'resgraph-res': {}, resgate: {} };
   const profiles = [];
   const t0 = Date.now();
   try {
@@ -60,13 +66,21 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
     rows,
   );
+  // the same measures with the same clients on both: Resgate's WebSocket protocol and GET /api
+  const sameClients = summarize({ resgraph: res['resgraph-res'], resgate: res.resgate }, withResgate, found.reason);
+  printTable(
+    'resgraph serving Resgate\'s clients (RES WebSocket protocol, GET /api) vs Resgate: the same clients on both',
+    ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
+    sameClients.rows,
+  );
+  targets.push(...sameClients.targets.map((t) => ({ ...t, name: `RES clients: ${t.name}` })));
   log(`\ncompare: ${Math.round((Date.now() - t0) / 1000)} s${quick ? ' (--quick: phases shortened; not for numbers)' : ''}`);
-  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, summary: rows, targets, profiles };
+  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, summary: rows, summaryResClients: sameClients.rows, targets, profiles };
 }
 
 // ---- gateway lifetimes ---------------------------------------------------------
 
-const protocolOf = (kind) => ({ protocol: kind === 'resgate' ? 'resgate' : 'graphql-ws', transport: 'raw' });
+const protocolOf = (kind) => ({ protocol: speaksRes(kind) ? 'resgate' : 'graphql-ws', transport: 'raw' });
 
 /** Starts gateway `kind` and the client processes, runs fn, stops both (the broker, service and floor stay). */
 async function withGateway(ctx, kind, { clients = 0, tag, profile = false, extra = [] }, fn) {
@@ -108,7 +122,7 @@ const noiseShare = (p) => (p.otherCpuSec + p.stealSec) / (p.wallSec * 2);
 async function quietest(ctx, kind, run) {
   const first = await run(5000);
   if (noiseShare(first) <= 0.05) return first;
-  ctx.log(`  ${label(kind)} ${first.label}: noisy (others took ${round(100 * noiseShare(first), 0)}% of the machine: ${first.otherCpuSec} CPU s, steal ${first.stealSec} s); running it once more`);
+  ctx.log(`  ${gatewayName(kind)} ${first.label}: noisy (others took ${round(100 * noiseShare(first), 0)}% of the machine: ${first.otherCpuSec} CPU s, steal ${first.stealSec} s); running it once more`);
   // waiting longer (up to 15 s) for a quiet moment this time
   const second = await run(15_000);
   const [kept, dropped] = noiseShare(second) < noiseShare(first) ? [second, first] : [first, second];
@@ -248,7 +262,7 @@ export async function groupLive(ctx, kind, which) {
     const out = {};
     const say = (p) =>
       log(
-        `  ${label(kind)} ${p.label}: ${p.deliveredPerSec} results/s, latency p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms` +
+        `  ${gatewayName(kind)} ${p.label}: ${p.deliveredPerSec} results/s, latency p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms` +
           (p.staleness ? `, staleness p50 ${fmt(p.staleness.p50)} p99 ${fmt(p.staleness.p99)} ms (first s p50 ${fmt(p.staleness.firstSecond.p50)}, last s p50 ${fmt(p.staleness.lastSecond.p50)})` : '') +
           `, drained ${p.drained ? `in ${p.drainMs} ms` : `NOT within ${p.drainMs} ms (${p.behindAtTimeout} behind)`}${p.settledMs !== undefined ? `, settled ${p.carriesBacklog ? 'NOT ' : ''}after ${p.settledMs} ms` : ''}` +
           `, skipped ${p.skippedPct}%, lost ${p.lost}, err ${p.errors}, gw ${p.gw.cpuPct}% CPU, clients ${p.clientCpuPct}% CPU; noise: other ${p.otherCpuSec} CPU s, steal ${p.stealSec} s${p.gw.waitPct === null ? '' : `, gw wait ${p.gw.waitPct}%`}`,
@@ -256,7 +270,7 @@ export async function groupLive(ctx, kind, which) {
     if (which.has(1)) {
       const conn = await clients.connect(gw.wsUrl, 10, protocolOf(kind));
       const sub = await clients.subscribe('cmp10', 10);
-      log(`${label(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
+      log(`${gatewayName(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
       await warm(ctx, clients, ['cmp10'], 100, sec(2));
       out.s1 = await quietest(ctx, kind, (quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }));
       say(out.s1);
@@ -265,7 +279,7 @@ export async function groupLive(ctx, kind, which) {
     if (which.has(2) || which.has(3)) {
       const conn = await clients.connect(gw.wsUrl, 1000, protocolOf(kind));
       const sub = await clients.subscribe('cmp1k', 1000);
-      log(`${label(kind)}: ${conn.connected} connected in ${Math.round(conn.ms)} ms (${conn.failed} failed${conn.failSample ? `: ${conn.failSample}` : ''}), ${sub.firstResults} subscribed in ${Math.round(sub.ms)} ms`);
+      log(`${gatewayName(kind)}: ${conn.connected} connected in ${Math.round(conn.ms)} ms (${conn.failed} failed${conn.failSample ? `: ${conn.failSample}` : ''}), ${sub.firstResults} subscribed in ${Math.round(sub.ms)} ms`);
       out.setup1k = { connected: conn.connected, connectMs: Math.round(conn.ms), subscribed: sub.firstResults, subscribeMs: Math.round(sub.ms) };
       await warm(ctx, clients, ['cmp1k'], 100, sec(2));
       if (which.has(2)) {
@@ -306,7 +320,7 @@ async function groupTenK(ctx, kind, which) {
         rssAfterGc = procStat(gw.pid).rss;
       }
       const step = { label, rss, rssAfterGc };
-      log(`  ${label(kind)} memory, ${label}: RSS ${round(rss / 1048576, 1)} MB${rssAfterGc ? ` (${round(rssAfterGc / 1048576, 1)} MB after a forced GC)` : ''}`);
+      log(`  ${gatewayName(kind)} memory, ${label}: RSS ${round(rss / 1048576, 1)} MB${rssAfterGc ? ` (${round(rssAfterGc / 1048576, 1)} MB after a forced GC)` : ''}`);
       return step;
     };
     const opts = protocolOf(kind);
@@ -349,7 +363,7 @@ async function groupTenK(ctx, kind, which) {
       p.lastClientMs = { perChange: perChange.map((x) => r2(x)), p50: r2(perChange[Math.floor((perChange.length - 1) / 2)]), max: r2(perChange.at(-1)) };
       out.s4 = p;
       log(
-        `  ${label(kind)} ${p.label}: last client has the change after p50 ${fmt(p.lastClientMs.p50)} ms, max ${fmt(p.lastClientMs.max)} ms (per change: ${p.lastClientMs.perChange.join(', ')}); all deliveries p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms; lost ${p.lost}, clients ${p.clientUsPerResult} µs/result`,
+        `  ${gatewayName(kind)} ${p.label}: last client has the change after p50 ${fmt(p.lastClientMs.p50)} ms, max ${fmt(p.lastClientMs.max)} ms (per change: ${p.lastClientMs.perChange.join(', ')}); all deliveries p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms; lost ${p.lost}, clients ${p.clientUsPerResult} µs/result`,
       );
     }
     return out;
@@ -370,7 +384,7 @@ export async function groupHttp(ctx, kind) {
   const connections = 50;
   return withGateway(ctx, kind, { tag: 'http', extra: ['http-load'], profile: ctx.profile && kind === 'resgraph' }, async (gw) => {
     const load = (await procs.startNode('http-load', 'autocannon (HTTP load generator)', 'clients/http-load.mjs', { logName: `${kind}-http-load` })).rpc;
-    const mode = kind === 'resgate' ? 'resgate-get' : 'cached';
+    const mode = speaksRes(kind) ? 'resgate-get' : 'cached';
     const args = { url: gw.url, mode, id: 'cmphot' };
     await load.call('run', { ...args, connections: 10, durationSec: 2 }); // warm (not measured)
     const measure = async (quietMaxMs) => {
@@ -382,7 +396,7 @@ export async function groupHttp(ctx, kind) {
       const after = await service.call('counts');
       return {
         label: 'cached read',
-        what: kind === 'resgate' ? 'GET /api/bench/item/cmphot' : 'POST /graphql { item(id) { id seq ts name } }',
+        what: speaksRes(kind) ? 'GET /api/bench/item/cmphot' : 'POST /graphql { item(id) { id seq ts name } }',
         connections,
         durationSec,
         requests: r.requests,
@@ -404,7 +418,7 @@ export async function groupHttp(ctx, kind) {
     };
     const s6 = await quietest(ctx, kind, measure);
     log(
-      `  ${label(kind)} cached read (${s6.what}): ${s6.rps} req/s, p50 ${s6.latency.p50} ms, p99 ${s6.latency.p99} ms, errors ${s6.errors}${s6.errorSample ? ` (${s6.errorSample})` : ''}; get/req ${s6.getPerRequest}, access/req ${s6.accessPerRequest}; gw ${s6.gw?.cpuPct}% CPU; noise: other ${s6.otherCpuSec} CPU s, steal ${s6.stealSec} s`,
+      `  ${gatewayName(kind)} cached read (${s6.what}): ${s6.rps} req/s, p50 ${s6.latency.p50} ms, p99 ${s6.latency.p99} ms, errors ${s6.errors}${s6.errorSample ? ` (${s6.errorSample})` : ''}; get/req ${s6.getPerRequest}, access/req ${s6.accessPerRequest}; gw ${s6.gw?.cpuPct}% CPU; noise: other ${s6.otherCpuSec} CPU s, steal ${s6.stealSec} s`,
     );
     return { s6 };
   });
@@ -419,7 +433,7 @@ async function warm(ctx, clients, ids, rate, durationMs) {
 
 function printDetails(res, kinds) {
   const live = [];
-  for (const k of kinds) for (const key of ['s1', 's2']) if (res[k][key]) live.push([label(k), res[k][key]]);
+  for (const k of kinds) for (const key of ['s1', 's2']) if (res[k][key]) live.push([gatewayName(k), res[k][key]]);
   if (live.length) {
     printTable(
       'Scenarios 1–2: latency = event publish → client receive; added = gateway − plain NATS subscriber (floor), same phase',
@@ -428,7 +442,7 @@ function printDetails(res, kinds) {
     );
   }
   const ramp = [];
-  for (const k of kinds) for (const p of res[k].s3 ?? []) ramp.push([label(k), p]);
+  for (const k of kinds) for (const p of res[k].s3 ?? []) ramp.push([gatewayName(k), p]);
   if (ramp.length) {
     printTable(
       'Scenario 3: 1,000 subscribers, rising event rate; staleness = publish → a client holds a result reflecting that event or later (first/last s: events published in the first/last second)',
@@ -465,7 +479,7 @@ function printDetails(res, kinds) {
       ['gateway', 'idle MB', '10k conns MB', '10k subscribed MB', 'per conn KB', 'per sub KB', 'per subscribed client KB', 'per subscribed client KB after forced GC'],
       mem.map((k) => {
         const m = res[k].s5;
-        return [label(k), m.idleMB, m.connsMB, m.subsMB, round(m.perConnection / 1024, 1), round(m.perSubscription / 1024, 1), round(m.perSubscribedClient / 1024, 1), m.afterGc ? round(m.afterGc.perSubscribedClient / 1024, 1) : 'n/a'];
+        return [gatewayName(k), m.idleMB, m.connsMB, m.subsMB, round(m.perConnection / 1024, 1), round(m.perSubscription / 1024, 1), round(m.perSubscribedClient / 1024, 1), m.afterGc ? round(m.afterGc.perSubscribedClient / 1024, 1) : 'n/a'];
       }),
     );
   }

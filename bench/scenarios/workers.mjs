@@ -18,7 +18,7 @@ import { findResgate } from '../lib/gateways.mjs';
 import { Processes } from '../lib/procs.mjs';
 import { fmt, printTable, targetRow } from '../lib/report.mjs';
 import { natsChildArgs } from '../lib/nats.mjs';
-import { groupHttp, groupLive, label } from './compare.mjs';
+import { gatewayName, groupHttp, groupLive } from './compare.mjs';
 
 export async function workers({ quick = false, clientProcs = 1, counts = [1, 2], log = console.log } = {}) {
   const found = findResgate();
@@ -43,7 +43,7 @@ export async function workers({ quick = false, clientProcs = 1, counts = [1, 2],
   printTable(
     'resgraph with --workers, beside Resgate (same run, one gateway at a time)',
     ['gateway', 'cached reads req/s', 'vs Resgate', 'fan-out p99 ms (1,000 subs, 100/s)', 'vs Resgate', 'gateway CPU µs/result'],
-    kinds.map((k) => [label(k), res[k].s6?.rps, ratio(res[k].s6?.rps, base?.s6?.rps), res[k].s2?.latencyMs.p99, ratio(res[k].s2?.latencyMs.p99, base?.s2?.latencyMs.p99), res[k].s2?.gw.usPerResult]),
+    kinds.map((k) => [gatewayName(k), res[k].s6?.rps, ratio(res[k].s6?.rps, base?.s6?.rps), res[k].s2?.latencyMs.p99, ratio(res[k].s2?.latencyMs.p99, base?.s2?.latencyMs.p99), res[k].s2?.gw.usPerResult]),
   );
   const w2 = res['resgraph-w2'];
   const targets = base && w2
