@@ -22,11 +22,11 @@ import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
+import { documentLimitPlugins, limitsWithDefaults } from './transports/limits.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
-import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 
 export interface GatewayOptions {
   /** NATS server URL(s). Default nats://127.0.0.1:4222. */
@@ -47,6 +47,19 @@ export interface GatewayOptions {
   maxSubscriptionsPerConnection?: number;
   /** Deepest selection an operation may have. Default 15. */
   maxDepth?: number;
+  /** Aliased fields an operation may have. Default 30. */
+  maxAliases?: number;
+  /** Tokens a document may have. Default 5000. */
+  maxTokens?: number;
+  /** Directives an operation may use. Default 50. */
+  maxDirectives?: number;
+  /** Bytes (UTF-8) a document may have. Default 102400 (100 KB). */
+  maxDocumentBytes?: number;
+  /**
+   * Bytes a request body may have: HTTP answers 413 above it, and a larger
+   * WebSocket message closes its socket with 1009. Default 1048576 (1 MB).
+   */
+  maxBodyBytes?: number;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -130,6 +143,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
   const graphqlPath = opts.graphqlPath ?? '/graphql';
+  const limits = limitsWithDefaults(opts);
   const yoga = createHttpTransport({
     schema,
     cache,
@@ -139,7 +153,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     natsConnected: () => res.connected,
     draining: () => draining,
     authenticator,
-    plugins: [maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }), useLiveResults(live, loaded.mapping)],
+    maxBodyBytes: limits.maxBodyBytes,
+    plugins: [...documentLimitPlugins(limits), useLiveResults(live, loaded.mapping)],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
   const requests = new RequestTracker();
@@ -153,6 +168,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     authenticator,
     graphqlPath,
     logger: log,
+    maxBodyBytes: limits.maxBodyBytes,
   });
   const server = createServer((req, response) => {
     const path = pathOf(req);
@@ -188,6 +204,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
+    maxMessageBytes: limits.maxBodyBytes,
   });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;

@@ -14,6 +14,8 @@ export const ErrorCode = {
   methodNotFound: 'system.methodNotFound',
   accessDenied: 'system.accessDenied',
   timeout: 'system.timeout',
+  /** the gateway's own: a request over one of its limits (operation limits, subscriptions per connection) */
+  limitExceeded: 'system.limitExceeded',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

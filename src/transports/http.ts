@@ -13,6 +13,7 @@ import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
+import { requestBodyLimit } from './limits.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -35,6 +36,8 @@ export interface HttpTransportOptions {
   plugins?: Plugin[];
   /** header auth, run for each HTTP request before the operation */
   authenticator: Authenticator;
+  /** Bytes a request body may have (413 above it). */
+  maxBodyBytes: number;
 }
 
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
@@ -81,6 +84,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     graphqlEndpoint: opts.graphqlEndpoint,
     graphiql: { title: 'resgraph' },
     landingPage: false,
+    maxRequestBodySize: opts.maxBodyBytes,
     healthCheckEndpoint: '/health',
     logging: {
       debug: (...a: unknown[]) => opts.logger.debug(a.map(String).join(' ')),
@@ -102,6 +106,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     plugins: [
       probes(opts.natsConnected, opts.draining ?? (() => false)),
       releaseAfterExecution(connections),
+      requestBodyLimit(opts.maxBodyBytes),
       ...(opts.plugins ?? []),
     ],
   });

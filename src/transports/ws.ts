@@ -19,7 +19,7 @@
  * gateway's CPU (see README, Performance).
  */
 import type { IncomingMessage, Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import type { ExecutionArgs, ExecutionResult, GraphQLFormattedError, GraphQLSchema } from 'graphql';
 import {
   CloseCode,
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -37,6 +37,7 @@ import type { ResourceCache } from '../cache/cache.js';
 import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
+import { ErrorCode } from '../res/protocol.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
@@ -57,6 +58,8 @@ export interface WebSocketTransportOptions {
   connectionInitWaitTimeout?: number;
   /** How often dead sockets are looked for with a WebSocket ping, in ms. Default 12000. */
   keepAlive?: number;
+  /** Bytes a message may have; a larger one closes its socket with 1009 (message too big). */
+  maxMessageBytes: number;
 }
 
 /** WebSocket close code 1012: the server restarts; reconnect (RFC 6455 registry). */
@@ -259,7 +262,7 @@ class Session {
       this.complete(id, op);
     } catch (e) {
       this.t.opts.logger.error('WebSocket operation failed', { error: (e as Error)?.stack ?? String(e) });
-      this.fail(id, op, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
+      this.fail(id, op, [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }]);
     }
   }
 
@@ -318,10 +321,10 @@ class Session {
   }
 
   /** Ends an operation with errors, unless the client ended it first (an id may be reused after that). */
-  private fail(id: string, op: Operation, errors: readonly GraphQLError[]): void {
+  private fail(id: string, op: Operation, errors: readonly GraphQLFormattedError[]): void {
     if (this.ops.get(id) !== op) return;
     this.ops.delete(id);
-    this.send({ id, type: MessageType.Error, payload: errors.map((e) => e.toJSON()) });
+    this.send({ id, type: MessageType.Error, payload: errors });
     this.t.closeIfIdle(this);
   }
 
@@ -365,6 +368,8 @@ class WebSocketTransportImpl implements WebSocketTransport {
       path: opts.path,
       // off (ws's default too), and must stay so: live frames are written to the TCP socket directly
       perMessageDeflate: false,
+      // ws stops reading a larger frame and closes its socket with 1009
+      maxPayload: opts.maxMessageBytes,
       handleProtocols: (protocols) => handleProtocols(protocols),
       verifyClient: (_info, accept) => (this.restarting ? accept(false, 503, 'Service restarting') : accept(true)),
     });
