@@ -36,6 +36,15 @@ export interface CliOptions {
   drainTimeout: number;
   maxSubscriptions: number;
   maxDepth: number;
+  maxAliases: number;
+  maxTokens: number;
+  maxDirectives: number;
+  maxDocumentBytes: number;
+  maxBodyBytes: number;
+  /** the trusted documents' manifest (hash → document JSON) */
+  persistedDocuments: string | undefined;
+  /** refuse any document that is not in the manifest */
+  persistedOnly: boolean;
 }
 
 export type CliCommand =
@@ -118,6 +127,33 @@ const settings = {
     default: '15',
     help: 'deepest selection an operation may have',
   },
+  'max-aliases': { env: 'RESGRAPH_MAX_ALIASES', value: '<n>', default: '30', help: 'aliased fields an operation may have' },
+  'max-tokens': { env: 'RESGRAPH_MAX_TOKENS', value: '<n>', default: '5000', help: 'tokens a document may have' },
+  'max-directives': { env: 'RESGRAPH_MAX_DIRECTIVES', value: '<n>', default: '50', help: 'directives an operation may use' },
+  'max-document-bytes': {
+    env: 'RESGRAPH_MAX_DOCUMENT_BYTES',
+    value: '<n>',
+    default: '102400',
+    help: 'bytes a GraphQL document may have',
+  },
+  'max-body-bytes': {
+    env: 'RESGRAPH_MAX_BODY_BYTES',
+    value: '<n>',
+    default: '1048576',
+    help: 'bytes a request body or WebSocket message may have (HTTP 413, WebSocket close 1009)',
+  },
+  'persisted-documents': {
+    env: 'RESGRAPH_PERSISTED_DOCUMENTS',
+    value: '<file.json>',
+    default: 'none',
+    help: 'trusted documents, a JSON object of hash → document (codegen persistedDocuments); none: automatic persisted queries',
+  },
+  'persisted-only': {
+    env: 'RESGRAPH_PERSISTED_ONLY',
+    value: '',
+    default: 'false',
+    help: 'refuse every document that is not in --persisted-documents',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -125,7 +161,7 @@ type SettingName = keyof typeof settings;
 export function helpText(): string {
   const rows: [string, string, string?][] = (Object.keys(settings) as SettingName[]).map((name) => {
     const s = settings[name];
-    return [`  --${name} ${s.value}`, s.help, `env ${s.env}, default ${s.default}`];
+    return [`  --${name} ${s.value}`.trimEnd(), s.help, `env ${s.env}, default ${s.default}`];
   });
   rows.push(['  -h, --help', 'show this help'], ['  -v, --version', 'show the version']);
   const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
@@ -172,6 +208,13 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'drain-timeout': stringOption,
         'max-subscriptions': stringOption,
         'max-depth': stringOption,
+        'max-aliases': stringOption,
+        'max-tokens': stringOption,
+        'max-directives': stringOption,
+        'max-document-bytes': stringOption,
+        'max-body-bytes': stringOption,
+        'persisted-documents': stringOption,
+        'persisted-only': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -196,6 +239,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   const read = (name: SettingName): { text: string; source: string } => {
     const flag = values[name];
     if (typeof flag === 'string') return { text: flag, source: `--${name}` };
+    if (flag === true) return { text: 'true', source: `--${name}` };
     const fromEnv = env[settings[name].env];
     if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: settings[name].env };
     return { text: settings[name].default, source: `default of --${name}` };
@@ -233,6 +277,15 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
     }
   }
 
+  const persistedDocuments = read('persisted-documents').text.trim();
+  const persistedOnlyText = read('persisted-only').text.trim().toLowerCase();
+  if (persistedOnlyText !== 'true' && persistedOnlyText !== 'false') invalid('persisted-only', 'true or false');
+  const persistedOnly = persistedOnlyText === 'true';
+  if (persistedOnly && persistedDocuments === 'none') {
+    throw new UsageError('--persisted-only needs --persisted-documents <file.json>: the documents it lets through');
+  }
+  const limit = (name: SettingName) => wholeNumber(name, 1, 2 ** 31 - 1, 'a whole number above 0');
+
   return {
     command: 'run',
     options: {
@@ -248,6 +301,13 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
+      maxAliases: limit('max-aliases'),
+      maxTokens: limit('max-tokens'),
+      maxDirectives: limit('max-directives'),
+      maxDocumentBytes: limit('max-document-bytes'),
+      maxBodyBytes: limit('max-body-bytes'),
+      persistedDocuments: persistedDocuments === 'none' ? undefined : persistedDocuments,
+      persistedOnly,
     },
   };
 }
@@ -301,6 +361,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
 
   const opts = cmd.options;
   if (!existsSync(opts.schema)) fail(2, `schema path ${opts.schema} does not exist`);
+  if (opts.persistedDocuments !== undefined && !existsSync(opts.persistedDocuments)) {
+    fail(2, `persisted documents file ${opts.persistedDocuments} does not exist`);
+  }
   const log = consoleLogger(opts.logLevel);
 
   let gw: Gateway;
@@ -317,6 +380,13 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       drainTimeout: opts.drainTimeout,
       maxSubscriptionsPerConnection: opts.maxSubscriptions,
       maxDepth: opts.maxDepth,
+      maxAliases: opts.maxAliases,
+      maxTokens: opts.maxTokens,
+      maxDirectives: opts.maxDirectives,
+      maxDocumentBytes: opts.maxDocumentBytes,
+      maxBodyBytes: opts.maxBodyBytes,
+      persistedDocuments: opts.persistedDocuments,
+      persistedOnly: opts.persistedOnly,
       logger: log,
     });
   } catch (e) {

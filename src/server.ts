@@ -23,6 +23,7 @@ import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
 import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { documentLimitPlugins, limitsWithDefaults } from './transports/limits.js';
+import { TrustedDocuments, loadPersistedDocuments } from './transports/trusted-documents.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
@@ -60,6 +61,16 @@ export interface GatewayOptions {
    * WebSocket message closes its socket with 1009. Default 1048576 (1 MB).
    */
   maxBodyBytes?: number;
+  /**
+   * Trusted documents: a manifest of hash → document (or the path of its
+   * JSON file, as graphql-codegen's client preset writes it with
+   * `persistedDocuments: true`) that clients name by `documentId` or
+   * `extensions.persistedQuery.sha256Hash`. Default none: automatic
+   * persisted queries (Apollo's protocol) instead.
+   */
+  persistedDocuments?: string | Record<string, string>;
+  /** Refuse every document that is not in `persistedDocuments` (which it needs). Default false. */
+  persistedOnly?: boolean;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -144,6 +155,11 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   const graphqlPath = opts.graphqlPath ?? '/graphql';
   const limits = limitsWithDefaults(opts);
+  const trusted = new TrustedDocuments({
+    manifest: typeof opts.persistedDocuments === 'string' ? loadPersistedDocuments(opts.persistedDocuments) : opts.persistedDocuments,
+    persistedOnly: opts.persistedOnly,
+    maxDocumentBytes: limits.maxDocumentBytes,
+  });
   const yoga = createHttpTransport({
     schema,
     cache,
@@ -154,7 +170,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     draining: () => draining,
     authenticator,
     maxBodyBytes: limits.maxBodyBytes,
-    plugins: [...documentLimitPlugins(limits), useLiveResults(live, loaded.mapping)],
+    plugins: [trusted.yogaPlugin(), ...documentLimitPlugins(limits), useLiveResults(live, loaded.mapping)],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
   const requests = new RequestTracker();
@@ -169,6 +185,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     graphqlPath,
     logger: log,
     maxBodyBytes: limits.maxBodyBytes,
+    trusted,
   });
   const server = createServer((req, response) => {
     const path = pathOf(req);
@@ -205,6 +222,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     schema,
     logger: log,
     maxMessageBytes: limits.maxBodyBytes,
+    trusted,
   });
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;

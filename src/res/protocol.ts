@@ -16,6 +16,12 @@ export const ErrorCode = {
   timeout: 'system.timeout',
   /** the gateway's own: a request over one of its limits (operation limits, subscriptions per connection) */
   limitExceeded: 'system.limitExceeded',
+  /** the gateway's own: a document that is not among the trusted documents, where only those are accepted */
+  untrustedDocument: 'system.untrustedDocument',
+  /** persisted queries (Apollo's protocol, which clients branch on): no document is known by that hash */
+  persistedQueryNotFound: 'PERSISTED_QUERY_NOT_FOUND',
+  /** persisted queries: the document sent does not have the hash sent with it */
+  persistedQueryMismatch: 'PERSISTED_QUERY_MISMATCH',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

@@ -23,6 +23,7 @@ import type { ResourceMapping } from '../schema/schema.js';
 import { ErrorCode } from '../res/protocol.js';
 import { clientError, DocumentCache } from './documents.js';
 import { bodyTooLarge } from './limits.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
 
 export interface QueryFastPathOptions {
@@ -37,26 +38,36 @@ export interface QueryFastPathOptions {
   logger: Logger;
   /** Bytes a request body may have: a larger one is answered 413 without being read whole. */
   maxBodyBytes: number;
+  /** the trusted documents: a request naming its document by hash runs the stored one */
+  trusted: TrustedDocuments;
 }
 
 /** A document seen before: runnable on the short path, or not (Yoga answers it). */
 type Prepared = { document: DocumentNode; operation: OperationDefinitionNode; operationName: string | undefined } | 'yoga';
 
 interface Body {
-  query: string;
+  /** the document, or (with `documentId` or `extensions.persistedQuery`) absent */
+  query?: string;
+  documentId?: string;
   variables?: Record<string, unknown> | null;
   operationName?: string | null;
+  extensions?: { persistedQuery: unknown };
 }
 
 function isBody(v: unknown): v is Body {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const b = v as Record<string, unknown>;
   return (
-    typeof b.query === 'string' &&
+    (typeof b.query === 'string' || typeof b.documentId === 'string') &&
     (b.variables === undefined || b.variables === null || (typeof b.variables === 'object' && !Array.isArray(b.variables))) &&
     (b.operationName === undefined || b.operationName === null || typeof b.operationName === 'string') &&
-    b.extensions === undefined
+    // the persisted-query extension is the only one this path knows
+    (b.extensions === undefined || isOnlyPersistedQuery(b.extensions))
   );
+}
+
+function isOnlyPersistedQuery(ext: unknown): boolean {
+  return typeof ext === 'object' && ext !== null && Object.keys(ext).length === 1 && 'persistedQuery' in ext;
 }
 
 /** Whether a request may take the short path, from its headers alone (the body is read only then). */
@@ -72,9 +83,15 @@ function eligible(req: IncomingMessage, path: string, graphqlPath: string): bool
 export function createQueryFastPath(opts: QueryFastPathOptions) {
   const documents = new DocumentCache(opts.yoga);
 
-  /** The prepared document, when the short path may run it: it validates and is not a stream. */
+  /**
+   * The prepared document, when the short path may run it: it is trusted
+   * (refusals are Yoga's to answer, which resolves the same way), it
+   * validates and is not a stream.
+   */
   const prepare = (req: IncomingMessage, body: Body): Prepared => {
-    const p = documents.prepare(body.query, body.operationName, { req, params: body });
+    const trusted = opts.trusted.resolve(body);
+    if ('error' in trusted || trusted.query === undefined) return 'yoga';
+    const p = documents.prepare(trusted.query, body.operationName, { req, params: { ...body, query: trusted.query } });
     // errors are Yoga's to answer; streams and subscriptions need its response formats
     if (!p.ok || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, opts.mapping)) return 'yoga';
     return { document: p.document, operation: p.operation, operationName: body.operationName ?? undefined };

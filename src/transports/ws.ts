@@ -39,8 +39,9 @@ import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import type { ResourceMapping } from '../schema/schema.js';
-import { DocumentCache } from './documents.js';
+import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 
 export interface WebSocketTransportOptions {
   server: Server;
@@ -60,6 +61,8 @@ export interface WebSocketTransportOptions {
   keepAlive?: number;
   /** Bytes a message may have; a larger one closes its socket with 1009 (message too big). */
   maxMessageBytes: number;
+  /** the trusted documents: an operation naming its document by hash runs the stored one */
+  trusted: TrustedDocuments;
 }
 
 /** WebSocket close code 1012: the server restarts; reconnect (RFC 6455 registry). */
@@ -228,8 +231,11 @@ class Session {
     const op: Operation = { stop: () => undefined, finite: true };
     this.ops.set(id, op);
     try {
-      const initial = { req: this.req, socket: this.socket, params: payload, connection: this.conn };
-      const prepared = this.t.documents.prepare(payload.query, payload.operationName, initial);
+      const trusted = this.t.opts.trusted.resolve(payload);
+      if ('error' in trusted) return this.fail(id, op, [clientError(trusted.error)]);
+      const query = trusted.query ?? '';
+      const initial = { req: this.req, socket: this.socket, params: { ...payload, query }, connection: this.conn };
+      const prepared = this.t.documents.prepare(query, payload.operationName, initial);
       if (!prepared.ok) return this.fail(id, op, prepared.errors);
       const { document, operation } = prepared;
       const args = { schema: this.t.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
