@@ -7,7 +7,10 @@
  *      nats-server on 127.0.0.1:4222, or on a free port if 4222 is taken;
  *   3. starts the example library service (examples/library/service.ts, via tsx);
  *   4. starts the gateway (dist/cli.js) on port 4000 (--port or RESGRAPH_PORT
- *      to change it) and prints the GraphiQL URL;
+ *      to change it), accepting only the web example's trusted documents
+ *      (--persisted-documents with its codegen manifest, --persisted-only;
+ *      --allow-any-document accepts any document, for GraphiQL and curl),
+ *      and prints the GraphiQL URL;
  *   5. starts the web example (examples/web) on Vite's dev server, port 5173
  *      or a free one if that is taken, and prints the page's URL.
  *
@@ -39,22 +42,34 @@ function fatal(message) {
 let args;
 try {
   args = parseArgs({
-    options: { nats: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      nats: { type: 'string' },
+      port: { type: 'string' },
+      'allow-any-document': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   }).values;
 } catch (e) {
   console.error(`start: ${e.message.split('\n')[0]}`);
   process.exit(2);
 }
 if (args.help) {
-  console.log(`Usage: npm start [-- --nats <url>] [-- --port <n>]
+  console.log(`Usage: npm start [-- --nats <url>] [-- --port <n>] [-- --allow-any-document]
 
 Starts nats-server (unless --nats or RESGRAPH_NATS names one), the example
 library service, the resgraph gateway and the web example (Vite's dev
-server), and stops them all on Ctrl-C.`);
+server), and stops them all on Ctrl-C. The gateway accepts only the web
+example's trusted documents unless --allow-any-document is given (for
+GraphiQL and curl).`);
   process.exit(0);
 }
 const configuredNats = args.nats || process.env.RESGRAPH_NATS || undefined;
 const port = args.port || process.env.RESGRAPH_PORT || '4000';
+/** the web example's trusted documents (npm run codegen writes them) */
+const webManifest = 'examples/web/src/gql/persisted-documents.json';
+const trustedDocuments = args['allow-any-document']
+  ? ['--persisted-documents', webManifest]
+  : ['--persisted-documents', webManifest, '--persisted-only'];
 
 // --- build -----------------------------------------------------------------------
 
@@ -186,7 +201,7 @@ async function main() {
   await service.waitFor(/library service ready/, 30_000);
   if (stopping) return;
 
-  const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header']);
+  const gateway = launch('gateway', process.execPath, ['dist/cli.js', '--nats', natsUrl, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header', ...trustedDocuments]);
   const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
   await waitForHealth(new URL('/readyz', url), 10_000);
   if (stopping) return;
@@ -200,10 +215,13 @@ async function main() {
     throw new Error('the web example did not answer within 30 s');
   });
   if (stopping || web.exited) return;
+  const mode = args['allow-any-document']
+    ? `Try: curl -s ${url} -H 'content-type: application/json' -d '{"query":"{ books { title author { name } } }"}'`
+    : 'The gateway accepts only the web example\'s trusted documents; for GraphiQL and curl run: npm start -- --allow-any-document';
   console.log(`
 resgraph is up. GraphiQL: ${url}  (open it in a browser)
 Web example, live in every tab: http://127.0.0.1:${webPort}/
-Try: curl -s ${url} -H 'content-type: application/json' -d '{"query":"{ books { title author { name } } }"}'
+${mode}
 Press Ctrl-C to stop.
 `);
 }

@@ -1,10 +1,11 @@
 /**
  * What `npm start` runs, in-process for a test: a nats-server of its own,
  * the example library service (examples/library/service.ts) and a gateway
- * serving schema/library.graphql on a free port.
+ * serving schema/library.graphql on a free port (with the gateway options given).
  */
 import { readFileSync } from 'node:fs';
 import { startLibraryService, type LibraryService } from '../../examples/library/service.js';
+import type { GatewayOptions } from '../../src/server.js';
 import { startTestGateway, type TestGateway } from './gateway.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 
@@ -15,7 +16,7 @@ export interface LibraryStack {
   close(): Promise<void>;
 }
 
-export async function startLibraryStack(): Promise<LibraryStack> {
+export async function startLibraryStack(opts: Partial<GatewayOptions> = {}): Promise<LibraryStack> {
   const sdl = readFileSync(new URL('../../schema/library.graphql', import.meta.url), 'utf8');
   const nats = await startNatsServer();
   let library: LibraryService | undefined;
@@ -34,7 +35,7 @@ export async function startLibraryStack(): Promise<LibraryStack> {
   };
   try {
     library = await startLibraryService(nats.url);
-    gw = await startTestGateway(nats.url, sdl);
+    gw = await startTestGateway(nats.url, sdl, opts);
   } catch (e) {
     await close();
     throw e;
