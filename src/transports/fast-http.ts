@@ -58,7 +58,7 @@ function isBody(v: unknown): v is Body {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const b = v as Record<string, unknown>;
   return (
-    (typeof b.query === 'string' || typeof b.documentId === 'string') &&
+    (typeof b.query === 'string' || typeof b.documentId === 'string' || isOnlyPersistedQuery(b.extensions)) &&
     (b.variables === undefined || b.variables === null || (typeof b.variables === 'object' && !Array.isArray(b.variables))) &&
     (b.operationName === undefined || b.operationName === null || typeof b.operationName === 'string') &&
     // the persisted-query extension is the only one this path knows
