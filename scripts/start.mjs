@@ -10,7 +10,10 @@
  *      service and the gateway, which check them;
  *   3. starts the example library service (examples/library/service.ts, via tsx);
  *   4. starts the gateway (dist/cli.js) on port 4000 (--port or RESGRAPH_PORT
- *      to change it) and prints the GraphiQL URL;
+ *      to change it), accepting only the web example's trusted documents
+ *      (--persisted-documents with its codegen manifest, --persisted-only;
+ *      --allow-any-document accepts any document, for GraphiQL and curl),
+ *      and prints the GraphiQL URL;
  *   5. starts the web example (examples/web) on Vite's dev server, port 5173
  *      or a free one if that is taken, and prints the page's URL.
  *
@@ -61,21 +64,28 @@ let args;
 try {
   args = parseArgs({
     args: rest,
-    options: { nats: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      nats: { type: 'string' },
+      port: { type: 'string' },
+      'allow-any-document': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   }).values;
 } catch (e) {
   console.error(`start: ${e.message.split('\n')[0]}`);
   process.exit(2);
 }
 if (args.help) {
-  console.log(`Usage: npm start [-- --nats <url> [--nats-creds <file> ...]] [-- --port <n>]
+  console.log(`Usage: npm start [-- --nats <url> [--nats-creds <file> ...]] [-- --port <n>] [-- --allow-any-document]
 
 Starts nats-server (unless --nats or RESGRAPH_NATS names one), the example
 library service, the resgraph gateway and the web example (Vite's dev
 server), and stops them all on Ctrl-C. The gateway's --nats-* options
 (--nats-creds, --nats-nkey, --nats-token, --nats-user, --nats-password,
 --nats-tls-ca, --nats-tls-cert, --nats-tls-key, ...; see resgraph --help)
-go to both the service and the gateway, for a secured NATS.`);
+go to both the service and the gateway, for a secured NATS. The gateway
+accepts only the web example's trusted documents unless --allow-any-document
+is given (for GraphiQL and curl).`);
   process.exit(0);
 }
 const configuredNats = args.nats || process.env.RESGRAPH_NATS || undefined;
@@ -84,6 +94,11 @@ if (natsFlags.length > 0 && !configuredNats) {
   process.exit(2);
 }
 const port = args.port || process.env.RESGRAPH_PORT || '4000';
+/** the web example's trusted documents (npm run codegen writes them) */
+const webManifest = 'examples/web/src/gql/persisted-documents.json';
+const trustedDocuments = args['allow-any-document']
+  ? ['--persisted-documents', webManifest]
+  : ['--persisted-documents', webManifest, '--persisted-only'];
 
 // --- build -----------------------------------------------------------------------
 
@@ -221,7 +236,7 @@ async function main() {
   const webOrigins = `http://127.0.0.1:${webPort},http://localhost:${webPort}`;
   const gateway = launch('gateway', process.execPath, [
     'dist/cli.js', '--nats', natsUrl, ...natsFlags, '--schema', 'schema', '--port', port, '--header-auth', 'library.session.header',
-    '--allow-origin', webOrigins,
+    '--allow-origin', webOrigins, ...trustedDocuments,
   ]);
   const [, url] = await gateway.waitFor(/resgraph listening on (\S+)/, 15_000);
   await waitForHealth(new URL('/readyz', url), 10_000);
@@ -235,10 +250,13 @@ async function main() {
     throw new Error('the web example did not answer within 30 s');
   });
   if (stopping || web.exited) return;
+  const mode = args['allow-any-document']
+    ? `Try: curl -s ${url} -H 'content-type: application/json' -d '{"query":"{ books { title author { name } } }"}'`
+    : 'The gateway accepts only the web example\'s trusted documents; for GraphiQL and curl run: npm start -- --allow-any-document';
   console.log(`
 resgraph is up. GraphiQL: ${url}  (open it in a browser)
 Web example, live in every tab: http://127.0.0.1:${webPort}/
-Try: curl -s ${url} -H 'content-type: application/json' -d '{"query":"{ books { title author { name } } }"}'
+${mode}
 Press Ctrl-C to stop.
 `);
 }

@@ -57,6 +57,15 @@ export interface CliOptions {
   apiPath: string;
   /** where the RES client protocol (WebSocket) is served, or false for nowhere */
   resWsPath: string | false;
+  maxAliases: number;
+  maxTokens: number;
+  maxDirectives: number;
+  maxDocumentBytes: number;
+  maxBodyBytes: number;
+  /** the trusted documents' manifest (hash → document JSON) */
+  persistedDocuments: string | undefined;
+  /** refuse any document that is not in the manifest */
+  persistedOnly: boolean;
 }
 
 export type CliCommand =
@@ -194,6 +203,33 @@ const settings = {
     default: '5000',
     help: 'how often an idle multipart HTTP subscription (Apollo\'s protocol) gets a heartbeat',
   },
+  'max-aliases': { env: 'RESGRAPH_MAX_ALIASES', value: '<n>', default: '30', help: 'aliased fields an operation may have' },
+  'max-tokens': { env: 'RESGRAPH_MAX_TOKENS', value: '<n>', default: '5000', help: 'tokens a document may have' },
+  'max-directives': { env: 'RESGRAPH_MAX_DIRECTIVES', value: '<n>', default: '50', help: 'directives an operation may use' },
+  'max-document-bytes': {
+    env: 'RESGRAPH_MAX_DOCUMENT_BYTES',
+    value: '<n>',
+    default: '102400',
+    help: 'bytes a GraphQL document may have',
+  },
+  'max-body-bytes': {
+    env: 'RESGRAPH_MAX_BODY_BYTES',
+    value: '<n>',
+    default: '1048576',
+    help: 'bytes a request body or WebSocket message may have (HTTP 413, WebSocket close 1009)',
+  },
+  'persisted-documents': {
+    env: 'RESGRAPH_PERSISTED_DOCUMENTS',
+    value: '<file.json>',
+    default: 'none',
+    help: 'trusted documents, a JSON object of hash → document (codegen persistedDocuments); none: automatic persisted queries',
+  },
+  'persisted-only': {
+    env: 'RESGRAPH_PERSISTED_ONLY',
+    value: '',
+    default: 'false',
+    help: 'refuse every document that is not in --persisted-documents',
+  },
 } as const;
 
 type SettingName = keyof typeof settings;
@@ -201,7 +237,7 @@ type SettingName = keyof typeof settings;
 export function helpText(): string {
   const rows: [string, string, string?][] = (Object.keys(settings) as SettingName[]).map((name) => {
     const s = settings[name];
-    return [`  --${name} ${s.value}`, s.help, `env ${s.env}, default ${s.default}`];
+    return [`  --${name} ${s.value}`.trimEnd(), s.help, `env ${s.env}, default ${s.default}`];
   });
   rows.push(['  -h, --help', 'show this help'], ['  -v, --version', 'show the version']);
   const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
@@ -258,6 +294,13 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         workers: stringOption,
         graphiql: stringOption,
         'multipart-heartbeat': stringOption,
+        'max-aliases': stringOption,
+        'max-tokens': stringOption,
+        'max-directives': stringOption,
+        'max-document-bytes': stringOption,
+        'max-body-bytes': stringOption,
+        'persisted-documents': stringOption,
+        'persisted-only': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -282,6 +325,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   const read = (name: SettingName): { text: string; source: string } => {
     const flag = values[name];
     if (typeof flag === 'string') return { text: flag, source: `--${name}` };
+    if (flag === true) return { text: 'true', source: `--${name}` };
     const fromEnv = env[settings[name].env];
     if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: settings[name].env };
     return { text: settings[name].default, source: `default of --${name}` };
@@ -338,6 +382,15 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   const resWsPath = read('res-ws-path').text.trim();
   if (resWsPath !== 'off' && !/^\/[^\s?#]*$/.test(resWsPath)) invalid('res-ws-path', 'a path such as /, or off');
 
+  const persistedDocuments = read('persisted-documents').text.trim();
+  const persistedOnlyText = read('persisted-only').text.trim().toLowerCase();
+  if (persistedOnlyText !== 'true' && persistedOnlyText !== 'false') invalid('persisted-only', 'true or false');
+  const persistedOnly = persistedOnlyText === 'true';
+  if (persistedOnly && persistedDocuments === 'none') {
+    throw new UsageError('--persisted-only needs --persisted-documents <file.json>: the documents it lets through');
+  }
+  const limit = (name: SettingName) => wholeNumber(name, 1, 2 ** 31 - 1, 'a whole number above 0');
+
   return {
     command: 'run',
     options: {
@@ -363,6 +416,13 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       resgateApi: resgateApi === 'on',
       apiPath,
       resWsPath: resWsPath === 'off' ? false : resWsPath,
+      maxAliases: limit('max-aliases'),
+      maxTokens: limit('max-tokens'),
+      maxDirectives: limit('max-directives'),
+      maxDocumentBytes: limit('max-document-bytes'),
+      maxBodyBytes: limit('max-body-bytes'),
+      persistedDocuments: persistedDocuments === 'none' ? undefined : persistedDocuments,
+      persistedOnly,
     },
   };
 }
@@ -424,6 +484,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
 
   const opts = cmd.options;
   if (!existsSync(opts.schema)) fail(2, `schema path ${opts.schema} does not exist`);
+  if (opts.persistedDocuments !== undefined && !existsSync(opts.persistedDocuments)) {
+    fail(2, `persisted documents file ${opts.persistedDocuments} does not exist`);
+  }
   const log = consoleLogger(opts.logLevel, opts.logFormat);
   if (opts.workers !== undefined && !isWorker()) return runFleet(opts, log);
 
@@ -453,6 +516,13 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       resgateApi: opts.resgateApi,
       apiPath: opts.apiPath,
       resWsPath: opts.resWsPath,
+      maxAliases: opts.maxAliases,
+      maxTokens: opts.maxTokens,
+      maxDirectives: opts.maxDirectives,
+      maxDocumentBytes: opts.maxDocumentBytes,
+      maxBodyBytes: opts.maxBodyBytes,
+      persistedDocuments: opts.persistedDocuments,
+      persistedOnly: opts.persistedOnly,
       logger: log,
     });
   } catch (e) {

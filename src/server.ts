@@ -27,6 +27,8 @@ import { createHttpTransport, type GatewayYoga } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { createResApi } from './transports/res-api.js';
 import { attachResWebSocket } from './transports/res-ws.js';
+import { documentLimitPlugins, limitsWithDefaults } from './transports/limits.js';
+import { TrustedDocuments, loadPersistedDocuments } from './transports/trusted-documents.js';
 import { attachWebSocketTransport } from './transports/ws.js';
 import { MultipartSubscriptions } from './transports/multipart.js';
 import { SingleConnectionSse } from './transports/sse.js';
@@ -34,7 +36,6 @@ import { useIncrementalAsJson } from './transports/incremental.js';
 import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
-import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
@@ -91,6 +92,29 @@ export interface GatewayOptions {
    * Default /.
    */
   resWsPath?: string | false;
+  /** Aliased fields an operation may have. Default 30. */
+  maxAliases?: number;
+  /** Tokens a document may have. Default 5000. */
+  maxTokens?: number;
+  /** Directives an operation may use. Default 50. */
+  maxDirectives?: number;
+  /** Bytes (UTF-8) a document may have. Default 102400 (100 KB). */
+  maxDocumentBytes?: number;
+  /**
+   * Bytes a request body may have: HTTP answers 413 above it, and a larger
+   * WebSocket message closes its socket with 1009. Default 1048576 (1 MB).
+   */
+  maxBodyBytes?: number;
+  /**
+   * Trusted documents: a manifest of hash → document (or the path of its
+   * JSON file, as graphql-codegen's client preset writes it with
+   * `persistedDocuments: true`) that clients name by `documentId` or
+   * `extensions.persistedQuery.sha256Hash`. Default none: automatic
+   * persisted queries (Apollo's protocol) instead.
+   */
+  persistedDocuments?: string | Record<string, string>;
+  /** Refuse every document that is not in `persistedDocuments` (which it needs). Default false. */
+  persistedOnly?: boolean;
   /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
   headerAuth?: string;
   /**
@@ -191,6 +215,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   const graphqlPath = opts.graphqlPath ?? '/graphql';
   const multipart = new MultipartSubscriptions({ heartbeatMs: opts.multipartHeartbeat, logger: log });
+  const limits = limitsWithDefaults(opts);
+  const trusted = new TrustedDocuments({
+    manifest: typeof opts.persistedDocuments === 'string' ? loadPersistedDocuments(opts.persistedDocuments) : opts.persistedDocuments,
+    persistedOnly: opts.persistedOnly,
+    maxDocumentBytes: limits.maxDocumentBytes,
+  });
   const yoga = createHttpTransport({
     schema,
     cache,
@@ -203,8 +233,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     fleet: opts.fleet,
     authenticator,
     graphiql: opts.graphiql,
+    maxBodyBytes: limits.maxBodyBytes,
     plugins: [
-      maxDepthPlugin({ n: opts.maxDepth ?? 15, exposeLimits: true }),
+      trusted.yogaPlugin(),
+      ...documentLimitPlugins(limits),
       useDeferStream(),
       useIncrementalAsJson(),
       useLiveResults(live, loaded.mapping),
@@ -223,6 +255,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     authenticator,
     graphqlPath,
     logger: log,
+    maxBodyBytes: limits.maxBodyBytes,
+    trusted,
   });
   const singleConnectionSse = new SingleConnectionSse({
     yoga,
@@ -235,11 +269,13 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     schema,
     logger: log,
     reservationTimeout: opts.sseReservationTimeout,
+    trusted,
+    maxBodyBytes: limits.maxBodyBytes,
   });
   const resApi =
     opts.resgateApi === false
       ? undefined
-      : createResApi({ path: opts.apiPath ?? '/api', cache, access, res, connections, authenticator, logger: log });
+      : createResApi({ path: opts.apiPath ?? '/api', cache, access, res, connections, authenticator, logger: log, maxBodyBytes: limits.maxBodyBytes });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -280,6 +316,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     schema,
     logger: log,
     acceptOrigin,
+    maxMessageBytes: limits.maxBodyBytes,
+    trusted,
   });
   const resWsPath = opts.resWsPath ?? '/';
   const resWs =
@@ -295,6 +333,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           logger: log,
           acceptOrigin,
           maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? 200,
+          maxMessageBytes: limits.maxBodyBytes,
         });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = pathOf(req);

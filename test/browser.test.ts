@@ -1,7 +1,9 @@
 /**
  * The web example (examples/web) in a real browser: headless Chromium opens
  * the page in two tabs; a title edited in one shows up in the other, and so
- * does a book added there, without a reload.
+ * does a book added there, without a reload. The gateway runs as `npm start`
+ * runs it, accepting only the page's trusted documents (--persisted-documents
+ * with its codegen manifest, --persisted-only).
  *
  * The page is built with Vite's JS API into a temporary folder and served by
  * `vite preview`, on an origin the gateway allows; the gateway, the example
@@ -20,6 +22,7 @@ import { startLibraryStack, type LibraryStack } from './helpers/library-stack.js
 import { freePort } from './helpers/nats-server.js';
 
 const webRoot = fileURLToPath(new URL('../examples/web', import.meta.url));
+const manifest = fileURLToPath(new URL('../examples/web/src/gql/persisted-documents.json', import.meta.url));
 /** how long the page may take to show something (a loaded 2-core machine runs other suites too) */
 const uiTimeout = 20_000;
 
@@ -32,9 +35,10 @@ let pageUrl: string;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  // the page is served from an origin of its own, which the gateway must allow (closed by default)
+  // the page is served from an origin of its own, which the gateway must allow (closed by default);
+  // it sends only its trusted documents, so the gateway runs as npm start runs it
   const webPort = await freePort();
-  stack = await startLibraryStack({ allowOrigin: `http://127.0.0.1:${webPort}` });
+  stack = await startLibraryStack({ allowOrigin: `http://127.0.0.1:${webPort}`, persistedDocuments: manifest, persistedOnly: true });
 
   outDir = await mkdtemp(join(tmpdir(), 'resgraph-web-'));
   await build({ root: webRoot, configFile: false, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
@@ -117,6 +121,17 @@ describe('the web example in Chromium', { timeout: 90_000 }, () => {
     expect(loads).toBe(0);
     await Promise.all([a.close(), b.close()]);
     expect(pageErrors).toEqual([]);
+  });
+
+  it('talks to a gateway that accepts nothing but its trusted documents', async () => {
+    const page = await openPage();
+    // the same request the page would make, with a document of its own instead of a hash
+    const refused = await page.evaluate(async (url) => {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ books { title } }' }) });
+      return (await res.json()) as { errors?: { extensions?: { code?: string } }[] };
+    }, stack!.gw.url);
+    expect(refused.errors?.map((e) => e.extensions?.code)).toEqual(['system.untrustedDocument']);
+    await page.close();
   });
 
   it('shows the service’s error when a title is refused', async () => {

@@ -65,6 +65,28 @@ describe('resgraph command line', () => {
     expect(() => run(['--multipart-heartbeat', '0'])).toThrow(/multipart-heartbeat/);
   });
 
+  it('reads the operation limits and the trusted documents, with their defaults', () => {
+    expect(run([])).toMatchObject({
+      maxAliases: 30,
+      maxTokens: 5000,
+      maxDirectives: 50,
+      maxDocumentBytes: 102400,
+      maxBodyBytes: 1048576,
+      persistedDocuments: undefined,
+      persistedOnly: false,
+    });
+    const opts = run(['--max-aliases', '5', '--max-body-bytes', '2000', '--persisted-documents', 'docs.json', '--persisted-only'], {
+      RESGRAPH_MAX_TOKENS: '100',
+      RESGRAPH_MAX_DIRECTIVES: '3',
+      RESGRAPH_MAX_DOCUMENT_BYTES: '999',
+    });
+    expect(opts).toMatchObject({ maxAliases: 5, maxTokens: 100, maxDirectives: 3, maxDocumentBytes: 999, maxBodyBytes: 2000, persistedDocuments: 'docs.json', persistedOnly: true });
+    expect(run([], { RESGRAPH_PERSISTED_DOCUMENTS: 'a.json', RESGRAPH_PERSISTED_ONLY: 'true' })).toMatchObject({ persistedOnly: true });
+    expect(() => run(['--max-tokens', '0'])).toThrow(/max-tokens/);
+    expect(() => run(['--persisted-only'])).toThrow(/--persisted-only needs --persisted-documents/);
+    expect(() => run([], { RESGRAPH_PERSISTED_DOCUMENTS: 'a.json', RESGRAPH_PERSISTED_ONLY: 'yes' })).toThrow(/RESGRAPH_PERSISTED_ONLY/);
+  });
+
   it('has a print-schema command', () => {
     expect(parseCliArgs(['print-schema', '--schema', 'schema'], {})).toEqual({ command: 'print-schema', schema: 'schema' });
     expect(() => parseCliArgs(['serve'], {})).toThrow(/unknown command "serve"/);

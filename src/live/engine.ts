@@ -490,7 +490,7 @@ export class LiveEngine {
     stream.onAvailableFailed = (e) => this.log.error('sending a live result failed', { error: errorText(e) });
     const subs = this.byConnection.get(conn);
     if (subs && subs.size >= this.maxPerConnection) {
-      stream.end(errorResult('system.limitExceeded', `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
+      stream.end(errorResult(ErrorCode.limitExceeded, `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
       return stream;
     }
     stream.onClose = () => this.detach(stream);

@@ -29,9 +29,15 @@ export const ErrorCode = {
   /** RES client protocol errors (transports/res-ws.ts) */
   invalidRequest: 'system.invalidRequest',
   noSubscription: 'system.noSubscription',
-  /** a client asked for more than a limit allows (live subscriptions, RES subscriptions) */
-  limitExceeded: 'system.limitExceeded',
   subjectTooLong: 'system.subjectTooLong',
+  /** the gateway's own: a request over one of its limits (operation limits, live and RES subscriptions per connection) */
+  limitExceeded: 'system.limitExceeded',
+  /** the gateway's own: a document that is not among the trusted documents, where only those are accepted */
+  untrustedDocument: 'system.untrustedDocument',
+  /** persisted queries (Apollo's protocol, which clients branch on): no document is known by that hash */
+  persistedQueryNotFound: 'PERSISTED_QUERY_NOT_FOUND',
+  /** persisted queries: the document sent does not have the hash sent with it */
+  persistedQueryMismatch: 'PERSISTED_QUERY_MISMATCH',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

@@ -20,7 +20,10 @@ import type { Logger } from '../log.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import type { GatewayContext, Resolvers } from '../resolvers/resolvers.js';
 import type { ResourceMapping } from '../schema/schema.js';
-import { DocumentCache } from './documents.js';
+import { ErrorCode } from '../res/protocol.js';
+import { clientError, DocumentCache } from './documents.js';
+import { bodyTooLarge } from './limits.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
 import { nodeHeaders, writeHeadWithMeta } from './response-meta.js';
 
@@ -34,29 +37,38 @@ export interface QueryFastPathOptions {
   authenticator: Authenticator;
   graphqlPath: string;
   logger: Logger;
+  /** Bytes a request body may have: a larger one is answered 413 without being read whole. */
+  maxBodyBytes: number;
+  /** the trusted documents: a request naming its document by hash runs the stored one */
+  trusted: TrustedDocuments;
 }
 
 /** A document seen before: runnable on the short path, or not (Yoga answers it). */
 type Prepared = { document: DocumentNode; operation: OperationDefinitionNode; operationName: string | undefined } | 'yoga';
 
-/** Request bodies above this go to Yoga, which applies its own limits. */
-const maxBody = 1 << 20;
-
 interface Body {
-  query: string;
+  /** the document, or (with `documentId` or `extensions.persistedQuery`) absent */
+  query?: string;
+  documentId?: string;
   variables?: Record<string, unknown> | null;
   operationName?: string | null;
+  extensions?: { persistedQuery: unknown };
 }
 
 function isBody(v: unknown): v is Body {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const b = v as Record<string, unknown>;
   return (
-    typeof b.query === 'string' &&
+    (typeof b.query === 'string' || typeof b.documentId === 'string' || isOnlyPersistedQuery(b.extensions)) &&
     (b.variables === undefined || b.variables === null || (typeof b.variables === 'object' && !Array.isArray(b.variables))) &&
     (b.operationName === undefined || b.operationName === null || typeof b.operationName === 'string') &&
-    b.extensions === undefined
+    // the persisted-query extension is the only one this path knows
+    (b.extensions === undefined || isOnlyPersistedQuery(b.extensions))
   );
+}
+
+function isOnlyPersistedQuery(ext: unknown): boolean {
+  return typeof ext === 'object' && ext !== null && Object.keys(ext).length === 1 && 'persistedQuery' in ext;
 }
 
 /** Whether a request may take the short path, from its headers alone (the body is read only then). */
@@ -70,9 +82,15 @@ function eligible(req: IncomingMessage, path: string, graphqlPath: string): bool
 export function createQueryFastPath(opts: QueryFastPathOptions) {
   const documents = new DocumentCache(opts.yoga);
 
-  /** The prepared document, when the short path may run it: it validates and is not a stream. */
+  /**
+   * The prepared document, when the short path may run it: it is trusted
+   * (refusals are Yoga's to answer, which resolves the same way), it
+   * validates and is not a stream.
+   */
   const prepare = (req: IncomingMessage, body: Body): Prepared => {
-    const p = documents.prepare(body.query, body.operationName, { req, params: body });
+    const trusted = opts.trusted.resolve(body);
+    if ('error' in trusted || trusted.query === undefined) return 'yoga';
+    const p = documents.prepare(trusted.query, body.operationName, { req, params: { ...body, query: trusted.query } });
     // errors are Yoga's to answer; streams, subscriptions and @defer/@stream parts need its response formats and executor
     if (!p.ok || p.incremental || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, opts.mapping)) return 'yoga';
     return { document: p.document, operation: p.operation, operationName: body.operationName ?? undefined };
@@ -119,31 +137,60 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
     res.end();
   };
 
-  /** Answers the request and returns true, or returns false when it is Yoga's from the start. */
-  return function handle(req: IncomingMessage, res: ServerResponse, path: string): boolean {
-    if (!eligible(req, path, opts.graphqlPath)) return false;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks, size);
+  const internalError = (res: ServerResponse, e: unknown) => {
+    opts.logger.error('HTTP request failed', { error: (e as Error)?.stack ?? String(e) });
+    if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }] }));
+  };
+
+  /** Answers the request with its body: on the short path, or by Yoga. Never throws: this runs in a request's event handler. */
+  const answer = (req: IncomingMessage, res: ServerResponse, raw: Buffer) => {
+    try {
       let body: unknown;
       try {
-        body = size <= maxBody ? JSON.parse(raw.toString('utf8')) : undefined;
+        body = JSON.parse(raw.toString('utf8'));
       } catch {
         body = undefined;
       }
       const p = isBody(body) ? prepare(req, body) : 'yoga';
-      const answer = p === 'yoga' ? toYoga(req, res, raw) : run(req, res, body as Body, p);
-      answer.catch((e: unknown) => {
-        opts.logger.error('HTTP request failed', { error: (e as Error)?.stack ?? String(e) });
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: 'system.internalError' } }] }));
-      });
+      const answered = p === 'yoga' ? toYoga(req, res, raw) : run(req, res, body as Body, p);
+      answered.catch((e: unknown) => internalError(res, e));
+    } catch (e) {
+      internalError(res, e);
+    }
+  };
+
+  /**
+   * A body over the limit is answered 413 as soon as it is known (from its
+   * Content-Length, or once that many bytes have come), without reading the
+   * rest: the connection is closed after the answer.
+   */
+  const tooLarge = (req: IncomingMessage, res: ServerResponse) => {
+    req.removeAllListeners('data');
+    req.removeAllListeners('end');
+    const json = JSON.stringify({ errors: [clientError(bodyTooLarge(opts.maxBodyBytes))] });
+    res.writeHead(413, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' });
+    res.end(json, () => req.destroy());
+  };
+
+  /** Answers the request and returns true, or returns false when it is Yoga's from the start. */
+  return function handle(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    if (!eligible(req, path, opts.graphqlPath)) return false;
+    const max = opts.maxBodyBytes;
+    if (Number(req.headers['content-length']) > max) {
+      tooLarge(req, res);
+      return true;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) return tooLarge(req, res);
+      chunks.push(c);
     });
+    req.on('end', () => answer(req, res, Buffer.concat(chunks, size)));
+    // a client that goes away mid-body: nothing to answer
+    req.on('error', () => undefined);
     return true;
   };
 }

@@ -17,6 +17,7 @@ import type { FleetHooks } from '../fleet/workers.js';
 import { csrfPrevention } from './csrf.js';
 import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
 import { rememberConnection, responseMeta } from './response-meta.js';
+import { requestBodyLimit } from './limits.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -45,6 +46,8 @@ export interface HttpTransportOptions {
   authenticator: Authenticator;
   /** GraphiQL (from the bundled copy) at the GraphQL path for browsers. Default true. */
   graphiql?: boolean;
+  /** Bytes a request body may have (413 above it). */
+  maxBodyBytes: number;
 }
 
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
@@ -94,6 +97,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     // the gateway's origin policy (transports/origin.ts) answers for every path, before Yoga
     cors: false,
     landingPage: false,
+    maxRequestBodySize: opts.maxBodyBytes,
     healthCheckEndpoint: '/health',
     logging: {
       debug: (...a: unknown[]) => opts.logger.debug(a.map(String).join(' ')),
@@ -119,6 +123,7 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
       (opts.graphiql ?? true) && useGraphiQLAssets(opts.graphqlEndpoint),
       responseMeta(),
       releaseAfterExecution(connections),
+      requestBodyLimit(opts.maxBodyBytes),
       ...(opts.plugins ?? []),
     ],
   });

@@ -36,6 +36,7 @@ import {
   type ResValue,
 } from '../res/protocol.js';
 import { mayBeForged } from './csrf.js';
+import { readBodyWithin } from './limits.js';
 import { headersOf, httpInfoOf } from './http.js';
 
 export interface ResApiOptions {
@@ -47,6 +48,8 @@ export interface ResApiOptions {
   connections: ConnectionRegistry;
   authenticator: Authenticator;
   logger: Logger;
+  /** Bytes a request body may have (Resgate sets no limit; a gateway must). Default 1048576 (1 MiB). */
+  maxBodyBytes?: number;
 }
 
 export interface ResApi {
@@ -59,8 +62,6 @@ export interface ResApi {
 }
 
 const contentType = 'application/json; charset=utf-8';
-/** Request bodies above this are refused (Resgate sets no limit; a gateway must). */
-const maxBody = 1 << 20;
 /** How many levels of references a GET follows before giving up (a chain that keeps growing while it is read). */
 const maxDepth = 64;
 
@@ -293,7 +294,7 @@ export function createResApi(opts: ResApiOptions): ResApi {
       return fail(new ResError(ErrorCode.forbidden, 'This request could have been sent by another site; send it as JSON, or with a CSRF header'));
     }
     done(
-      readBody(req).then((raw) => {
+      readBodyWithin(req, opts.maxBodyBytes ?? 1 << 20).then((raw) => {
         let params: unknown;
         if (raw === undefined) return fail(badRequest('Request body too large'));
         if (raw.trim() !== '') {
@@ -315,19 +316,6 @@ export function createResApi(opts: ResApiOptions): ResApi {
   return { owns: (path) => path.startsWith(prefix), handle, refuseWhileDraining };
 }
 
-/** The request body as text, or undefined when it is larger than allowed. */
-function readBody(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= maxBody) chunks.push(c);
-    });
-    req.on('end', () => resolve(size > maxBody ? undefined : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 /**
  * Writes the answer as Resgate does: a 3XX/4XX/5XX meta status answers with

@@ -54,6 +54,8 @@ export interface ResWebSocketOptions {
   acceptOrigin: (req: IncomingMessage) => boolean;
   /** How many resources one connection may subscribe to directly (the GraphQL live subscription limit). */
   maxSubscriptionsPerConnection: number;
+  /** Bytes a client message may have; a larger one closes the socket with 1009 (ws's maxPayload). */
+  maxMessageBytes?: number;
 }
 
 export interface ResWebSocket {
@@ -486,7 +488,7 @@ class ResWebSocketImpl implements ResWebSocket {
   private allClosed: (() => void) | undefined;
 
   constructor(readonly opts: ResWebSocketOptions) {
-    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxMessageBytes });
     this.wss.on('error', (e) => opts.logger.error('RES WebSocket server error', { error: e.message }));
   }
 

@@ -24,7 +24,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ExecutionArgs, ExecutionResult, GraphQLSchema } from 'graphql';
+import type { ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
 import { TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
@@ -34,8 +34,10 @@ import { liveRoute } from '../live/plugin.js';
 import type { Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import type { ResourceMapping } from '../schema/schema.js';
-import { DocumentCache } from './documents.js';
+import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
+import { readBodyWithin } from './limits.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 
 export interface SingleConnectionSseOptions {
   yoga: GatewayYoga;
@@ -48,14 +50,15 @@ export interface SingleConnectionSseOptions {
   /** the executable schema (the one Yoga serves) */
   schema: GraphQLSchema;
   logger: Logger;
+  /** the trusted documents: an operation naming its document by hash runs the known one; `--persisted-only` refuses the others */
+  trusted: TrustedDocuments;
+  /** Bytes an operation's body may have (413 above it). */
+  maxBodyBytes: number;
   /** How long a reservation waits for its stream to be opened, in ms. Default 30000. */
   reservationTimeout?: number;
   /** How often an open stream gets a keep-alive comment, in ms. Default 12000. */
   keepAlive?: number;
 }
-
-/** Largest operation body read; a larger one is refused (413). */
-const maxBody = 1 << 20;
 
 /** One running operation of a stream. */
 interface Operation {
@@ -122,12 +125,20 @@ function error(res: ServerResponse, status: number, message: string, code: strin
   json(res, status, { errors: [{ message, extensions: { code } }] });
 }
 
+/** The HTTP status a GraphQL error asks for (`extensions.http.status`), else 400. */
+function httpStatusOf(e: GraphQLError): number {
+  const status = (e.extensions?.http as { status?: unknown } | undefined)?.status;
+  return typeof status === 'number' ? status : 400;
+}
+
 function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
   return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 interface OperationBody {
-  query: string;
+  /** absent, or empty, when the document is named by `documentId` or `extensions.persistedQuery` */
+  query?: string;
+  documentId?: string;
   variables?: Record<string, unknown>;
   operationName?: string;
   extensions?: { operationId?: unknown };
@@ -137,7 +148,8 @@ function isOperationBody(v: unknown): v is OperationBody {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const b = v as Record<string, unknown>;
   return (
-    typeof b.query === 'string' &&
+    (b.query === undefined || typeof b.query === 'string') &&
+    (b.documentId === undefined || typeof b.documentId === 'string') &&
     (b.variables == null || (typeof b.variables === 'object' && !Array.isArray(b.variables))) &&
     (b.operationName == null || typeof b.operationName === 'string') &&
     (b.extensions == null || typeof b.extensions === 'object')
@@ -236,7 +248,7 @@ export class SingleConnectionSse {
 
   private async operation(reservation: Reservation, req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return error(res, 415, 'Operations are sent as application/json');
-    const raw = await readBody(req);
+    const raw = await readBodyWithin(req, this.opts.maxBodyBytes);
     if (raw === undefined) return error(res, 413, 'Request body too large');
     let body: unknown;
     try {
@@ -249,10 +261,14 @@ export class SingleConnectionSse {
     if (typeof id !== 'string' || id === '') return error(res, 400, 'Operation ID is missing');
     if (reservation.closed) return error(res, 404, 'Stream not found');
     if (reservation.ops.has(id)) return error(res, 409, 'Operation with ID already exists');
-    const initial = { req, params: body, connection: reservation.conn };
-    const prepared = this.documents.prepare(body.query, body.operationName, initial);
+    // the same trusted-document rules as every other transport
+    const trusted = this.opts.trusted.resolve(body);
+    if ('error' in trusted) return json(res, httpStatusOf(trusted.error), { errors: [clientError(trusted.error)] });
+    if (trusted.query === undefined) return error(res, 400, 'The operation names no document (query or documentId)');
+    const initial = { req, params: { ...body, query: trusted.query }, connection: reservation.conn };
+    const prepared = this.documents.prepare(trusted.query, body.operationName, initial);
     // errors are answered at once, as graphql-sse's own handler answers them
-    if (!prepared.ok) return json(res, 400, { errors: prepared.errors.map((e) => e.toJSON()) });
+    if (!prepared.ok) return json(res, 400, { errors: prepared.errors });
     const op: Operation = { stop: () => undefined };
     reservation.ops.set(id, op);
     res.writeHead(202);
@@ -344,16 +360,3 @@ export class SingleConnectionSse {
   }
 }
 
-/** The request's body as text, or undefined when it is larger than maxBody. */
-function readBody(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= maxBody) chunks.push(c);
-    });
-    req.once('error', reject);
-    req.once('end', () => resolve(size <= maxBody ? Buffer.concat(chunks).toString('utf8') : undefined));
-  });
-}

@@ -20,7 +20,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import type { ExecutionArgs, ExecutionResult, GraphQLFormattedError, GraphQLSchema } from 'graphql';
 import {
   CloseCode,
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -38,9 +38,11 @@ import type { ResourceCache } from '../cache/cache.js';
 import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText, type Logger } from '../log.js';
+import { ErrorCode } from '../res/protocol.js';
 import type { ResourceMapping } from '../schema/schema.js';
-import { DocumentCache } from './documents.js';
+import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type GatewayYoga } from './http.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 
 export interface WebSocketTransportOptions {
   yoga: GatewayYoga;
@@ -59,6 +61,10 @@ export interface WebSocketTransportOptions {
   connectionInitWaitTimeout?: number;
   /** How often dead sockets are looked for with a WebSocket ping, in ms. Default 12000. */
   keepAlive?: number;
+  /** Bytes a message may have; a larger one closes its socket with 1009 (message too big). */
+  maxMessageBytes: number;
+  /** the trusted documents: an operation naming its document by hash runs the stored one */
+  trusted: TrustedDocuments;
 }
 
 /** WebSocket close code 1012: the server restarts; reconnect (RFC 6455 registry). */
@@ -229,8 +235,11 @@ class Session {
     const op: Operation = { stop: () => undefined, finite: true };
     this.ops.set(id, op);
     try {
-      const initial = { req: this.req, socket: this.socket, params: payload, connection: this.conn };
-      const prepared = this.t.documents.prepare(payload.query, payload.operationName, initial);
+      const trusted = this.t.opts.trusted.resolve(payload);
+      if ('error' in trusted) return this.fail(id, op, [clientError(trusted.error)]);
+      const query = trusted.query ?? '';
+      const initial = { req: this.req, socket: this.socket, params: { ...payload, query }, connection: this.conn };
+      const prepared = this.t.documents.prepare(query, payload.operationName, initial);
       if (!prepared.ok) return this.fail(id, op, prepared.errors);
       const { document, operation } = prepared;
       const args = { schema: this.t.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
@@ -265,7 +274,7 @@ class Session {
       this.complete(id, op);
     } catch (e) {
       this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
-      this.fail(id, op, [new GraphQLError('Internal error', { extensions: { code: 'system.internalError' } })]);
+      this.fail(id, op, [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }]);
     }
   }
 
@@ -324,10 +333,10 @@ class Session {
   }
 
   /** Ends an operation with errors, unless the client ended it first (an id may be reused after that). */
-  private fail(id: string, op: Operation, errors: readonly GraphQLError[]): void {
+  private fail(id: string, op: Operation, errors: readonly GraphQLFormattedError[]): void {
     if (this.ops.get(id) !== op) return;
     this.ops.delete(id);
-    this.send({ id, type: MessageType.Error, payload: errors.map((e) => e.toJSON()) });
+    this.send({ id, type: MessageType.Error, payload: errors });
     this.t.closeIfIdle(this);
   }
 
@@ -372,6 +381,8 @@ class WebSocketTransportImpl implements WebSocketTransport {
       path: opts.path,
       // off (ws's default too), and must stay so: live frames are written to the TCP socket directly
       perMessageDeflate: false,
+      // ws stops reading a larger frame and closes its socket with 1009
+      maxPayload: opts.maxMessageBytes,
       handleProtocols: (protocols) => handleProtocols(protocols),
       verifyClient: (info, accept) => {
         if (this.restarting) return accept(false, 503, 'Service restarting');

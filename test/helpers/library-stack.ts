@@ -1,7 +1,7 @@
 /**
  * What `npm start` runs, in-process for a test: a nats-server of its own,
  * the example library service (examples/library/service.ts) and a gateway
- * serving schema/library.graphql on a free port.
+ * serving schema/library.graphql on a free port (with the gateway options given).
  */
 import { readFileSync } from 'node:fs';
 import { startLibraryService, type LibraryService } from '../../examples/library/service.js';

@@ -80,8 +80,17 @@ export function subscribeWs(client: Client, query: string, variables?: Record<st
   return s;
 }
 
-/** Subscribes over SSE (graphql-yoga's "distinct connections" mode) with fetch, parsing `event: next` frames. */
-export function subscribeSse(httpUrl: string, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): ResultStream {
+/**
+ * Subscribes over SSE (graphql-yoga's "distinct connections" mode) with fetch, parsing `event: next` frames.
+ * `body` replaces the request body `{ query, variables }` (for requests that name their document by hash).
+ */
+export function subscribeSse(
+  httpUrl: string,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+  body: Record<string, unknown> = { query, variables },
+): ResultStream {
   const s = new ResultStream();
   const ac = new AbortController();
   s.dispose = () => ac.abort();
@@ -90,7 +99,7 @@ export function subscribeSse(httpUrl: string, query: string, variables?: Record<
       const res = await fetch(httpUrl, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
-        body: JSON.stringify({ query, variables }),
+        body: JSON.stringify(body),
         signal: ac.signal,
       });
       const decoder = new TextDecoder();
