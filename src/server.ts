@@ -258,7 +258,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     maxBodyBytes: limits.maxBodyBytes,
     trusted,
   });
-  const singleConnectionSse = new SingleConnectionSse({
+  /** what the streaming transports of the GraphQL path (graphql-sse's single connection, graphql-ws) are built from */
+  const streamParts = {
     yoga,
     path: graphqlPath,
     connections,
@@ -268,8 +269,11 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     mapping: loaded.mapping,
     schema,
     logger: log,
-    reservationTimeout: opts.sseReservationTimeout,
     trusted,
+  };
+  const singleConnectionSse = new SingleConnectionSse({
+    ...streamParts,
+    reservationTimeout: opts.sseReservationTimeout,
     maxBodyBytes: limits.maxBodyBytes,
   });
   const resApi =
@@ -305,20 +309,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   }
   // attached once listening: a failed listen then leaves nothing running behind it
   const acceptOrigin = (req: IncomingMessage) => originVerdict(origins, req) !== 'forbidden';
-  const ws = attachWebSocketTransport({
-    yoga,
-    path: graphqlPath,
-    connections,
-    authenticator,
-    live,
-    cache,
-    mapping: loaded.mapping,
-    schema,
-    logger: log,
-    acceptOrigin,
-    maxMessageBytes: limits.maxBodyBytes,
-    trusted,
-  });
+  const ws = attachWebSocketTransport({ ...streamParts, acceptOrigin, maxMessageBytes: limits.maxBodyBytes });
   const resWsPath = opts.resWsPath ?? '/';
   const resWs =
     resWsPath === false

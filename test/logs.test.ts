@@ -3,41 +3,29 @@
  * line with time, level and message, fields beside them, the connection's
  * id on lines about a connection, and no secret a client sent.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, startGatewayProcess, type GatewayProcess } from './helpers/cli-gateway.js';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
+import { startCliStack, type CliStack, type GatewayProcess } from './helpers/cli-gateway.js';
 import { waitFor } from './helpers/wait.js';
 
 const secret = 's3cret-bearer-token';
-let nats: NatsServer;
-let svc: TestService;
+let stack: CliStack;
 let gw: GatewayProcess;
-let dir: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  svc.model('library.book.1', { title: 'Dune' });
-  // header auth that fails: the gateway logs it (at debug level) with the connection's id
-  svc.handle('auth.session.header', () => ({ error: { code: 'session.invalid', message: `bad token ${secret}` } }));
-  dir = mkdtempSync(join(tmpdir(), 'resgraph-logs-'));
-  writeFileSync(join(dir, 'schema.graphql'), 'type Book { title: String }\ntype Query { book(id: ID!): Book @get(rid: "library.book.{id}") }\n');
-  gw = await startGatewayProcess([
-    '--port', '0', '--nats', nats.url, '--schema', join(dir, 'schema.graphql'),
-    '--log-format', 'json', '--log-level', 'debug', '--header-auth', 'session.header',
-  ]);
+  stack = await startCliStack(
+    'type Book { title: String }\ntype Query { book(id: ID!): Book @get(rid: "library.book.{id}") }\n',
+    ['--port', '0', '--log-format', 'json', '--log-level', 'debug', '--header-auth', 'session.header'],
+    (svc) => {
+      svc.model('library.book.1', { title: 'Dune' });
+      // header auth that fails: the gateway logs it (at debug level) with the connection's id
+      svc.handle('auth.session.header', () => ({ error: { code: 'session.invalid', message: `bad token ${secret}` } }));
+    },
+  );
+  gw = stack.gw;
 }, 60_000);
 
 afterAll(async () => {
-  await gw?.kill();
-  await svc?.close();
-  await nats?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stack?.close();
 });
 
 /** The stderr lines that are log entries (stdout carries the URL line). */

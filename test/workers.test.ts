@@ -7,16 +7,12 @@
  *
  * The tests run in order and share the fleet.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ensureBuilt, startGatewayProcess, type GatewayProcess } from './helpers/cli-gateway.js';
+import { startCliStack, type CliStack, type GatewayProcess } from './helpers/cli-gateway.js';
 import { scrape } from './helpers/metrics.js';
-import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
-import { TestService } from './helpers/res-service.js';
+import type { TestService } from './helpers/res-service.js';
 import { waitFor } from './helpers/wait.js';
 
 const sdl = /* GraphQL */ `
@@ -29,26 +25,17 @@ type Query {
 }
 `;
 
-let nats: NatsServer;
+let stack: CliStack;
 let svc: TestService;
 let fleet: GatewayProcess;
-let dir: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
-  nats = await startNatsServer();
-  svc = await TestService.start(nats.url);
-  svc.model('library.book.1', { title: 'Dune' });
-  dir = mkdtempSync(join(tmpdir(), 'resgraph-workers-'));
-  writeFileSync(join(dir, 'schema.graphql'), sdl);
-  fleet = await startGatewayProcess(['--workers', '2', '--port', '0', '--nats', nats.url, '--schema', join(dir, 'schema.graphql')], 40_000);
+  stack = await startCliStack(sdl, ['--workers', '2', '--port', '0'], (s) => s.model('library.book.1', { title: 'Dune' }), 40_000);
+  ({ svc, gw: fleet } = stack);
 }, 60_000);
 
 afterAll(async () => {
-  await fleet?.kill();
-  await svc?.close();
-  await nats?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stack?.close();
 });
 
 /** A query on a connection of its own (no keep-alive), so that connections go round the workers. */

@@ -5,9 +5,12 @@
  * compiles dist/ first when it is missing or older than src/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startNatsServer, type NatsServer } from './nats-server.js';
+import { TestService } from './res-service.js';
 import { waitFor } from './wait.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -84,4 +87,52 @@ export async function startGatewayProcess(args: string[], timeoutMs = 20_000): P
     await kill();
     throw e;
   }
+}
+
+export interface CliStack {
+  nats: NatsServer;
+  svc: TestService;
+  gw: GatewayProcess;
+  close(): Promise<void>;
+}
+
+/**
+ * A nats-server, the TestService (set up by `prepare` before the gateway
+ * starts) and `node dist/cli.js` with `args`, serving `sdl` from a
+ * temporary schema file; `close` stops them and removes the file.
+ */
+export async function startCliStack(
+  sdl: string,
+  args: string[],
+  prepare: (svc: TestService) => void = () => undefined,
+  timeoutMs?: number,
+): Promise<CliStack> {
+  await ensureBuilt();
+  const nats = await startNatsServer();
+  const svc = await TestService.start(nats.url);
+  prepare(svc);
+  const dir = mkdtempSync(join(tmpdir(), 'resgraph-cli-'));
+  const schema = join(dir, 'schema.graphql');
+  writeFileSync(schema, sdl);
+  const close = async () => {
+    await svc.close();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  let gw: GatewayProcess;
+  try {
+    gw = await startGatewayProcess([...args, '--nats', nats.url, '--schema', schema], timeoutMs);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return {
+    nats,
+    svc,
+    gw,
+    async close() {
+      await gw.kill();
+      await close();
+    },
+  };
 }
