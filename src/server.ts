@@ -18,7 +18,7 @@ import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
-import { parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
+import { ErrorCode, parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { buildExecutableSchema } from './resolvers/executable.js';
 import { Resolvers } from './resolvers/resolvers.js';
@@ -424,7 +424,7 @@ function pathOf(req: IncomingMessage): string {
 /** A GraphQL request that arrives while draining: 503, and go elsewhere. */
 function refuse(response: ServerResponse): void {
   const body = JSON.stringify({
-    errors: [{ message: 'The gateway is shutting down; send the request to another instance', extensions: { code: 'system.unavailable' } }],
+    errors: [{ message: 'The gateway is shutting down; send the request to another instance', extensions: { code: ErrorCode.unavailable } }],
   });
   response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0', connection: 'close' });
   response.end(body);

@@ -26,6 +26,7 @@ import { ResyncQueue } from './resync.js';
 import type { ResClient } from '../res/client.js';
 import {
   ErrorCode,
+  internalError,
   NoRespondersError,
   ResError,
   isValidResourceName,
@@ -218,7 +219,7 @@ export class ResourceCache {
       return this.load(rid);
     }
     const { name, query } = splitRid(rid);
-    if (!isValidResourceName(name)) throw new ResError('system.invalidParams', `Invalid resource ID: ${rid}`);
+    if (!isValidResourceName(name)) throw new ResError(ErrorCode.invalidParams, `Invalid resource ID: ${rid}`);
     const entry = new CacheEntry(rid, name, query);
     this.insert(entry);
     entry.pending = this.fetchInto(entry);
@@ -370,7 +371,7 @@ export class ResourceCache {
       this.store(entry, result);
     } catch (e) {
       entry.state = 'error';
-      entry.error = ResError.is(e) ? e : new ResError('system.internalError', 'Internal error');
+      entry.error = ResError.is(e) ? e : internalError();
     } finally {
       entry.pending = undefined;
     }

@@ -16,7 +16,7 @@ import { Connection, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import { liveRoute } from '../live/plugin.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import type { GatewayContext, Resolvers } from '../resolvers/resolvers.js';
 import type { ResourceMapping } from '../schema/schema.js';
@@ -138,7 +138,7 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
   };
 
   const internalError = (res: ServerResponse, e: unknown) => {
-    opts.logger.error('HTTP request failed', { error: (e as Error)?.stack ?? String(e) });
+    opts.logger.error('HTTP request failed', { error: errorText(e) });
     if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }] }));
   };

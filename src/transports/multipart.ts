@@ -18,7 +18,7 @@
 import type { ServerResponse } from 'node:http';
 import type { ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import type { ServerContext } from './http.js';
 
@@ -130,7 +130,7 @@ export class MultipartSubscriptions {
         try {
           next = await iterator.next();
         } catch (e) {
-          this.opts.logger.error('multipart subscription failed', { error: (e as Error)?.stack ?? String(e) });
+          this.opts.logger.error('multipart subscription failed', { error: errorText(e) });
           if (!finish()) return;
           controller.enqueue(encoder.encode(part(transportError(ErrorCode.internalError, 'Internal error')) + closeDelimiter));
           controller.close();

@@ -18,7 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Connection, type AccessChecker, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { CacheEntry, Lease, ResourceCache } from '../cache/cache.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import { isDirectStatus, mergeHeader, statusError, type ResponseMeta } from '../res/meta.js';
 import {
@@ -126,7 +126,7 @@ function errorJson(e: ResError): string {
 
 function asResError(e: unknown, log: Logger): ResError {
   if (ResError.is(e)) return e;
-  log.error('HTTP API request failed', { error: (e as Error)?.stack ?? String(e) });
+  log.error('HTTP API request failed', { error: errorText(e) });
   return internalError();
 }
 
@@ -276,7 +276,7 @@ export function createResApi(opts: ResApiOptions): ResApi {
     const parts = pathParts(rawPath, prefix);
     const done = (p: Promise<void>) =>
       void p.catch((e: unknown) => {
-        log.error('HTTP API request failed', { error: (e as Error)?.stack ?? String(e) });
+        log.error('HTTP API request failed', { error: errorText(e) });
         if (!res.headersSent) answer(res, { error: internalError() }, undefined);
         else res.end();
       });

@@ -23,7 +23,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection, type AccessChecker, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
 import {
@@ -172,7 +172,7 @@ class ResSession implements EntryWatcher {
 
   private enqueue(step: () => void | Promise<void>): Promise<void> {
     const run = this.chain.then(() => (this.closed ? undefined : step()));
-    this.chain = run.catch((e: unknown) => this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: (e as Error)?.stack ?? String(e) }));
+    this.chain = run.catch((e: unknown) => this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: errorText(e) }));
     return run;
   }
 
@@ -187,7 +187,7 @@ class ResSession implements EntryWatcher {
   }
 
   private unexpected(e: unknown): ResError {
-    this.t.opts.logger.error('RES WebSocket request failed', { cid: this.conn.cid, error: (e as Error)?.stack ?? String(e) });
+    this.t.opts.logger.error('RES WebSocket request failed', { cid: this.conn.cid, error: errorText(e) });
     return internalError();
   }
 
@@ -494,7 +494,7 @@ class ResWebSocketImpl implements ResWebSocket {
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     void this.accept(req, socket, head).catch((e: unknown) => {
-      this.opts.logger.error('RES WebSocket upgrade failed', { error: (e as Error)?.stack ?? String(e) });
+      this.opts.logger.error('RES WebSocket upgrade failed', { error: errorText(e) });
       refuseUpgrade(socket, 500, {});
     });
   }

@@ -31,7 +31,7 @@ import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { LiveEngine, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { clientError, DocumentCache } from './documents.js';
@@ -172,7 +172,7 @@ export class SingleConnectionSse {
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((e: unknown) => {
-      this.opts.logger.error('graphql-sse request failed', { error: (e as Error)?.stack ?? String(e) });
+      this.opts.logger.error('graphql-sse request failed', { error: errorText(e) });
       if (!res.headersSent) error(res, 500, 'Internal error', ErrorCode.internalError);
       else res.end();
     });
@@ -292,7 +292,7 @@ export class SingleConnectionSse {
       if (isAsyncIterable(result)) await this.iterate(reservation, id, op, result);
       else reservation.send(nextEvent(id, JSON.stringify(result)));
     } catch (e) {
-      this.opts.logger.error('graphql-sse operation failed', { error: (e as Error)?.stack ?? String(e) });
+      this.opts.logger.error('graphql-sse operation failed', { error: errorText(e) });
       reservation.send(nextEvent(id, JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }] })));
     }
     this.complete(reservation, id, op);
