@@ -54,7 +54,8 @@ describe('multipart subscriptions (Apollo protocol)', () => {
 
   it('sends heartbeats {} while nothing changes', async () => {
     const m = await postMultipart(env.gw.url, { query: 'subscription { book(id: 2) { title } }' });
-    expect(await m.parts.next()).toEqual({ payload: { data: { book: { title: 'Book 2' } } } });
+    // on a busy machine a heartbeat may come before the first result
+    expect(await nextPayload(m.parts)).toEqual({ payload: { data: { book: { title: 'Book 2' } } } });
     // the gateway of this file beats every 100 ms
     expect(await m.parts.next(2000)).toEqual({});
     expect(await m.parts.next(2000)).toEqual({});
