@@ -23,7 +23,7 @@ import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { buildExecutableSchema } from './resolvers/executable.js';
 import { Resolvers } from './resolvers/resolvers.js';
 import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
-import { createHttpTransport, type GatewayYoga } from './transports/http.js';
+import { createHttpTransport, type GatewayYoga, type StreamTransportParts } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { createResApi } from './transports/res-api.js';
 import { attachResWebSocket } from './transports/res-ws.js';
@@ -258,8 +258,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     maxBodyBytes: limits.maxBodyBytes,
     trusted,
   });
-  /** what the streaming transports of the GraphQL path (graphql-sse's single connection, graphql-ws) are built from */
-  const streamParts = {
+  const streamParts: StreamTransportParts = {
     yoga,
     path: graphqlPath,
     connections,

@@ -12,12 +12,15 @@ import { Connection, type ConnectionRegistry, type HttpInfo } from '../access/ac
 import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
+import type { LiveEngine } from '../live/engine.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
+import type { ResourceMapping } from '../schema/schema.js';
 import type { FleetHooks } from '../fleet/workers.js';
 import { csrfPrevention } from './csrf.js';
 import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
 import { rememberConnection, responseMeta } from './response-meta.js';
 import { requestBodyLimit } from './limits.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -51,6 +54,22 @@ export interface HttpTransportOptions {
 }
 
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
+
+/** What the streaming transports of the GraphQL path (graphql-ws, graphql-sse's single connection) are built from. */
+export interface StreamTransportParts {
+  yoga: GatewayYoga;
+  path: string;
+  connections: ConnectionRegistry;
+  authenticator: Authenticator;
+  live: LiveEngine;
+  cache: ResourceCache;
+  mapping: ResourceMapping;
+  /** the executable schema (the one Yoga serves) */
+  schema: GraphQLSchema;
+  logger: Logger;
+  /** the trusted documents: an operation naming its document by hash runs the known one; `--persisted-only` refuses the others */
+  trusted: TrustedDocuments;
+}
 
 /** Header names in canonical MIME form (`content-type` → `Content-Type`), values as arrays, as auth requests carry them. */
 export function canonicalHeaders(headers: Headers): Record<string, string[]> {

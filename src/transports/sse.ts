@@ -24,34 +24,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema } from 'graphql';
+import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
 import { TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
-import { Connection, type ConnectionRegistry } from '../access/access.js';
-import type { Authenticator } from '../access/auth.js';
-import type { ResourceCache } from '../cache/cache.js';
-import type { LiveEngine, LiveStream } from '../live/engine.js';
+import { Connection } from '../access/access.js';
+import type { LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
-import { errorText, type Logger } from '../log.js';
+import { errorText } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
-import type { ResourceMapping } from '../schema/schema.js';
 import { clientError, DocumentCache } from './documents.js';
-import { httpInfoOf, type GatewayYoga } from './http.js';
+import { httpInfoOf, type StreamTransportParts } from './http.js';
 import { readBodyWithin } from './limits.js';
-import type { TrustedDocuments } from './trusted-documents.js';
 
-export interface SingleConnectionSseOptions {
-  yoga: GatewayYoga;
-  path: string;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
-  live: LiveEngine;
-  cache: ResourceCache;
-  mapping: ResourceMapping;
-  /** the executable schema (the one Yoga serves) */
-  schema: GraphQLSchema;
-  logger: Logger;
-  /** the trusted documents: an operation naming its document by hash runs the known one; `--persisted-only` refuses the others */
-  trusted: TrustedDocuments;
+export interface SingleConnectionSseOptions extends StreamTransportParts {
   /** Bytes an operation's body may have (413 above it). */
   maxBodyBytes: number;
   /** How long a reservation waits for its stream to be opened, in ms. Default 30000. */

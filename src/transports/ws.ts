@@ -20,7 +20,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ExecutionArgs, ExecutionResult, GraphQLFormattedError, GraphQLSchema } from 'graphql';
+import type { ExecutionArgs, ExecutionResult, GraphQLFormattedError } from 'graphql';
 import {
   CloseCode,
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -32,29 +32,15 @@ import {
   type SubscribePayload,
 } from 'graphql-ws';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { Connection, type ConnectionRegistry } from '../access/access.js';
-import type { Authenticator } from '../access/auth.js';
-import type { ResourceCache } from '../cache/cache.js';
-import type { LiveEngine, LivePayload, LiveStream } from '../live/engine.js';
+import { Connection } from '../access/access.js';
+import type { LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
-import { errorText, type Logger } from '../log.js';
+import { errorText } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
-import type { ResourceMapping } from '../schema/schema.js';
 import { clientError, DocumentCache } from './documents.js';
-import { httpInfoOf, type GatewayYoga } from './http.js';
-import type { TrustedDocuments } from './trusted-documents.js';
+import { httpInfoOf, type StreamTransportParts } from './http.js';
 
-export interface WebSocketTransportOptions {
-  yoga: GatewayYoga;
-  path: string;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
-  live: LiveEngine;
-  cache: ResourceCache;
-  mapping: ResourceMapping;
-  /** the executable schema (the one Yoga serves) */
-  schema: GraphQLSchema;
-  logger: Logger;
+export interface WebSocketTransportOptions extends StreamTransportParts {
   /** Whether the page that opens a socket may (its `Origin`); refused upgrades get 403. Default: every page. */
   acceptOrigin?: (req: IncomingMessage) => boolean;
   /** How long a socket may take to send connection_init, in ms. Default 3000. */
@@ -63,8 +49,6 @@ export interface WebSocketTransportOptions {
   keepAlive?: number;
   /** Bytes a message may have; a larger one closes its socket with 1009 (message too big). */
   maxMessageBytes: number;
-  /** the trusted documents: an operation naming its document by hash runs the stored one */
-  trusted: TrustedDocuments;
 }
 
 /** WebSocket close code 1012: the server restarts; reconnect (RFC 6455 registry). */
