@@ -8,10 +8,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { GraphQLSchema } from 'graphql';
-import { Connection, type ConnectionRegistry, type HttpInfo } from '../access/access.js';
+import { Connection, type AccessChecker, type ConnectionRegistry, type HttpInfo } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
+import type { ResClient } from '../res/client.js';
 import type { LiveEngine } from '../live/engine.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 import type { ResourceMapping } from '../schema/schema.js';
@@ -54,6 +55,18 @@ export interface HttpTransportOptions {
 }
 
 export type GatewayYoga = YogaServerInstance<ServerContext, GatewayContext>;
+
+/** What the transports for clients written for Resgate (its HTTP API, its WebSocket protocol) are built from. */
+export interface ResTransportParts {
+  /** where the transport is served (the HTTP API's root path, the WebSocket's path) */
+  path: string;
+  cache: ResourceCache;
+  access: AccessChecker;
+  res: ResClient;
+  connections: ConnectionRegistry;
+  authenticator: Authenticator;
+  logger: Logger;
+}
 
 /** What the streaming transports of the GraphQL path (graphql-ws, graphql-sse's single connection) are built from. */
 export interface StreamTransportParts {

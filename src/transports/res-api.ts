@@ -15,11 +15,9 @@
  * response is written.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Connection, type AccessChecker, type ConnectionRegistry } from '../access/access.js';
-import type { Authenticator } from '../access/auth.js';
-import type { CacheEntry, Lease, ResourceCache } from '../cache/cache.js';
+import { Connection } from '../access/access.js';
+import type { CacheEntry, Lease } from '../cache/cache.js';
 import { errorText, type Logger } from '../log.js';
-import type { ResClient } from '../res/client.js';
 import { isDirectStatus, mergeHeader, statusError, type ResponseMeta } from '../res/meta.js';
 import {
   ErrorCode,
@@ -37,17 +35,10 @@ import {
 } from '../res/protocol.js';
 import { mayBeForged } from './csrf.js';
 import { readBodyWithin } from './limits.js';
-import { headersOf, httpInfoOf } from './http.js';
+import { headersOf, httpInfoOf, type ResTransportParts } from './http.js';
 
-export interface ResApiOptions {
-  /** the API's root path: `/api` serves `/api/<rid as path>` */
-  path: string;
-  cache: ResourceCache;
-  access: AccessChecker;
-  res: ResClient;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
-  logger: Logger;
+/** `path`: the API's root path: `/api` serves `/api/<rid as path>`. */
+export interface ResApiOptions extends ResTransportParts {
   /** Bytes a request body may have (Resgate sets no limit; a gateway must). Default 1048576 (1 MiB). */
   maxBodyBytes?: number;
 }

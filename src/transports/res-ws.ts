@@ -20,11 +20,9 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { Connection, type AccessChecker, type ConnectionRegistry } from '../access/access.js';
-import type { Authenticator } from '../access/auth.js';
-import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
-import { errorText, type Logger } from '../log.js';
-import type { ResClient } from '../res/client.js';
+import { Connection } from '../access/access.js';
+import type { CacheEntry, EntryChange, EntryWatcher, Lease } from '../cache/cache.js';
+import { errorText } from '../log.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
 import {
   ErrorCode,
@@ -40,16 +38,9 @@ import {
   type ResValue,
   type Response,
 } from '../res/protocol.js';
-import { httpInfoOf } from './http.js';
+import { httpInfoOf, type ResTransportParts } from './http.js';
 
-export interface ResWebSocketOptions {
-  path: string;
-  cache: ResourceCache;
-  access: AccessChecker;
-  res: ResClient;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
-  logger: Logger;
+export interface ResWebSocketOptions extends ResTransportParts {
   /** Whether the page that opens a socket may (its `Origin`); refused upgrades get 403. */
   acceptOrigin: (req: IncomingMessage) => boolean;
   /** How many resources one connection may subscribe to directly (the GraphQL live subscription limit). */
