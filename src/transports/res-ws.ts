@@ -49,6 +49,9 @@ export interface ResWebSocketOptions extends ResTransportParts {
   maxMessageBytes?: number;
 }
 
+/** What a request handler returns when it has sent its reply itself (see subscribe). */
+const answered = Symbol('answered');
+
 export interface ResWebSocket {
   readonly wss: WebSocketServer;
   /** takes an upgrade request for the protocol's path */
@@ -172,7 +175,9 @@ class ResSession implements EntryWatcher {
     if (!req) return; // not a request: Resgate drops it too
     void this.answer(req).then(
       // a request without a result payload (unsubscribe) is answered without `result`, as Resgate does
-      (result) => this.send(result === undefined ? { id: req.id } : { id: req.id, result }),
+      (result) => {
+        if (result !== answered) this.send(result === undefined ? { id: req.id } : { id: req.id, result });
+      },
       (e: unknown) => this.send({ id: req.id, error: errorObject(ResError.is(e) ? e : this.unexpected(e)) }),
     );
   }
@@ -190,7 +195,8 @@ class ResSession implements EntryWatcher {
     if (!isValidClientRid(rid, true) || (m.action !== undefined && !isValidMethodName(m.action))) throw invalidRequest();
     switch (m.type) {
       case 'subscribe':
-        return this.subscribe(rid);
+        await this.subscribe(rid, (set) => this.send({ id: req.id, result: set }));
+        return answered;
       case 'unsubscribe':
         return this.unsubscribe(rid, req.params);
       case 'get':
@@ -208,7 +214,12 @@ class ResSession implements EntryWatcher {
 
   // --- requests --------------------------------------------------------------
 
-  private async subscribe(rid: string): Promise<ResourceSet> {
+  /**
+   * `reply`, when given, is called with the set in the same step that starts
+   * watching: an event after it is queued behind the reply, so a client never
+   * gets a change before the state it applies to.
+   */
+  private async subscribe(rid: string, reply?: (set: ResourceSet) => void): Promise<ResourceSet> {
     const max = this.t.opts.maxSubscriptionsPerConnection;
     if (!this.direct.has(rid) && this.direct.size >= max) {
       throw new ResError(ErrorCode.limitExceeded, `A connection may hold at most ${max} subscriptions`);
@@ -219,6 +230,7 @@ class ResSession implements EntryWatcher {
     await this.enqueue(async () => {
       this.direct.set(rid, (this.direct.get(rid) ?? 0) + 1);
       set = await this.bringIntoView([rid]);
+      reply?.(set);
     });
     return set;
   }
