@@ -16,7 +16,6 @@ import {
   GraphQLError,
   Kind,
   getArgumentValues,
-  getNamedType,
   getNullableType,
   isAbstractType,
   isLeafType,
@@ -358,10 +357,11 @@ export class Resolvers {
     if (isListType(t)) {
       if (entry.kind !== 'collection') throw this.mismatch(rid, 'a model', 'a list');
       const item = t.ofType as GraphQLOutputType;
-      const named = getNamedType(item);
+      // the item's own type, not the named one: in [[Int]] an item is a list, reached through a reference
+      const itemType = getNullableType(item);
       const values = entry.collection!;
-      if (isLeafType(named)) {
-        return values.map((v) => (isRef(v) ? (named.name === 'JSON' ? { ...v } : v.rid) : isData(v) ? v.data : v));
+      if (isLeafType(itemType)) {
+        return values.map((v) => (isRef(v) ? (itemType.name === 'JSON' ? { ...v } : v.rid) : isData(v) ? v.data : v));
       }
       return values.map((v) => {
         if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
