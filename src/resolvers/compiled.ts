@@ -5,8 +5,15 @@
  * a cached re-run's cost). A document is compiled the second time it runs,
  * so a one-off document never pays for compiling; one graphql-jit cannot
  * compile runs through graphql-js, as it did the first time.
+ *
+ * Two things stay with graphql-js. Mutations: their cost is the service's
+ * round trip, and the re-run below must never call a service twice. And a
+ * query result with a failed list item: graphql-jit 0.8 appends one extra
+ * null to the list for each item whose promise rejected (a deleted item, a
+ * denied soft reference), so such a run is done again by graphql-js, which
+ * costs a second execution only while a list holds a failed item.
  */
-import { execute, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { execute, getOperationAST, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 
 /** How a document runs for an operation name: seen once (graphql-js), compiled, or not compilable. */
@@ -47,6 +54,7 @@ function compiled(args: ExecutionArgs): CompiledQuery | undefined {
 
 /** graphql-jit's function for an operation, or graphql-js when it reports (or throws) that it cannot compile it. */
 function compile(args: ExecutionArgs): Plan {
+  if (getOperationAST(args.document, args.operationName)?.operation !== 'query') return 'graphql-js';
   try {
     const c = compileQuery(args.schema, args.document, args.operationName ?? undefined);
     return isCompiledQuery(c) ? c : 'graphql-js';
@@ -63,7 +71,13 @@ export function run(args: ExecutionArgs): ExecutionResult | Promise<ExecutionRes
   const c = compiled(args);
   if (!c) return execute(args) as ExecutionResult | Promise<ExecutionResult>;
   const result = c.query(args.rootValue, args.contextValue, args.variableValues ?? {}) as ExecutionResult | Promise<ExecutionResult>;
-  return result instanceof Promise ? result.then(inGraphqlJsOrder) : inGraphqlJsOrder(result);
+  const checked = (r: ExecutionResult) => (hasFailedListItem(r) ? (execute(args) as ExecutionResult | Promise<ExecutionResult>) : inGraphqlJsOrder(r));
+  return result instanceof Promise ? result.then(checked) : checked(result);
+}
+
+/** Whether an error of the result is a list item's own (its path ends in an index): see the top of this file. */
+function hasFailedListItem(result: ExecutionResult): boolean {
+  return result.errors?.some((e) => typeof e.path?.[e.path.length - 1] === 'number') ?? false;
 }
 
 /**
