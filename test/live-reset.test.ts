@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, ref, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
+import { gate } from './helpers/wait.js';
 
 let env: LiveEnv;
 
@@ -38,6 +39,38 @@ describe('system.reset of resources', () => {
     // later events apply on top of the corrected state
     await svc.change('library.book.1', { year: 1971 });
     expect(await s.next()).toEqual({ data: { book: { title: 'Corrected', year: 1971 } } });
+    await closeClients(gw, client);
+  });
+
+  it('re-gets once more when a reset arrives while the previous reset is still waiting for its get', async () => {
+    const { svc, gw } = env;
+    addBook(svc, 20, 'Book 20', 1);
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { book(id: 20) { title } }');
+    expect(await s.next()).toEqual({ data: { book: { title: 'Book 20' } } });
+    // the first re-get is answered late, with what the service had when it was asked
+    const late = gate();
+    let first = true;
+    svc.handle('get.library.book.20', async () => {
+      const snapshot = structuredClone(svc.resources.get('library.book.20'));
+      if (first) {
+        first = false;
+        await late.promise;
+      }
+      return { result: snapshot };
+    });
+    silently('library.book.20', { title: 'First fix' });
+    const firstGet = svc.nextRequest('get.library.book.20');
+    await svc.publish('system.reset', { resources: ['library.book.20'] });
+    await firstGet;
+    silently('library.book.20', { title: 'Second fix' });
+    const secondGet = svc.nextRequest('get.library.book.20');
+    await svc.publish('system.reset', { resources: ['library.book.20'] });
+    late.open();
+    await secondGet; // before the fix, the second reset was merged into the first one's get and lost
+    let last = await s.next();
+    while (last.data.book.title !== 'Second fix') last = await s.next();
+    expect(last).toEqual({ data: { book: { title: 'Second fix' } } });
     await closeClients(gw, client);
   });
 

@@ -76,6 +76,8 @@ export class CacheEntry {
   pending: Promise<void> | undefined;
   /** a `reaccess` that arrived while a get was pending */
   reaccessAfterGet = false;
+  /** a reset that arrived while a get was pending: that get's reply may predate what the reset announces */
+  resetAfterGet = false;
   /**
    * Events that arrived after the pending get's reply but before its value was
    * stored (the reply's promise settles microtasks after NATS delivered it, and
@@ -444,6 +446,10 @@ export class ResourceCache {
       entry.reaccessAfterGet = false;
       for (const l of this.reaccessListeners) l(entry.rid);
     }
+    if (entry.resetAfterGet) {
+      entry.resetAfterGet = false;
+      void this.resetEntries([entry]); // never rejects
+    }
   }
 
   // --- events --------------------------------------------------------------
@@ -627,9 +633,19 @@ export class ResourceCache {
 
   // --- resets --------------------------------------------------------------
 
-  /** Re-gets the entries through the throttled queue (resync.ts); never rejects. */
+  /**
+   * Re-gets the entries through the throttled queue (resync.ts); never
+   * rejects. An entry whose get is in flight is re-got once that get is
+   * done: the service may have answered it before the change the reset
+   * announces (a reply and a reset race on separate subjects).
+   */
   private resetEntries(entries: CacheEntry[]): Promise<void> {
-    return this.resync.add(entries.filter((e) => (e.state === 'ready' || e.state === 'error') && !e.pending));
+    const due: CacheEntry[] = [];
+    for (const e of entries) {
+      if (e.pending) e.resetAfterGet = true;
+      else if (e.state === 'ready' || e.state === 'error') due.push(e);
+    }
+    return this.resync.add(due);
   }
 
   /** One queued re-get: skipped if the entry left the cache while it waited; a failure is logged. */
