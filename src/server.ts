@@ -44,7 +44,7 @@ import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 /**
  * How to run a gateway. Every field is optional; an unset one takes its value
  * from `defaults` (config/defaults.ts), which each comment states
- * (test/options-doc.test.ts checks that they agree).
+ * (test/docs.test.ts checks that they agree).
  */
 export interface GatewayOptions {
   /**

@@ -3,7 +3,7 @@
  * variable, default, help line, how its text is read, and what it sets in
  * GatewayOptions. The parser's `parseArgs` options, `--help`, the RESGRAPH_*
  * variables and the values handed to `startGateway` all come from this
- * table, and test/options-doc.test.ts holds docs/configuration.md's option
+ * table, and test/docs.test.ts holds docs/configuration.md's option
  * table to it. The default values themselves live in config/defaults.ts,
  * which startGateway applies for library users too.
  *
