@@ -6,7 +6,7 @@
  *   2. unless a NATS URL is given (--nats or RESGRAPH_NATS), starts a local
  *      nats-server on 127.0.0.1:4222, or on a free port if 4222 is taken;
  *      the gateway's --nats-* options (TLS, creds, NKey, token, user and
- *      password: see README, "Connecting to NATS") go, as given, to both the
+ *      password: see docs/configuration.md, "Connecting to NATS") go, as given, to both the
  *      service and the gateway, which check them;
  *   3. starts the example library service (examples/library/service.ts, via tsx);
  *   4. starts the gateway (dist/cli.js) on port 4000 (--port or RESGRAPH_PORT

@@ -3,6 +3,8 @@
  * was logged and operators can silence it. Service faults (malformed replies
  * and events) are logged as warnings with their subject.
  */
+import { defaults } from './config/defaults.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface Logger {
@@ -22,7 +24,7 @@ export type LogFormat = 'text' | 'json';
  * object a line, `{"time", "level", "msg", ...fields}`, for log collectors
  * (a field named like one of those three is kept under `field.<name>`).
  */
-export function consoleLogger(level: LogLevel = 'info', format: LogFormat = 'text'): Logger {
+export function consoleLogger(level: LogLevel = defaults.logLevel, format: LogFormat = defaults.logFormat): Logger {
   const min = order[level];
   const line = format === 'json' ? jsonLine : textLine;
   const write = (lvl: Exclude<LogLevel, 'silent'>) => (msg: string, fields?: Record<string, unknown>) => {

@@ -14,6 +14,7 @@ import type { ConnectionOptions, NatsConnection } from 'nats';
 import type { Duplex } from 'node:stream';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
+import { defaults } from './config/defaults.js';
 import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
@@ -40,6 +41,11 @@ import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 
+/**
+ * How to run a gateway. Every field is optional; an unset one takes its value
+ * from `defaults` (config/defaults.ts), which each comment states
+ * (test/docs.test.ts checks that they agree).
+ */
 export interface GatewayOptions {
   /**
    * NATS server URL(s), `nats://` or `tls://` (TLS required), optionally with
@@ -115,13 +121,13 @@ export interface GatewayOptions {
   persistedDocuments?: string | Record<string, string>;
   /** Refuse every document that is not in `persistedDocuments` (which it needs). Default false. */
   persistedOnly?: boolean;
-  /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. */
+  /** `<rid>.<method>` of an auth method called with each connection's HTTP headers before anything else. Default: none. */
   headerAuth?: string;
   /**
-   * Prometheus metrics: on (the default) at `/metrics` on the gateway's port,
-   * `false` for none, or `{ port }` for `/metrics` on a port of its own (0
-   * picks a free one). `processMetrics` adds the process's CPU, memory and
-   * event loop metrics (once per process: the CLI turns it on).
+   * Prometheus metrics: `true` for `/metrics` on the gateway's port, `false`
+   * for none, or `{ port }` for `/metrics` on a port of its own (0 picks a
+   * free one). `processMetrics` adds the process's CPU, memory and event
+   * loop metrics (once per process: the CLI turns it on). Default true.
    */
   metrics?: boolean | { port?: number; host?: string; processMetrics?: boolean };
   /**
@@ -137,6 +143,7 @@ export interface GatewayOptions {
   sseReservationTimeout?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
+  /** Where log lines go. Default: `consoleLogger()`, info and above as text on stderr. */
   logger?: Logger;
 }
 
@@ -182,11 +189,11 @@ export interface Gateway {
 
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const log = opts.logger ?? consoleLogger();
-  const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? 'schema');
-  const natsOptions = natsConnectOptions(opts.nats ?? 'nats://127.0.0.1:4222', opts.natsClient ?? {}, 'resgraph');
+  const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? defaults.schema);
+  const natsOptions = natsConnectOptions(opts.nats ?? defaults.nats, opts.natsClient ?? {}, defaults.natsName);
   const origins = parseAllowOrigin(typeof opts.allowOrigin === 'string' ? opts.allowOrigin : (opts.allowOrigin ?? []).join(','));
 
-  const metricsOpt = opts.metrics ?? true;
+  const metricsOpt = opts.metrics ?? defaults.metrics;
   const metrics =
     metricsOpt === false
       ? undefined
@@ -213,7 +220,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
 
-  const graphqlPath = opts.graphqlPath ?? '/graphql';
+  const graphqlPath = opts.graphqlPath ?? defaults.graphqlPath;
   const multipart = new MultipartSubscriptions({ heartbeatMs: opts.multipartHeartbeat, logger: log });
   const limits = limitsWithDefaults(opts);
   const trusted = new TrustedDocuments({
@@ -232,7 +239,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     draining: () => draining,
     fleet: opts.fleet,
     authenticator,
-    graphiql: opts.graphiql,
+    graphiql: opts.graphiql ?? defaults.graphiql,
     maxBodyBytes: limits.maxBodyBytes,
     plugins: [
       trusted.yogaPlugin(),
@@ -276,9 +283,9 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     maxBodyBytes: limits.maxBodyBytes,
   });
   const resApi =
-    opts.resgateApi === false
+    !(opts.resgateApi ?? defaults.resgateApi)
       ? undefined
-      : createResApi({ path: opts.apiPath ?? '/api', cache, access, res, connections, authenticator, logger: log, maxBodyBytes: limits.maxBodyBytes });
+      : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, connections, authenticator, logger: log, maxBodyBytes: limits.maxBodyBytes });
   const server = createServer((req, response) => {
     const path = pathOf(req);
     if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
@@ -294,9 +301,9 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     if (fastPath(req, response, path)) return;
     void yoga(req, response);
   });
-  const host = opts.host ?? '127.0.0.1';
+  const host = opts.host ?? defaults.host;
   const urlHost = host.includes(':') ? `[${host}]` : host;
-  await listen(server, opts.port ?? 4000, host);
+  await listen(server, opts.port ?? defaults.port, host);
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   if (separateMetrics && typeof metricsOpt === 'object') {
     try {
@@ -309,7 +316,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   // attached once listening: a failed listen then leaves nothing running behind it
   const acceptOrigin = (req: IncomingMessage) => originVerdict(origins, req) !== 'forbidden';
   const ws = attachWebSocketTransport({ ...streamParts, acceptOrigin, maxMessageBytes: limits.maxBodyBytes });
-  const resWsPath = opts.resWsPath ?? '/';
+  const resWsPath = opts.resWsPath ?? defaults.resWsPath;
   const resWs =
     resWsPath === false
       ? undefined
@@ -322,7 +329,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           authenticator,
           logger: log,
           acceptOrigin,
-          maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? 200,
+          maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection,
           maxMessageBytes: limits.maxBodyBytes,
         });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -354,7 +361,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const url = `http://${urlHost}:${port}${graphqlPath}`;
   const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
 
-  const drain = (timeoutMs = opts.drainTimeout ?? 10_000) =>
+  const drain = (timeoutMs = opts.drainTimeout ?? defaults.drainTimeout) =>
     (closing ??= (async () => {
       const started = Date.now();
       const deadline = started + timeoutMs;

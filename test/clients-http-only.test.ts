@@ -112,7 +112,7 @@ describe('Apollo Client 4 with only an HttpLink', { timeout: 60_000 }, () => {
 
 describe('urql with fetchSubscriptions (no graphql-ws)', { timeout: 60_000 }, () => {
   it('subscribes over SSE, and gets the change another client makes', async () => {
-    // urql sends queries as GET; outside a browser a GET carries a CSRF header (README, Security)
+    // urql sends queries as GET; outside a browser a GET carries a CSRF header (docs/security.md)
     const client = new UrqlClient({ url: gw.url, exchanges: [fetchExchange], fetchSubscriptions: true, fetchOptions: csrfHeader });
     const results = new ResultStream<any>();
     const sub = client.subscription(urqlGql`subscription { book(id: "3") { title } }`, {}).subscribe((r) => results.push(r));

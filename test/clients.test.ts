@@ -54,7 +54,7 @@ function apollo(url: string): ApolloClient {
 /**
  * urql with its document cache, fetch for queries and mutations, graphql-ws
  * for subscriptions. urql sends queries as GET; outside a browser a GET must
- * carry a CSRF header (README, Security).
+ * carry a CSRF header (docs/security.md).
  */
 function urql(url: string): UrqlClient {
   const ws = graphqlWs(url);

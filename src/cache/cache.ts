@@ -49,6 +49,7 @@ import {
   type ResValue,
 } from '../res/protocol.js';
 import { diffCollection, diffModel } from './diff.js';
+import { defaults } from '../config/defaults.js';
 
 export type EntryState = 'loading' | 'ready' | 'error' | 'deleted';
 
@@ -111,11 +112,11 @@ interface NameGroup {
 export interface ResourceCacheOptions {
   res: ResClient;
   logger: Logger;
-  /** How long an entry nobody holds stays cached, in ms. Default 5000. */
+  /** How long an entry nobody holds stays cached, in ms. Default: `defaults.evictDelay`. */
   evictDelay?: number;
   /** told about every resource event that arrives (metrics) */
   observer?: EventObserver;
-  /** Re-gets a reset or reconnect may have in flight at once (see resync.ts). Default 64. */
+  /** Re-gets a reset or reconnect may have in flight at once (see resync.ts). Default: `defaults.resyncConcurrency`. */
   resyncConcurrency?: number;
 }
 
@@ -182,9 +183,9 @@ export class ResourceCache {
   constructor(opts: ResourceCacheOptions) {
     this.res = opts.res;
     this.log = opts.logger;
-    this.evictDelay = opts.evictDelay ?? 5000;
+    this.evictDelay = opts.evictDelay ?? defaults.evictDelay;
     this.observer = opts.observer;
-    this.resync = new ResyncQueue(opts.resyncConcurrency ?? 64, (e) => this.resyncEntry(e), (e) => this.holdsOf(e.rid) > 0);
+    this.resync = new ResyncQueue(opts.resyncConcurrency ?? defaults.resyncConcurrency, (e) => this.resyncEntry(e), (e) => this.holdsOf(e.rid) > 0);
   }
 
   /** Number of cached entries and NATS event subscriptions (for metrics and leak tests). */

@@ -29,12 +29,13 @@ import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import { diff, type PatchOperation } from './patch.js';
+import { defaults } from '../config/defaults.js';
 
 export interface LiveEngineOptions {
   cache: ResourceCache;
   access: AccessChecker;
   logger: Logger;
-  /** Live subscriptions one connection may hold. Default 200. */
+  /** Live subscriptions one connection may hold. Default: `defaults.maxSubscriptionsPerConnection`. */
   maxSubscriptionsPerConnection?: number;
   /** told what each stream does with the results offered to it (metrics) */
   observer?: LiveObserver;
@@ -468,7 +469,7 @@ export class LiveEngine {
     this.cache = opts.cache;
     this.access = opts.access;
     this.log = opts.logger;
-    this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? 200;
+    this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection;
     this.observer = opts.observer;
   }
 

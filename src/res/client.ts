@@ -35,9 +35,10 @@ import {
   type Response,
 } from './protocol.js';
 import type { ResponseMeta } from './meta.js';
+import { defaults } from '../config/defaults.js';
 
 export interface ResClientOptions {
-  /** How long to wait for a reply, in ms, unless a pre-response extends it. Default 3000. */
+  /** How long to wait for a reply, in ms, unless a pre-response extends it. Default: `defaults.requestTimeout`. */
   requestTimeout?: number;
   logger: Logger;
   /** told how each request ended (metrics) */
@@ -91,7 +92,7 @@ export class ResClient {
   readonly sent: Record<RequestKind, number> = { get: 0, access: 0, call: 0, auth: 0, query: 0 };
 
   constructor(opts: ResClientOptions) {
-    this.requestTimeout = opts.requestTimeout ?? 3000;
+    this.requestTimeout = opts.requestTimeout ?? defaults.requestTimeout;
     this.log = opts.logger;
     this.observer = opts.observer;
   }

@@ -15,6 +15,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { jwtAuthenticator, nkeyAuthenticator, nkeys, type ConnectionOptions } from 'nats';
+import { defaults } from '../config/defaults.js';
 
 /** The NATS client settings beyond the server URLs; every field is optional and unset by default. */
 export interface NatsClientOptions {
@@ -63,7 +64,7 @@ export const natsOptionSettings = {
   'nats-tls-ca': { env: 'RESGRAPH_NATS_TLS_CA', field: 'tlsCa', value: '<file>', default: 'system CAs', help: 'PEM CA certificate(s) the NATS server must chain to' },
   'nats-tls-cert': { env: 'RESGRAPH_NATS_TLS_CERT', field: 'tlsCert', value: '<file>', default: 'none', help: 'PEM client certificate for mutual TLS, with --nats-tls-key' },
   'nats-tls-key': { env: 'RESGRAPH_NATS_TLS_KEY', field: 'tlsKey', value: '<file>', default: 'none', help: 'PEM private key of --nats-tls-cert' },
-  'nats-name': { env: 'RESGRAPH_NATS_NAME', field: 'name', value: '<name>', default: 'resgraph', help: 'client name shown in NATS monitoring' },
+  'nats-name': { env: 'RESGRAPH_NATS_NAME', field: 'name', value: '<name>', default: defaults.natsName, help: 'client name shown in NATS monitoring' },
 } as const satisfies Record<string, { env: string; field: Field; value: string; default: string; help: string }>;
 
 export type NatsFlag = keyof typeof natsOptionSettings;

@@ -25,7 +25,7 @@
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { ErrorCode } from '../res/protocol.js';
 
-/** Headers that prove a request was preflighted, any one of them (documented in the README's Security section). */
+/** Headers that prove a request was preflighted, any one of them (documented in docs/security.md, "Cross-site request forgery"). */
 export const csrfHeaders = ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'x-apollo-operation-name'] as const;
 
 /** Content types a cross-site form or `fetch` may send without a preflight (the Fetch standard's CORS-safelisted ones). */

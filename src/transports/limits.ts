@@ -19,30 +19,32 @@ import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import type { IncomingMessage } from 'node:http';
 import { GraphQLError, type ValidationContext } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { defaults } from '../config/defaults.js';
 import { ErrorCode } from '../res/protocol.js';
 
 export interface OperationLimits {
-  /** Deepest selection an operation may have. Default 15. */
+  /** Deepest selection an operation may have. */
   maxDepth: number;
-  /** Aliased fields an operation may have. Default 30. */
+  /** Aliased fields an operation may have. */
   maxAliases: number;
-  /** Tokens a document may have. Default 5000. */
+  /** Tokens a document may have. */
   maxTokens: number;
-  /** Directives an operation may use. Default 50. */
+  /** Directives an operation may use. */
   maxDirectives: number;
-  /** Bytes (UTF-8) a document may have. Default 100 KB (102400). */
+  /** Bytes (UTF-8) a document may have. */
   maxDocumentBytes: number;
-  /** Bytes a request body (HTTP) or a message (WebSocket) may have. Default 1 MB (1048576). */
+  /** Bytes a request body (HTTP) or a message (WebSocket) may have. */
   maxBodyBytes: number;
 }
 
+/** Each limit's default (config/defaults.ts). */
 export const defaultLimits: Readonly<OperationLimits> = {
-  maxDepth: 15,
-  maxAliases: 30,
-  maxTokens: 5000,
-  maxDirectives: 50,
-  maxDocumentBytes: 100 * 1024,
-  maxBodyBytes: 1024 * 1024,
+  maxDepth: defaults.maxDepth,
+  maxAliases: defaults.maxAliases,
+  maxTokens: defaults.maxTokens,
+  maxDirectives: defaults.maxDirectives,
+  maxDocumentBytes: defaults.maxDocumentBytes,
+  maxBodyBytes: defaults.maxBodyBytes,
 };
 
 /** The limits with every unset one at its default. */

@@ -21,9 +21,10 @@ import type { Plugin } from 'graphql-yoga';
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import type { ServerContext } from './http.js';
+import { defaults } from '../config/defaults.js';
 
 export interface MultipartSubscriptionOptions {
-  /** How often a stream with nothing to send gets a heartbeat part, in ms. Default 5000. */
+  /** How often a stream with nothing to send gets a heartbeat part, in ms. Default: `defaults.multipartHeartbeat`. */
   heartbeatMs?: number;
   logger: Logger;
 }
@@ -98,7 +99,7 @@ export class MultipartSubscriptions {
   ): Response {
     const iterator = result[Symbol.asyncIterator]();
     const encoder = new fetchAPI.TextEncoder();
-    const heartbeatMs = this.opts.heartbeatMs ?? 5000;
+    const heartbeatMs = this.opts.heartbeatMs ?? defaults.multipartHeartbeat;
     let heartbeat: NodeJS.Timeout | undefined;
     let finished = false;
     const finish = () => {

@@ -35,11 +35,12 @@ import {
 } from '../res/protocol.js';
 import { mayBeForged } from './csrf.js';
 import { readBodyWithin } from './limits.js';
+import { defaults } from '../config/defaults.js';
 import { headersOf, httpInfoOf, type ResTransportParts } from './http.js';
 
 /** `path`: the API's root path: `/api` serves `/api/<rid as path>`. */
 export interface ResApiOptions extends ResTransportParts {
-  /** Bytes a request body may have (Resgate sets no limit; a gateway must). Default 1048576 (1 MiB). */
+  /** Bytes a request body may have (Resgate sets no limit; a gateway must). Default: `defaults.maxBodyBytes`. */
   maxBodyBytes?: number;
 }
 
@@ -285,7 +286,7 @@ export function createResApi(opts: ResApiOptions): ResApi {
       return fail(new ResError(ErrorCode.forbidden, 'This request could have been sent by another site; send it as JSON, or with a CSRF header'));
     }
     done(
-      readBodyWithin(req, opts.maxBodyBytes ?? 1 << 20).then((raw) => {
+      readBodyWithin(req, opts.maxBodyBytes ?? defaults.maxBodyBytes).then((raw) => {
         let params: unknown;
         if (raw === undefined) return fail(badRequest('Request body too large'));
         if (raw.trim() !== '') {

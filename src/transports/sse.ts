@@ -34,11 +34,12 @@ import { ErrorCode } from '../res/protocol.js';
 import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
 import { readBodyWithin } from './limits.js';
+import { defaults } from '../config/defaults.js';
 
 export interface SingleConnectionSseOptions extends StreamTransportParts {
   /** Bytes an operation's body may have (413 above it). */
   maxBodyBytes: number;
-  /** How long a reservation waits for its stream to be opened, in ms. Default 30000. */
+  /** How long a reservation waits for its stream to be opened, in ms. Default: `defaults.sseReservationTimeout`. */
   reservationTimeout?: number;
   /** How often an open stream gets a keep-alive comment, in ms. Default 12000. */
   keepAlive?: number;
@@ -192,7 +193,7 @@ export class SingleConnectionSse {
     this.opts.connections.add(conn);
     const timer = setTimeout(() => {
       if (!reservation.stream) this.close(reservation);
-    }, this.opts.reservationTimeout ?? 30_000);
+    }, this.opts.reservationTimeout ?? defaults.sseReservationTimeout);
     timer.unref();
     // registered first, so the service's conn.<cid>.token reaches it before the auth reply
     await this.opts.authenticator.authenticate(conn);

@@ -16,7 +16,7 @@
  * The protocol loop is ours rather than graphql-ws's `useServer` because
  * that one serializes every result once per socket and awaits each send
  * through several async layers: at 1,000 subscribers that was most of the
- * gateway's CPU (see README, Performance).
+ * gateway's CPU (see docs/performance.md).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
