@@ -27,7 +27,7 @@ import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
-import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import { internalGraphQLError, toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import { diff, type PatchOperation } from './patch.js';
 
 export interface LiveEngineOptions {
@@ -368,8 +368,8 @@ class LiveQuery implements EntryWatcher {
   }
 
   private failed(e: unknown): ExecutionResult {
-    this.engine.log.error('live query execution failed', { error: (e as Error)?.message ?? String(e) });
-    return { errors: [new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } })] };
+    this.engine.log.error('live query execution failed', { error: errorText(e) });
+    return { errors: [internalGraphQLError()] };
   }
 
   /** Takes a run's dependencies and hands its result, serialized once, to every subscriber. */

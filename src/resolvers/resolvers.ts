@@ -36,7 +36,6 @@ import type { CacheEntry, EntryWatcher, Lease, ResourceCache } from '../cache/ca
 import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import {
-  ErrorCode,
   ResError,
   accessDenied,
   internalError,
@@ -88,7 +87,12 @@ export function toGraphQLError(e: unknown, log?: Logger): GraphQLError {
     return new GraphQLError(e.message, { extensions });
   }
   log?.error('unexpected resolver error', { error: errorText(e) });
-  return new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } });
+  return internalGraphQLError();
+}
+
+/** What a client sees of a failure inside the gateway: its cause goes to the log, never to the client. */
+export function internalGraphQLError(): GraphQLError {
+  return toGraphQLError(internalError());
 }
 
 type Resolver = GraphQLFieldResolver<unknown, GatewayContext>;

@@ -30,6 +30,7 @@ import { Connection } from '../access/access.js';
 import type { LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
+import { internalGraphQLError } from '../resolvers/resolvers.js';
 import { ErrorCode } from '../res/protocol.js';
 import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
@@ -157,7 +158,7 @@ export class SingleConnectionSse {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((e: unknown) => {
       this.opts.logger.error('graphql-sse request failed', { error: errorText(e) });
-      if (!res.headersSent) error(res, 500, 'Internal error', ErrorCode.internalError);
+      if (!res.headersSent) json(res, 500, { errors: [clientError(internalGraphQLError())] });
       else res.end();
     });
   }
@@ -277,7 +278,7 @@ export class SingleConnectionSse {
       else reservation.send(nextEvent(id, JSON.stringify(result)));
     } catch (e) {
       this.opts.logger.error('graphql-sse operation failed', { error: errorText(e) });
-      reservation.send(nextEvent(id, JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }] })));
+      reservation.send(nextEvent(id, JSON.stringify({ errors: [clientError(internalGraphQLError())] })));
     }
     this.complete(reservation, id, op);
   }

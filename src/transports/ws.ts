@@ -36,7 +36,7 @@ import { Connection } from '../access/access.js';
 import type { LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
-import { ErrorCode } from '../res/protocol.js';
+import { internalGraphQLError } from '../resolvers/resolvers.js';
 import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
 
@@ -258,7 +258,7 @@ class Session {
       this.complete(id, op);
     } catch (e) {
       this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
-      this.fail(id, op, [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }]);
+      this.fail(id, op, [clientError(internalGraphQLError())]);
     }
   }
 
