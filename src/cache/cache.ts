@@ -346,9 +346,7 @@ export class ResourceCache {
   private groupFor(name: string): NameGroup {
     let group = this.groups.get(name);
     if (!group) {
-      // Event names are single tokens; `event.<name>.*` keeps the events of
-      // `a.b.c` out of the subscription for `a.b`.
-      const sub = this.res.subscribe(`${subjects.eventPrefix}${name}.*`, (subject, payload) => {
+      const sub = this.res.subscribe(subjects.events(name), (subject, payload) => {
         const event = subject.slice(subjects.eventPrefix.length + name.length + 1);
         this.observer?.event(reservedEvents.has(event) ? event : 'custom');
         this.eventArrivedAt = performance.now();

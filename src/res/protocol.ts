@@ -137,8 +137,11 @@ export const subjects = {
   access: (name: string) => `access.${name}`,
   call: (name: string, method: string) => `call.${name}.${method}`,
   auth: (name: string, method: string) => `auth.${name}.${method}`,
-  /** one subscription per resource name carries every event of it */
-  events: (name: string) => `event.${name}.>`,
+  /**
+   * Every event of a resource name, on one subscription. Event names are
+   * single tokens: `.*` keeps the events of `a.b.c` out of the one for `a.b`.
+   */
+  events: (name: string) => `event.${name}.*`,
   eventPrefix: 'event.',
   connAll: 'conn.>',
   systemReset: 'system.reset',
