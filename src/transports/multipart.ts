@@ -17,7 +17,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { GraphQLError, type ExecutionResult } from 'graphql';
-import type { Plugin } from 'graphql-yoga';
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { internalGraphQLError } from '../resolvers/resolvers.js';
@@ -156,8 +156,4 @@ export class MultipartSubscriptions {
       headers: { 'content-type': multipartSubscriptionContentType, 'cache-control': 'no-cache', connection: 'keep-alive' },
     });
   }
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }

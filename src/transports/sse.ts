@@ -26,6 +26,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
 import { TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
+import { isAsyncIterable } from 'graphql-yoga';
 import { Connection } from '../access/access.js';
 import type { LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
@@ -114,10 +115,6 @@ function error(res: ServerResponse, status: number, message: string, code: strin
 function httpStatusOf(e: GraphQLError): number {
   const status = (e.extensions?.http as { status?: unknown } | undefined)?.status;
   return typeof status === 'number' ? status : 400;
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 interface OperationBody {

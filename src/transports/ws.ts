@@ -31,6 +31,7 @@ import {
   type Message,
   type SubscribePayload,
 } from 'graphql-ws';
+import { isAsyncIterable } from 'graphql-yoga';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection } from '../access/access.js';
 import type { LivePayload, LiveStream } from '../live/engine.js';
@@ -124,10 +125,6 @@ function nextFrame(id: string, payload: LivePayload): Buffer {
     byId.set(id, f);
   }
   return f;
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 class Session {
@@ -245,7 +242,7 @@ class Session {
         if (isAsyncIterable(result)) void result[Symbol.asyncIterator]().return?.();
         return;
       }
-      if (isAsyncIterable(result)) {
+      if (isAsyncIterable<ExecutionResult>(result)) {
         // an @event stream, or the parts of a query or mutation with @defer/@stream (which a drain waits for)
         if (operation.operation === 'subscription') {
           op.finite = false;
