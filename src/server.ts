@@ -8,7 +8,8 @@
  * clients are told to reconnect elsewhere, work in flight finishes, then the
  * NATS connection drains.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
 import type { Duplex } from 'node:stream';
@@ -296,7 +297,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   const host = opts.host ?? '127.0.0.1';
   const urlHost = host.includes(':') ? `[${host}]` : host;
-  await listen(server, opts.port ?? 4000, host);
+  // a failed listen (a port in use) rejects: once() also takes the server's 'error'
+  await once(server.listen(opts.port ?? 4000, host), 'listening');
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   if (separateMetrics && typeof metricsOpt === 'object') {
     try {
@@ -491,16 +493,6 @@ class RequestTracker {
     this.waiters = [];
     for (const w of waiters) w();
   }
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }
 
 /** The NATS connection's trouble, shared by the connecting code and the probes. */
