@@ -531,8 +531,9 @@ async function connectNats(
 /**
  * Follows the NATS connection's state. Events may have been missed while it
  * was down, so after a reconnect every cached resource is re-fetched and
- * diffed and every access verdict is asked again (res-protocol.md, "Lost
- * NATS connection"). Each failed reconnect attempt is logged once.
+ * diffed and every access verdict is asked again (see
+ * docs/protocol-notes.md#lost-nats-connection). Each failed reconnect attempt
+ * is logged once.
  */
 function watchConnection(
   nc: NatsConnection,

@@ -89,7 +89,7 @@ const enc = new TextEncoder();
  * code), or the end of the subscription with a code. The intended mappings
  * between the two protocols:
  * - resgraph ends a subscription whose root is deleted with system.notFound
- *   (DESIGN.md, "Errors"); Resgate sends `delete` and then `unsubscribe`
+ *   (docs/protocol-notes.md#ended-streams); Resgate sends `delete` and then `unsubscribe`
  *   with reason system.deleted: both are `{ended: 'system.notFound'}`.
  * - lost access: resgraph ends the stream with system.accessDenied; Resgate
  *   sends `unsubscribe` with that reason: `{ended: 'system.accessDenied'}`.

@@ -5,7 +5,7 @@
  * (re-get and diff) and delayed eviction. It never decides access; it only
  * tells listeners that a `reaccess` arrived.
  *
- * Rules it implements (res-protocol.md, "Events and the cache"):
+ * Rules it implements (see docs/protocol-notes.md#events-between-get-and-subscribe):
  * - subscribe to a name's events before sending its first `get`;
  * - events that arrive while a `get` is pending are already in its response:
  *   drop them (a `reaccess` is passed on after the response);
@@ -325,7 +325,7 @@ export class ResourceCache {
   private scheduleEviction(entry: CacheEntry): void {
     if (entry.evictTimer) clearTimeout(entry.evictTimer);
     if (entry.state === 'error' && entry.pending === undefined) {
-      // an error is not worth keeping once nobody holds it (res-protocol.md, "get")
+      // an error is not worth keeping once nobody holds it (see docs/protocol-notes.md#get-errors-are-not-cached)
       this.remove(entry);
       return;
     }
@@ -400,7 +400,7 @@ export class ResourceCache {
     else entry.collection = result.value;
     entry.state = 'ready';
     // Two query strings can name one resource: the normalized query from the
-    // service decides the entry (res-protocol.md, subtlety 6).
+    // service decides the entry (see docs/protocol-notes.md#normalized-queries).
     if (entry.query !== undefined && result.query !== undefined && result.query !== entry.query) {
       this.rekey(entry, result.query);
     }
@@ -468,8 +468,8 @@ export class ResourceCache {
     if (!entry) return;
     if (entry.pending) {
       // events racing a pending get are already in its response: dropped; those
-      // after the response are not, and wait until it is stored (res-protocol.md,
-      // "Events and the cache", 3 and 4)
+      // after the response are not, and wait until it is stored (see
+      // docs/protocol-notes.md#events-between-get-and-subscribe)
       entry.deferred?.push(() => this.applyEvent(entry, event, payload));
       return;
     }
@@ -510,7 +510,7 @@ export class ResourceCache {
   private applyChange(entry: CacheEntry, values: ChangeValues): boolean {
     const model = entry.model;
     if (entry.kind !== 'model' || !model) return this.misfit(entry, 'change', 'change event on a collection');
-    // only properties whose value really changed are reported (subtlety 8)
+    // only properties whose value really changed are reported (see docs/protocol-notes.md#unchanged-values-are-not-changes)
     const changed: ChangeValues = {};
     let any = false;
     for (const [key, value] of Object.entries(values)) {
@@ -569,7 +569,7 @@ export class ResourceCache {
 
   /**
    * A query resource may have changed: ask the service, per cached query of
-   * this name, what changed (res-protocol.md, the `query` event).
+   * this name, what changed (see docs/protocol-notes.md#query-events).
    */
   private onQueryEvent(name: string, group: NameGroup, payload: unknown): void {
     let subject: string;

@@ -2,7 +2,7 @@
  * Turns the difference between two states of one resource into ordinary RES
  * events, so a reset (re-get after `system.reset` or a NATS reconnect) looks
  * to everyone downstream like the changes a service would have published
- * (res-protocol.md, "system.reset").
+ * (see docs/protocol-notes.md#system-reset).
  */
 import { valuesEqual, type ChangeValues, type Collection, type Model, type ResValue } from '../res/protocol.js';
 

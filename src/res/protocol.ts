@@ -1,12 +1,13 @@
 /**
  * RES service protocol facts, in one place: subjects, payload shapes, error
  * codes and the guards that turn untrusted service payloads into typed values.
- * Nothing here talks to NATS or knows about GraphQL
- * (../shared/res-protocol.md is the condensed specification).
+ * Nothing here talks to NATS or knows about GraphQL. The rules the gateway
+ * follows are in docs/protocol-notes.md, the specification at
+ * https://resgate.io/docs/specification/res-service-protocol/.
  */
 import { parseMeta, type ResponseMeta } from './meta.js';
 
-/** Predefined RES error codes (res-protocol.md, "Responses"). */
+/** Every error code the gateway sends, its own included (see docs/protocol-notes.md#error-codes). */
 export const ErrorCode = {
   notFound: 'system.notFound',
   invalidParams: 'system.invalidParams',
