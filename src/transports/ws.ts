@@ -13,10 +13,8 @@
  * (queries, mutations, `@event` streams, the parts of `@defer`/`@stream`)
  * runs through envelop's execute / subscribe as usual.
  *
- * The protocol loop is ours rather than graphql-ws's `useServer` because
- * that one serializes every result once per socket and awaits each send
- * through several async layers: at 1,000 subscribers that was most of the
- * gateway's CPU (see README, Performance).
+ * The protocol loop is ours rather than graphql-ws's `useServer`: see
+ * docs/architecture.md#why-our-own-websocket-loop.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -266,11 +264,10 @@ class Session {
    * drain and then takes only the newest state, so a slow socket skips
    * states instead of queuing a backlog.
    *
-   * Frames go straight to the TCP socket, whole (header and payload in one
-   * buffer, shared by every subscriber of a state): ws's sender would cost
-   * two writes and a callback per frame. ws writes its own frames (control
-   * frames, our other messages) whole and synchronously too, and compression
-   * is off, so the two never interleave inside a frame.
+   * Frames go straight to the TCP socket, whole (see
+   * docs/architecture.md#why-our-own-websocket-loop). ws writes its own
+   * frames (control frames, our other messages) whole and synchronously too,
+   * and compression is off, so the two never interleave inside a frame.
    */
   private pump(id: string, op: Operation, stream: LiveStream): void {
     const pull = () => {
