@@ -73,7 +73,7 @@ export class CacheEntry {
   /** the cache's change count at this entry's last change: a reader from before then holds an old value */
   changedAt = 0;
   /** a get in flight (first load or reset); events meanwhile are dropped */
-  pending: Promise<void> | undefined;
+  inFlightGet: Promise<void> | undefined;
   /** a `reaccess` that arrived while a get was pending */
   reaccessAfterGet = false;
   /**
@@ -202,7 +202,7 @@ export class ResourceCache {
   /** The entry for a rid if it is loaded and current; no request is sent. */
   peek(rid: string): CacheEntry | undefined {
     const e = this.entries.get(this.aliases.get(rid) ?? rid);
-    return e && e.state === 'ready' && e.pending === undefined ? e : undefined;
+    return e && e.state === 'ready' && e.inFlightGet === undefined ? e : undefined;
   }
 
   /**
@@ -212,7 +212,7 @@ export class ResourceCache {
   async load(rid: string): Promise<CacheEntry> {
     const known = this.entries.get(this.aliases.get(rid) ?? rid);
     if (known) {
-      if (known.pending) await known.pending;
+      if (known.inFlightGet) await known.inFlightGet;
       if (known.state === 'ready') return this.entries.get(known.rid) ?? known;
       if (known.state === 'error') return this.resultOf(known);
       // deleted meanwhile: ask again
@@ -222,8 +222,8 @@ export class ResourceCache {
     if (!isValidResourceName(name)) throw new ResError(ErrorCode.invalidParams, `Invalid resource ID: ${rid}`);
     const entry = new CacheEntry(rid, name, query);
     this.insert(entry);
-    entry.pending = this.fetchInto(entry);
-    await entry.pending;
+    entry.inFlightGet = this.fetchInto(entry);
+    await entry.inFlightGet;
     return this.resultOf(entry);
   }
 
@@ -324,7 +324,7 @@ export class ResourceCache {
 
   private scheduleEviction(entry: CacheEntry): void {
     if (entry.evictTimer) clearTimeout(entry.evictTimer);
-    if (entry.state === 'error' && entry.pending === undefined) {
+    if (entry.state === 'error' && entry.inFlightGet === undefined) {
       // an error is not worth keeping once nobody holds it (see docs/protocol-notes.md#get-errors-are-not-cached)
       this.remove(entry);
       return;
@@ -333,7 +333,7 @@ export class ResourceCache {
       entry.evictTimer = undefined;
       if (this.holdsOf(entry.rid) > 0) return;
       try {
-        if (entry.pending === undefined) this.remove(entry);
+        if (entry.inFlightGet === undefined) this.remove(entry);
         else this.scheduleEviction(entry);
       } catch (e) {
         // no service input reaches here; an unsubscribe on a closing NATS connection might
@@ -371,7 +371,7 @@ export class ResourceCache {
       entry.state = 'error';
       entry.error = ResError.is(e) ? e : internalError();
     } finally {
-      entry.pending = undefined;
+      entry.inFlightGet = undefined;
     }
     this.runDeferred(entry);
     this.afterGet(entry);
@@ -387,10 +387,10 @@ export class ResourceCache {
   private runDeferred(entry: CacheEntry): void {
     const deferred = entry.deferred ?? [];
     entry.deferred = undefined;
-    for (const run of deferred) {
+    for (const apply of deferred) {
       // stop once the entry is gone or re-getting (a later reply holds the rest)
-      if (entry.state !== 'ready' || entry.pending || this.entries.get(entry.rid) !== entry) return;
-      run();
+      if (entry.state !== 'ready' || entry.inFlightGet || this.entries.get(entry.rid) !== entry) return;
+      apply();
     }
   }
 
@@ -451,7 +451,7 @@ export class ResourceCache {
     if (!group) return;
     if (event === 'reaccess') {
       for (const entry of group.entries.values()) {
-        if (entry.pending) entry.reaccessAfterGet = true;
+        if (entry.inFlightGet) entry.reaccessAfterGet = true;
         else for (const l of this.reaccessListeners) l(entry.rid);
       }
       return;
@@ -466,7 +466,7 @@ export class ResourceCache {
     }
     const entry = group.entries.get('');
     if (!entry) return;
-    if (entry.pending) {
+    if (entry.inFlightGet) {
       // events racing a pending get are already in its response: dropped; those
       // after the response are not, and wait until it is stored (see
       // docs/protocol-notes.md#events-between-get-and-subscribe)
@@ -581,7 +581,7 @@ export class ResourceCache {
     }
     for (const entry of group.entries.values()) {
       if (entry.query === undefined) continue;
-      if (entry.pending) {
+      if (entry.inFlightGet) {
         // as in onEvent: only a query event after the get's reply is news to it
         entry.deferred?.push(() => this.runInBackground(this.requestQueryUpdate(entry, subject), entry.rid, 'query request'));
         continue;
@@ -601,7 +601,7 @@ export class ResourceCache {
     try {
       reply = parseQueryReply(await this.res.queryRequest(subject, entry.query!));
     } catch (e) {
-      if (isServiceNotFound(e) && entry.state === 'ready' && !entry.pending) {
+      if (isServiceNotFound(e) && entry.state === 'ready' && !entry.inFlightGet) {
         this.applyDelete(entry);
         return;
       }
@@ -627,7 +627,7 @@ export class ResourceCache {
 
   /** Re-gets the entries through the throttled queue (resync.ts); never rejects. */
   private resetEntries(entries: CacheEntry[]): Promise<void> {
-    return this.resync.add(entries.filter((e) => (e.state === 'ready' || e.state === 'error') && !e.pending));
+    return this.resync.add(entries.filter((e) => (e.state === 'ready' || e.state === 'error') && !e.inFlightGet));
   }
 
   /** One queued re-get: skipped if the entry left the cache while it waited; a failure is logged. */
@@ -641,33 +641,33 @@ export class ResourceCache {
   }
 
   private async resetEntry(entry: CacheEntry): Promise<void> {
-    if (entry.pending) return entry.pending;
+    if (entry.inFlightGet) return entry.inFlightGet;
     if (entry.state === 'error') return this.retryFailed(entry);
-    const run = (async () => {
+    const reget = (async () => {
       let result: GetResult | undefined;
       try {
         result = await this.getFor(entry);
       } catch (e) {
         if (isServiceNotFound(e)) {
-          entry.pending = undefined;
+          entry.inFlightGet = undefined;
           this.applyDelete(entry);
           return;
         }
         this.log.warn('reset get failed; keeping the cached value', { rid: entry.rid, reason: (e as Error).message });
       } finally {
-        entry.pending = undefined;
+        entry.inFlightGet = undefined;
       }
       if (result) this.applyDifference(entry, result);
       this.runDeferred(entry);
       this.afterGet(entry);
     })();
-    entry.pending = run;
-    return run;
+    entry.inFlightGet = reget;
+    return reget;
   }
 
   /** Asks again for a held resource whose get failed; watchers hear when it is there now. */
   private retryFailed(entry: CacheEntry): Promise<void> {
-    const run = (async () => {
+    const retry = (async () => {
       try {
         this.store(entry, await this.getFor(entry));
         entry.error = undefined;
@@ -675,14 +675,14 @@ export class ResourceCache {
         entry.error = ResError.is(e) ? e : entry.error;
         return;
       } finally {
-        entry.pending = undefined;
+        entry.inFlightGet = undefined;
       }
       this.notify(entry, { type: 'change', values: {} });
       this.runDeferred(entry);
       this.afterGet(entry);
     })();
-    entry.pending = run;
-    return run;
+    entry.inFlightGet = retry;
+    return retry;
   }
 
   /** Applies the difference between the cached value and a fresh one as events. */

@@ -111,11 +111,11 @@ const frames = new WeakMap<object, Map<string, Buffer>>();
 
 function nextFrame(id: string, payload: LivePayload): Buffer {
   const frame = () => textFrame(`{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`);
-  if (!payload.shared) return frame();
-  let byId = frames.get(payload.shared);
+  if (!payload.cacheKey) return frame();
+  let byId = frames.get(payload.cacheKey);
   if (!byId) {
     byId = new Map();
-    frames.set(payload.shared, byId);
+    frames.set(payload.cacheKey, byId);
   }
   let f = byId.get(id);
   if (!f) {
@@ -141,15 +141,15 @@ class Session {
   constructor(
     readonly socket: WebSocket,
     private readonly req: IncomingMessage,
-    private readonly t: WebSocketTransportImpl,
+    private readonly transport: WebSocketTransportImpl,
   ) {
     // the HTTP details are read only if an auth request needs them
     this.conn = new Connection('ws', () => httpInfoOf(req));
-    this.slot = t.nextSlot++ % keepAliveSlices;
-    t.opts.connections.add(this.conn);
+    this.slot = transport.nextSlot++ % keepAliveSlices;
+    transport.opts.connections.add(this.conn);
     this.initTimer = setTimeout(() => {
       if (!this.initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
-    }, t.opts.connectionInitWaitTimeout ?? 3000);
+    }, transport.opts.connectionInitWaitTimeout ?? 3000);
     socket.on('message', (data: RawData) => this.onMessage(data));
     socket.on('pong', () => (this.alive = true));
     socket.once('close', () => this.onClosed());
@@ -194,7 +194,7 @@ class Session {
         const op = this.ops.get(msg.id);
         this.ops.delete(msg.id);
         op?.stop();
-        this.t.closeIfIdle(this);
+        this.transport.closeIfIdle(this);
         return;
       }
       default:
@@ -204,7 +204,7 @@ class Session {
 
   /** Header auth runs before the connection is acknowledged, so no operation runs without its token. */
   private async init(params: Record<string, unknown> | undefined): Promise<void> {
-    await this.t.opts.authenticator.authenticate(this.conn, params);
+    await this.transport.opts.authenticator.authenticate(this.conn, params);
     if (this.closed) return;
     this.acknowledged = true;
     this.send({ type: MessageType.ConnectionAck });
@@ -214,24 +214,24 @@ class Session {
     const op: Operation = { stop: () => undefined, finite: true };
     this.ops.set(id, op);
     try {
-      const trusted = this.t.opts.trusted.resolve(payload);
+      const trusted = this.transport.opts.trusted.resolve(payload);
       if ('error' in trusted) return this.fail(id, op, [clientError(trusted.error)]);
       const query = trusted.query ?? '';
       const initial = { req: this.req, socket: this.socket, params: { ...payload, query }, connection: this.conn };
-      const prepared = this.t.documents.prepare(query, payload.operationName, initial);
+      const prepared = this.transport.documents.prepare(query, payload.operationName, initial);
       if (!prepared.ok) return this.fail(id, op, prepared.errors);
       const { document, operation } = prepared;
-      const args = { schema: this.t.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
-      const route = liveRoute(operation, payload.variables, this.t.opts.mapping);
+      const args = { schema: this.transport.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
+      const route = liveRoute(operation, payload.variables, this.transport.opts.mapping);
       if (route) {
         // live: no per-operation envelop; the engine runs it from the cache
         op.finite = false;
-        this.t.closeIfIdle(this);
-        const stream = this.t.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.t.opts.cache.newLease() } }, route);
+        this.transport.closeIfIdle(this);
+        const stream = this.transport.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.transport.opts.cache.newLease() } }, route);
         this.pump(id, op, stream);
         return;
       }
-      const { execute, subscribe, contextFactory } = this.t.opts.yoga.getEnveloped(initial);
+      const { execute, subscribe, contextFactory } = this.transport.opts.yoga.getEnveloped(initial);
       const root: EnvelopedRoot = { execute, subscribe };
       const full = { ...args, contextValue: await contextFactory() };
       const result = operation.operation === 'subscription' ? await root.subscribe(full) : await root.execute(full);
@@ -244,7 +244,7 @@ class Session {
         // an @event stream, or the parts of a query or mutation with @defer/@stream (which a drain waits for)
         if (operation.operation === 'subscription') {
           op.finite = false;
-          this.t.closeIfIdle(this);
+          this.transport.closeIfIdle(this);
         }
         await this.iterate(id, op, result);
       } else {
@@ -252,7 +252,7 @@ class Session {
       }
       this.complete(id, op);
     } catch (e) {
-      this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
+      this.transport.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
       this.fail(id, op, [clientError(internalGraphQLError())]);
     }
   }
@@ -315,7 +315,7 @@ class Session {
     if (this.ops.get(id) !== op) return;
     this.ops.delete(id);
     this.send({ id, type: MessageType.Error, payload: errors });
-    this.t.closeIfIdle(this);
+    this.transport.closeIfIdle(this);
   }
 
   /** Tells the client an operation is over, unless it ended it first. */
@@ -323,7 +323,7 @@ class Session {
     if (this.ops.get(id) !== op) return;
     this.ops.delete(id);
     this.send({ id, type: MessageType.Complete });
-    this.t.closeIfIdle(this);
+    this.transport.closeIfIdle(this);
   }
 
   private onClosed(): void {
@@ -332,8 +332,8 @@ class Session {
     for (const op of this.ops.values()) op.stop();
     this.ops.clear();
     this.draining.clear();
-    this.t.opts.connections.delete(this.conn);
-    this.t.sessionClosed(this);
+    this.transport.opts.connections.delete(this.conn);
+    this.transport.sessionClosed(this);
   }
 
   /** Whether a query or mutation is still running (a drain waits for it). */
