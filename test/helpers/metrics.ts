@@ -52,3 +52,14 @@ export async function metric(gw: { metricsUrl?: string }, name: string): Promise
   if (!gw.metricsUrl) throw new Error('the gateway serves no /metrics');
   return (await scrape(gw.metricsUrl)).sum(name);
 }
+
+/** A gateway's live results as its /metrics tell them: executions so far, distinct live operations, open streams. */
+export async function liveCounts(gw: { metricsUrl?: string }): Promise<{ executions: number; liveQueries: number; subscribers: number }> {
+  if (!gw.metricsUrl) throw new Error('the gateway serves no /metrics');
+  const m = await scrape(gw.metricsUrl);
+  return {
+    executions: m.sum('resgraph_live_executions_total'),
+    liveQueries: m.sum('resgraph_live_operations'),
+    subscribers: m.sum('resgraph_live_subscriptions'),
+  };
+}
