@@ -699,7 +699,7 @@ describe.skipIf(!resgateBin)('differential: resgraph against Resgate', () => {
       if (which === 'resgraph') {
         const client = wsClient(gw.url);
         const s = subscribeWs(client, `subscription { pings(id: "${k}") }`);
-        // an event stream sends nothing first: wait until the gateway listens
+        // an event stream sends nothing first, so only the gateway can say that it listens (internal on purpose)
         await waitFor(() => gw.cache.customEventListeners.size === 1, 5000, 'resgraph to listen for custom events');
         await publish(k);
         const got: unknown[] = [];
