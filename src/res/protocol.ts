@@ -140,7 +140,8 @@ export const subjects = {
   auth: (name: string, method: string) => `auth.${name}.${method}`,
   /**
    * Every event of a resource name, on one subscription. Event names are
-   * single tokens: `.*` keeps the events of `a.b.c` out of the one for `a.b`.
+   * single tokens: `.*` keeps the events of `a.b.c` out of the one for `a.b`
+   * (see docs/protocol-notes.md#event-subjects).
    */
   events: (name: string) => `event.${name}.*`,
   eventPrefix: 'event.',
