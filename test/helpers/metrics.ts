@@ -47,16 +47,19 @@ export async function scrape(url: string): Promise<Scrape> {
   return parseMetrics(await res.text());
 }
 
+function scrapeGateway(gw: { metricsUrl?: string }): Promise<Scrape> {
+  if (!gw.metricsUrl) throw new Error('the gateway serves no /metrics');
+  return scrape(gw.metricsUrl);
+}
+
 /** A gateway's metric now, as a scraper of its /metrics sees it (summed over labels). */
 export async function metric(gw: { metricsUrl?: string }, name: string): Promise<number> {
-  if (!gw.metricsUrl) throw new Error('the gateway serves no /metrics');
-  return (await scrape(gw.metricsUrl)).sum(name);
+  return (await scrapeGateway(gw)).sum(name);
 }
 
 /** A gateway's live results as its /metrics tell them: executions so far, distinct live operations, open streams. */
 export async function liveCounts(gw: { metricsUrl?: string }): Promise<{ executions: number; liveQueries: number; subscribers: number }> {
-  if (!gw.metricsUrl) throw new Error('the gateway serves no /metrics');
-  const m = await scrape(gw.metricsUrl);
+  const m = await scrapeGateway(gw);
   return {
     executions: m.sum('resgraph_live_executions_total'),
     liveQueries: m.sum('resgraph_live_operations'),
