@@ -8,7 +8,8 @@
  * clients are told to reconnect elsewhere, work in flight finishes, then the
  * NATS connection drains.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
 import type { Duplex } from 'node:stream';
@@ -303,7 +304,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   const host = opts.host ?? defaults.host;
   const urlHost = host.includes(':') ? `[${host}]` : host;
-  await listen(server, opts.port ?? defaults.port, host);
+  // a failed listen (a port in use) rejects: once() also takes the server's 'error'
+  await once(server.listen(opts.port ?? defaults.port, host), 'listening');
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   if (separateMetrics && typeof metricsOpt === 'object') {
     try {
@@ -500,16 +502,6 @@ class RequestTracker {
   }
 }
 
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
 /** The NATS connection's trouble, shared by the connecting code and the probes. */
 interface NatsState {
   problem: string | undefined;
@@ -546,8 +538,9 @@ async function connectNats(
 /**
  * Follows the NATS connection's state. Events may have been missed while it
  * was down, so after a reconnect every cached resource is re-fetched and
- * diffed and every access verdict is asked again (res-protocol.md, "Lost
- * NATS connection"). Each failed reconnect attempt is logged once.
+ * diffed and every access verdict is asked again (see
+ * docs/protocol-notes.md#lost-nats-connection). Each failed reconnect attempt
+ * is logged once.
  */
 function watchConnection(
   nc: NatsConnection,

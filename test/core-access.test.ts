@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestService } from './helpers/res-service.js';
 import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { gql, type TestGateway } from './helpers/gateway.js';
+import { metric } from './helpers/metrics.js';
 import { librarySdl } from './helpers/sdl.js';
 
 let env: TestEnv;
@@ -165,6 +166,6 @@ describe('access', () => {
     svc.model('library.book.15', { title: 'T' });
     await gql(gw.url, '{ book(id: 15) { title } }');
     await gql(gw.url, '{ nosuchfield }');
-    expect(gw.connections.size).toBe(0);
+    expect(await metric(gw, 'resgraph_connections')).toBe(0);
   });
 });

@@ -2,6 +2,11 @@
  * Conformance: the resource cache. One pending get per rid, serving from
  * the cache, delayed eviction that drops the NATS event subscription, and
  * failed gets that are not kept.
+ *
+ * What the service is asked and /metrics are the assertions; a few steps
+ * reach into the cache on purpose: a Lease holds resources so the short evict
+ * delay cannot race an assertion, and `holdsOf` tells when a second request
+ * waits on the same unanswered get, which nothing outside shows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestService } from './helpers/res-service.js';

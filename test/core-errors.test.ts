@@ -9,7 +9,6 @@ import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { gql, recordingLogger, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
 import { toGraphQLError } from '../src/resolvers/resolvers.js';
-import { ResError } from '../src/res/protocol.js';
 
 let env: TestEnv;
 let svc: TestService;
@@ -96,6 +95,8 @@ describe('errors', () => {
     expectNoInternals(text);
   });
 
+  // internal on purpose: no client or service input makes a resolver throw an unexpected exception
+  // (that would be a bug of ours); this is the guard for when one does
   it('turns an unexpected exception into a bare system.internalError and logs it', () => {
     const logger = recordingLogger();
     const err = toGraphQLError(new TypeError('cannot read x of undefined at /src/secret.ts:1:2'), logger);
@@ -105,8 +106,10 @@ describe('errors', () => {
     expect(logger.entries.some((l) => l.level === 'error')).toBe(true);
   });
 
-  it('keeps code, message and data of a RES error', () => {
-    const err = toGraphQLError(new ResError('library.badTitle', 'Bad title', { max: 3 }));
-    expect(err.toJSON()).toEqual({ message: 'Bad title', extensions: { code: 'library.badTitle', data: { max: 3 } } });
+  it('keeps code, message and data of a service error', async () => {
+    const { json } = await post('mutation { setBookTitle(id: 6, title: "too long") }');
+    expect(json.errors).toEqual([
+      { message: 'Bad title', locations: [{ line: 1, column: 12 }], path: ['setBookTitle'], extensions: { code: 'library.badTitle', data: { max: 3 } } },
+    ]);
   });
 });

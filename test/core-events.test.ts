@@ -3,6 +3,12 @@
  * delete update what the next query returns; events racing a pending get are
  * discarded (the reply already holds them); malformed events are logged and
  * never corrupt the cache.
+ *
+ * Internal on purpose: these tests state the cache's own contract, event by
+ * event, so they wait for an event to be applied (`nextEntryChange`) and read
+ * the cached value, where no client could tell when an event arrived; a Lease
+ * keeps what they read cached. What clients see of the same rules is in the
+ * live-* tests.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestService } from './helpers/res-service.js';

@@ -89,7 +89,7 @@ const enc = new TextEncoder();
  * code), or the end of the subscription with a code. The intended mappings
  * between the two protocols:
  * - resgraph ends a subscription whose root is deleted with system.notFound
- *   (DESIGN.md, "Errors"); Resgate sends `delete` and then `unsubscribe`
+ *   (docs/protocol-notes.md#ended-streams); Resgate sends `delete` and then `unsubscribe`
  *   with reason system.deleted: both are `{ended: 'system.notFound'}`.
  * - lost access: resgraph ends the stream with system.accessDenied; Resgate
  *   sends `unsubscribe` with that reason: `{ended: 'system.accessDenied'}`.
@@ -699,7 +699,7 @@ describe.skipIf(!resgateBin)('differential: resgraph against Resgate', () => {
       if (which === 'resgraph') {
         const client = wsClient(gw.url);
         const s = subscribeWs(client, `subscription { pings(id: "${k}") }`);
-        // an event stream sends nothing first: wait until the gateway listens
+        // an event stream sends nothing first, so only the gateway can say that it listens (internal on purpose)
         await waitFor(() => gw.cache.customEventListeners.size === 1, 5000, 'resgraph to listen for custom events');
         await publish(k);
         const got: unknown[] = [];

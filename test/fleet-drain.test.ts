@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { parseCliArgs, UsageError } from '../src/cli.js';
 import { gql, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { subscribeSse, subscribeWs, wsUrl } from './helpers/live-client.js';
-import { scrape } from './helpers/metrics.js';
+import { metric, scrape } from './helpers/metrics.js';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
 import { TestService } from './helpers/res-service.js';
 import { librarySdl } from './helpers/sdl.js';
@@ -144,13 +144,14 @@ describe('drain', () => {
     expect(refused.status).toBe(503);
     expect((await refused.json()).errors[0].extensions.code).toBe('system.unavailable');
     expect(await upgradeStatus(gw.url)).toBe(503);
-    await waitFor(() => gw.live.stats.subscribers === 0, 3000, 'every live stream to be closed');
+    await waitFor(async () => (await metric(gw, 'resgraph_live_subscriptions')) === 0, 3000, 'every live stream to be closed');
 
     // the query in flight still gets its answer
     held.open();
     expect(await withTimeout(inFlight, 3000, 'the query in flight')).toEqual({ data: { book: { title: 'Held' } } });
     const result = await withTimeout(drained, 5000, 'the drain');
     expect(result.forced).toBe(false);
+    // internal: the drained gateway no longer listens, so only the in-process client can say NATS is closed
     expect(gw.res.connected).toBe(false);
     await expect(probe(gw, '/healthz')).rejects.toThrow();
     // close() after drain() is the same shutdown

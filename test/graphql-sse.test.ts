@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { gql, startTestGateway } from './helpers/gateway.js';
 import { startLibraryStack, type LibraryStack } from './helpers/library-stack.js';
 import { ResultStream } from './helpers/live-client.js';
+import { metric } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
 
 let stack: LibraryStack;
@@ -54,7 +55,7 @@ describe('graphql-sse, distinct connections mode', { timeout: 30_000 }, () => {
 describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
   it('carries a subscription and a query over one stream, and the update after a mutation', async () => {
     const { gw } = stack;
-    await waitFor(() => gw.connections.size === 0, 3000, 'earlier connections to close');
+    await waitFor(async () => (await metric(gw, 'resgraph_connections')) === 0, 3000, 'earlier connections to close');
     const client = sseClient(gw.url, true);
     const book = subscribe(client, bookTitle, { id: '2' });
     expect((await book.next(5000)).data).toEqual({ book: { title: 'The Left Hand of Darkness' } });
@@ -62,16 +63,16 @@ describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
     expect((await query.next(5000)).data).toEqual({ book: { title: 'Dune', author: { name: 'Frank Herbert' } } });
     await query.completed;
     // one stream, one connection of the gateway, for both operations
-    expect(gw.connections.size).toBe(1);
+    expect(await metric(gw, 'resgraph_connections')).toBe(1);
 
     expect((await gql(gw.url, setTitle, { id: '2', title: 'The Dispossessed' })).errors).toBeUndefined();
     expect((await book.next(5000)).data).toEqual({ book: { title: 'The Dispossessed' } });
 
     // stopping the subscription (DELETE) ends it at the gateway
     book.dispose();
-    await waitFor(() => gw.live.stats.subscribers === 0, 3000, 'the subscription to end');
+    await waitFor(async () => (await metric(gw, 'resgraph_live_subscriptions')) === 0, 3000, 'the subscription to end');
     client.dispose();
-    await waitFor(() => gw.connections.size === 0, 3000, 'the connection to close');
+    await waitFor(async () => (await metric(gw, 'resgraph_connections')) === 0, 3000, 'the connection to close');
   });
 
   it('sends the parts of a @defer query as next events, then complete', async () => {
@@ -111,6 +112,7 @@ describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
       await book.completed;
       expect(book.error).toBeDefined(); // an error, not a complete: graphql-sse would connect again (to another instance)
       expect((await drained).forced).toBe(false);
+      // internal: a drained gateway no longer listens, so no scrape can see that nothing is left behind
       expect(gw.connections.size).toBe(0);
       expect(gw.live.stats.subscribers).toBe(0);
     } finally {
@@ -151,7 +153,7 @@ describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
     expect(twice.status).toBe(409);
     expect((await twice.json()).errors[0].message).toBe('Operation with ID already exists');
     expect((await fetch(`${url}?operationId=x`, { method: 'DELETE', headers })).status).toBe(200);
-    await waitFor(() => stack.gw.live.stats.subscribers === 0, 3000, 'the stopped subscription to end');
+    await waitFor(async () => (await metric(stack.gw, 'resgraph_live_subscriptions')) === 0, 3000, 'the stopped subscription to end');
     reading.abort();
   });
 
@@ -159,8 +161,8 @@ describe('graphql-sse, single connection mode', { timeout: 30_000 }, () => {
     const gw = await startTestGateway(stack.nats.url, 'type Query { x: Int }', { sseReservationTimeout: 100 });
     try {
       const token = await (await fetch(gw.url, { method: 'PUT' })).text();
-      expect(gw.connections.size).toBe(1);
-      await waitFor(() => gw.connections.size === 0, 3000, 'the reservation to expire');
+      expect(await metric(gw, 'resgraph_connections')).toBe(1);
+      await waitFor(async () => (await metric(gw, 'resgraph_connections')) === 0, 3000, 'the reservation to expire');
       const late = await fetch(gw.url, { headers: { accept: 'text/event-stream', 'x-graphql-event-stream-token': token } });
       expect(late.status).toBe(404);
     } finally {

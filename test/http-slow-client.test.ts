@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultStream, subscribeWs, wsClient } from './helpers/live-client.js';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { metric } from './helpers/metrics.js';
 import { postMultipart } from './helpers/multipart-client.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -62,7 +63,7 @@ async function readToTheLast(next: () => Promise<string>): Promise<number> {
 describe('a slow HTTP stream reader', { timeout: 60_000 }, () => {
   it('of a multipart subscription gets the newest state, not a backlog', async () => {
     const m = await postMultipart(env.gw.url, { query: 'subscription { book(id: 1) { title } }' }, undefined, {}, true);
-    await waitFor(() => env.gw.live.stats.subscribers === 1, 3000, 'the subscription');
+    await waitFor(async () => (await metric(env.gw, 'resgraph_live_subscriptions')) === 1, 3000, 'the subscription');
     await changeManyTimes(1);
     m.resume();
     const payloads = async () => {
@@ -91,7 +92,7 @@ describe('a slow HTTP stream reader', { timeout: 60_000 }, () => {
       body: JSON.stringify({ query: 'subscription { book(id: 2) { title } }', extensions: { operationId: 'a' } }),
     });
     expect(accepted.status).toBe(202);
-    await waitFor(() => env.gw.live.stats.subscribers === 1, 3000, 'the subscription');
+    await waitFor(async () => (await metric(env.gw, 'resgraph_live_subscriptions')) === 1, 3000, 'the subscription');
     await changeManyTimes(2);
 
     const events = new ResultStream<any>();

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
+import { metric } from './helpers/metrics.js';
 import { subscribeWs, wsClient, type ResultStream } from './helpers/live-client.js';
 import { gate, waitFor } from './helpers/wait.js';
 
@@ -134,7 +135,7 @@ describe('access of live results', () => {
     const a = subscribeWs(c1, bookTitle, { id: 8 });
     await first;
     const b = subscribeWs(c2, bookTitle, { id: 8 });
-    await waitFor(() => gw.live.stats.subscribers === 2, 2000, 'the second subscriber to join');
+    await waitFor(async () => (await metric(gw, 'resgraph_live_subscriptions')) === 2, 2000, 'the second subscriber to join');
     held.open();
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 8' } } });
     await expectAccessDenied(b);

@@ -116,6 +116,8 @@ describe('collections of references', () => {
     // The run after the adds reads book 20 as soon as its get is answered,
     // then waits for book 21. A change of book 20 in that gap is applied to
     // the cache before the run watches book 20: the run must notice it.
+    // Internal on purpose: only the cache can say that the change was applied
+    // inside that gap; a client sees the outcome alone.
     const { svc, gw } = env;
     addBook(svc, 20, 'Twenty', 1);
     addBook(svc, 21, 'Twenty-one', 1);

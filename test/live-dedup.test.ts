@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
+import { liveCounts } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
 
 let env: LiveEnv;
@@ -35,13 +36,13 @@ describe('coalescing', () => {
     const s = subscribeWs(client, 'subscription { book(id: 1) { title year author { name } } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Book 1', year: 1965, author: { name: 'Herbert' } } } });
 
-    const before = gw.live.executions;
+    const before = (await liveCounts(gw)).executions;
     publishChange('library.book.1', { title: 'Dune' });
     publishChange('library.book.1', { year: 1966 });
     publishChange('library.author.1', { name: 'Frank Herbert' });
     await svc.nc.flush();
     expect(await s.next()).toEqual({ data: { book: { title: 'Dune', year: 1966, author: { name: 'Frank Herbert' } } } });
-    expect(gw.live.executions - before).toBe(1);
+    expect((await liveCounts(gw)).executions - before).toBe(1);
 
     await svc.change('library.book.1', { title: 'Dune Messiah' });
     expect(await s.next()).toEqual({ data: { book: { title: 'Dune Messiah', year: 1966, author: { name: 'Frank Herbert' } } } });
@@ -54,18 +55,18 @@ describe('de-duplication', () => {
     const { svc, gw } = env;
     const client = wsClient(gw.url);
     const q = 'subscription { book(id: 2) { title } }';
-    const before = { executions: gw.live.executions, ...gw.live.stats };
+    const before = await liveCounts(gw);
     const a = subscribeWs(client, q);
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 2' } } });
     const b = subscribeWs(client, q);
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 2' } } });
-    expect(gw.live.executions - before.executions).toBe(1);
-    expect(gw.live.stats).toEqual({ liveQueries: before.liveQueries + 1, subscribers: before.subscribers + 2 });
+    expect((await liveCounts(gw)).executions - before.executions).toBe(1);
+    expect(await liveCounts(gw)).toMatchObject({ liveQueries: before.liveQueries + 1, subscribers: before.subscribers + 2 });
 
     await svc.change('library.book.2', { title: 'Shared' });
     expect(await a.next()).toEqual({ data: { book: { title: 'Shared' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Shared' } } });
-    expect(gw.live.executions - before.executions).toBe(2);
+    expect((await liveCounts(gw)).executions - before.executions).toBe(2);
     await closeClients(env.gw, client);
   });
 
@@ -74,18 +75,18 @@ describe('de-duplication', () => {
     const c1 = wsClient(gw.url);
     const c2 = wsClient(gw.url);
     const q = 'subscription ($id: ID!) { book(id: $id) { title } }';
-    const before = { executions: gw.live.executions, ...gw.live.stats };
+    const before = await liveCounts(gw);
     const a = subscribeWs(c1, q, { id: 3 });
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 3' } } });
     const b = subscribeWs(c2, q, { id: 3 });
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 3' } } });
-    expect(gw.live.executions - before.executions).toBe(1);
-    expect(gw.live.stats).toEqual({ liveQueries: before.liveQueries + 1, subscribers: before.subscribers + 2 });
+    expect((await liveCounts(gw)).executions - before.executions).toBe(1);
+    expect(await liveCounts(gw)).toMatchObject({ liveQueries: before.liveQueries + 1, subscribers: before.subscribers + 2 });
 
     await svc.change('library.book.3', { title: 'Shared by two' });
     expect(await a.next()).toEqual({ data: { book: { title: 'Shared by two' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Shared by two' } } });
-    expect(gw.live.executions - before.executions).toBe(2);
+    expect((await liveCounts(gw)).executions - before.executions).toBe(2);
     await closeClients(env.gw, c1, c2);
   });
 
@@ -94,12 +95,12 @@ describe('de-duplication', () => {
     const c1 = wsClient(gw.url);
     const c2 = wsClient(gw.url);
     const q = 'subscription { book(id: 4) { title } }';
-    const before = gw.live.executions;
+    const before = (await liveCounts(gw)).executions;
     const a = subscribeWs(c1, q);
     const b = subscribeWs(c2, q);
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 4' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 4' } } });
-    expect(gw.live.executions - before).toBe(1);
+    expect((await liveCounts(gw)).executions - before).toBe(1);
     await closeClients(env.gw, c1, c2);
   });
 
@@ -107,12 +108,12 @@ describe('de-duplication', () => {
     const { svc, gw } = env;
     const client = wsClient(gw.url);
     const q = 'subscription ($id: ID!) { book(id: $id) { title } }';
-    const before = gw.live.stats.liveQueries;
+    const before = (await liveCounts(gw)).liveQueries;
     const a = subscribeWs(client, q, { id: 5 });
     const b = subscribeWs(client, q, { id: 6 });
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 5' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 6' } } });
-    expect(gw.live.stats.liveQueries - before).toBe(2);
+    expect((await liveCounts(gw)).liveQueries - before).toBe(2);
 
     await svc.change('library.book.6', { title: 'Only six' });
     expect(await b.next()).toEqual({ data: { book: { title: 'Only six' } } });
@@ -130,12 +131,12 @@ describe('de-duplication', () => {
     const b = subscribeWs(c2, q);
     await a.next();
     await b.next();
-    const stats = gw.live.stats;
+    const stats = (await liveCounts(gw));
     a.dispose();
-    await waitFor(() => gw.live.stats.subscribers === stats.subscribers - 1, 2000, 'the first subscriber to leave');
-    expect(gw.live.stats.liveQueries).toBe(stats.liveQueries);
+    await waitFor(async () => (await liveCounts(gw)).subscribers === stats.subscribers - 1, 2000, 'the first subscriber to leave');
+    expect((await liveCounts(gw)).liveQueries).toBe(stats.liveQueries);
     b.dispose();
-    await waitFor(() => gw.live.stats.liveQueries === stats.liveQueries - 1, 2000, 'the live query to go');
+    await waitFor(async () => (await liveCounts(gw)).liveQueries === stats.liveQueries - 1, 2000, 'the live query to go');
     await closeClients(env.gw, c1, c2);
   });
 

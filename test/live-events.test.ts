@@ -27,7 +27,11 @@ afterAll(async () => {
   await env?.close();
 });
 
-/** Waits until the gateway listens for custom events on `n` streams (an event stream sends nothing first). */
+/**
+ * Waits until the gateway listens for custom events on `n` streams. Internal on
+ * purpose: an event stream sends nothing first, so nothing outside shows when
+ * it listens, and an event published before that is lost.
+ */
 function listening(n: number): Promise<unknown> {
   return waitFor(() => env.gw.cache.customEventListeners.size === n, 3000, `${n} custom event listeners`);
 }

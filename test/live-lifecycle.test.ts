@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeSse, subscribeWs, wsClient } from './helpers/live-client.js';
+import { gql } from './helpers/gateway.js';
+import { liveCounts, metric, scrape } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
 
 let env: LiveEnv;
@@ -21,17 +23,22 @@ afterAll(async () => {
   await env?.close();
 });
 
-/** Waits until the gateway holds nothing: no live queries, no cache entries, no NATS event subscriptions. */
+/** Waits until the gateway's /metrics show it holds nothing: no live queries, no cache entries, no NATS event subscriptions. */
 async function expectEmpty(): Promise<void> {
   const { gw } = env;
-  await waitFor(
-    () => gw.live.stats.liveQueries === 0 && gw.live.stats.subscribers === 0,
-    3000,
-    'the live engine to be empty',
-  );
-  await waitFor(() => gw.cache.stats.entries === 0 && gw.cache.stats.subscriptions === 0, 3000, 'the cache to be empty');
-  expect(gw.cache.stats).toEqual({ entries: 0, subscriptions: 0, held: 0 });
-  expect(gw.live.stats).toEqual({ liveQueries: 0, subscribers: 0 });
+  const cache = async () => {
+    const m = await scrape(gw.metricsUrl!);
+    return { entries: m.sum('resgraph_cache_entries'), subscriptions: m.sum('resgraph_cache_subscriptions') };
+  };
+  await waitFor(async () => {
+    const live = await liveCounts(gw);
+    return live.liveQueries === 0 && live.subscribers === 0;
+  }, 3000, 'the live engine to be empty');
+  await waitFor(async () => {
+    const c = await cache();
+    return c.entries === 0 && c.subscriptions === 0;
+  }, 3000, 'the cache to be empty');
+  expect(await liveCounts(gw)).toMatchObject({ liveQueries: 0, subscribers: 0 });
 }
 
 describe('ending live results', () => {
@@ -78,12 +85,12 @@ describe('ending live results', () => {
     const b = subscribeWs(client, 'subscription { book(id: 4) { title } }');
     await a.next();
     await b.next();
-    expect(gw.cache.stats.entries).toBeGreaterThanOrEqual(4);
-    expect(gw.live.stats).toEqual({ liveQueries: 2, subscribers: 2 });
+    expect(await metric(gw, 'resgraph_cache_entries')).toBeGreaterThanOrEqual(4);
+    expect(await liveCounts(gw)).toMatchObject({ liveQueries: 2, subscribers: 2 });
 
     await client.dispose();
     await expectEmpty();
-    await waitFor(() => gw.connections.size === 0, 2000, 'the connection to be forgotten');
+    await waitFor(async () => (await metric(gw, 'resgraph_connections')) === 0, 2000, 'the connection to be forgotten');
   });
 
   it('releases what one subscription held when it is stopped, keeping the connection\'s others', async () => {
@@ -97,11 +104,15 @@ describe('ending live results', () => {
     await b.next();
 
     a.dispose();
-    await waitFor(() => !gw.cache.peek('library.book.5') && !gw.cache.peek('library.author.5'), 3000, 'book 5 and its author to be evicted');
-    expect(gw.live.stats).toEqual({ liveQueries: 1, subscribers: 1 });
-    expect(gw.cache.peek('library.book.6')).toBeDefined();
+    // book 5 and its author go; book 6, which the other subscription holds, stays
+    await waitFor(async () => (await metric(gw, 'resgraph_cache_entries')) === 1, 3000, 'book 5 and its author to be evicted');
+    expect(await liveCounts(gw)).toMatchObject({ liveQueries: 1, subscribers: 1 });
     await svc.change('library.book.6', { title: 'Still live' });
     expect(await b.next()).toEqual({ data: { book: { title: 'Still live' } } });
+    expect(svc.count('get.library.book.6')).toBe(1);
+    const gets = svc.count('get.library.book.5');
+    expect((await gql(gw.url, '{ book(id: 5) { title } }')).data).toEqual({ book: { title: 'Book 5' } });
+    expect(svc.count('get.library.book.5')).toBe(gets + 1);
     await client.dispose();
     await expectEmpty();
   });
@@ -110,9 +121,9 @@ describe('ending live results', () => {
     const { gw } = env;
     const s = subscribeSse(gw.url, 'subscription { book(id: 7) { title author { name } } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Book 7', author: { name: 'Herbert' } } } });
-    expect(gw.live.stats).toEqual({ liveQueries: 1, subscribers: 1 });
+    expect(await liveCounts(gw)).toMatchObject({ liveQueries: 1, subscribers: 1 });
     s.dispose();
     await expectEmpty();
-    await waitFor(() => gw.connections.size === 0, 2000, 'the connection to be forgotten');
+    await waitFor(async () => (await metric(gw, 'resgraph_connections')) === 0, 2000, 'the connection to be forgotten');
   });
 });

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeSse, subscribeWs, wsClient } from './helpers/live-client.js';
 import { gql } from './helpers/gateway.js';
+import { liveCounts } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
 
 let env: LiveEnv;
@@ -40,7 +41,7 @@ describe('subscriptions per connection', () => {
     expect(refused.errors?.map((e) => e.extensions?.code)).toEqual(['system.limitExceeded']);
     expect(refused.errors?.[0].message).toMatch(/at most 2/);
     await c.completed;
-    expect(gw.live.stats.subscribers).toBe(2);
+    expect((await liveCounts(gw)).subscribers).toBe(2);
 
     await svc.change('library.book.1', { title: 'One still live' });
     expect(await a.next()).toEqual({ data: { book: { title: 'One still live' } } });
@@ -57,7 +58,7 @@ describe('subscriptions per connection', () => {
     await a.next();
     await b.next();
     a.dispose();
-    await waitFor(() => gw.live.stats.subscribers === 1, 2000, 'the first subscription to end');
+    await waitFor(async () => (await liveCounts(gw)).subscribers === 1, 2000, 'the first subscription to end');
     const c = subscribeWs(client, bookTitle, { id: 6 });
     expect(await c.next()).toEqual({ data: { book: { title: 'Book 6' } } });
     await closeClients(gw, client);
@@ -89,13 +90,13 @@ describe('depth limit', () => {
     const client = wsClient(gw.url);
     const ok = subscribeWs(client, bookTitle, { id: 1 });
     await ok.next();
-    const before = gw.live.executions;
+    const before = (await liveCounts(gw)).executions;
     const s = subscribeWs(client, `subscription ${tooDeep}`);
     await s.completed;
     const errors = s.error as { message: string }[];
     expect(Array.isArray(errors)).toBe(true);
     expect(errors[0].message).toMatch(/depth limit of 3/i);
-    expect(gw.live.executions).toBe(before);
+    expect((await liveCounts(gw)).executions).toBe(before);
 
     await svc.change('library.book.1', { title: 'Socket still open' });
     expect(await ok.next()).toEqual({ data: { book: { title: 'Socket still open' } } });

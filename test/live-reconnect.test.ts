@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
+import { metric } from './helpers/metrics.js';
 import { TestService } from './helpers/res-service.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -50,7 +51,7 @@ describe('NATS reconnect', () => {
     expect(r).toEqual({ data: { book: { title: 'Changed while down', author: { name: 'Frank Herbert' } } } });
 
     // events flow again
-    await waitFor(() => !svc.nc.isClosed() && gw.res.connected, 10_000, 'both sides to be connected');
+    await waitFor(async () => !svc.nc.isClosed() && (await metric(gw, 'resgraph_nats_connected')) === 1, 10_000, 'both sides to be connected');
     await svc.change('library.book.1', { title: 'After the restart' });
     expect(await s.next(5000)).toEqual({ data: { book: { title: 'After the restart', author: { name: 'Frank Herbert' } } } });
     await closeClients(gw, client);
@@ -70,7 +71,7 @@ describe('NATS reconnect', () => {
     await nats.stop();
     await nats.start();
     // the gateway's resynchronization starts while no service is there to answer
-    await waitFor(() => gw.res.connected && resyncs() > resyncsBefore, 10_000, 'the gateway to reconnect');
+    await waitFor(async () => (await metric(gw, 'resgraph_nats_connected')) === 1 && resyncs() > resyncsBefore, 10_000, 'the gateway to reconnect');
     extraService = await TestService.start(nats.url);
     for (const [rid, value] of store) extraService.resources.set(rid, structuredClone(value));
     silently(extraService, 'library.book.2', { title: 'Back with the service' });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, liveSdl, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { postMultipart } from './helpers/multipart-client.js';
+import { liveCounts } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
 
 const sdl = `${liveSdl}
@@ -49,7 +50,7 @@ describe('multipart subscriptions (Apollo protocol)', () => {
 
     // the client goes away: the gateway lets go of the live subscription
     m.abort();
-    await waitFor(() => gw.live.stats.subscribers === 0, 3000, 'the live subscription to end');
+    await waitFor(async () => (await liveCounts(gw)).subscribers === 0, 3000, 'the live subscription to end');
   });
 
   it('sends heartbeats {} while nothing changes', async () => {
@@ -60,7 +61,7 @@ describe('multipart subscriptions (Apollo protocol)', () => {
     expect(await m.parts.next(2000)).toEqual({});
     expect(await m.parts.next(2000)).toEqual({});
     m.abort();
-    await waitFor(() => env.gw.live.stats.subscribers === 0, 3000, 'the live subscription to end');
+    await waitFor(async () => (await liveCounts(env.gw)).subscribers === 0, 3000, 'the live subscription to end');
   });
 
   it('streams a @live query: the first result, then JSON Patches', async () => {
@@ -72,12 +73,13 @@ describe('multipart subscriptions (Apollo protocol)', () => {
       payload: { patch: [{ op: 'replace', path: '/book/title', value: 'Emma' }], revision: 2 },
     });
     m.abort();
-    await waitFor(() => gw.live.stats.subscribers === 0, 3000, 'the live query to end');
+    await waitFor(async () => (await liveCounts(gw)).subscribers === 0, 3000, 'the live query to end');
   });
 
   it('delivers every event of an @event stream, in order', async () => {
     const { svc, gw } = env;
     const m = await postMultipart(gw.url, { query: 'subscription { bookEvents(id: 4) }' });
+    // internal: nothing outside shows when the gateway starts or stops listening for custom events (one published before is lost)
     await waitFor(() => gw.cache.customEventListeners.size === 1, 3000, 'the event listener');
     for (let n = 1; n <= 5; n++) await svc.event('library.book.4', 'highlight', { n });
     for (let n = 1; n <= 5; n++) expect(await nextPayload(m.parts)).toEqual({ payload: { data: { bookEvents: { n } } } });
@@ -120,6 +122,7 @@ describe('multipart subscriptions (Apollo protocol)', () => {
       });
       expect(await m.closed).toBe(false);
       expect((await drained).forced).toBe(false);
+      // internal: a drained gateway no longer listens, so no scrape can see that nothing is left behind
       expect(gw.live.stats.subscribers).toBe(0);
     } finally {
       await gw.close();

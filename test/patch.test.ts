@@ -2,6 +2,9 @@
  * JSON Patch generation for @live queries: every patch applies (validated by
  * fast-json-patch, the library the n1ru4l client helper uses) and turns the
  * old result into the new one; list changes stay proportional.
+ * A unit test of the algorithm on purpose: random results by the thousand are
+ * out of reach through a service and a socket (test/live-query-patch.test.ts
+ * checks the patches clients receive).
  */
 import { describe, expect, it } from 'vitest';
 import fastJsonPatch from 'fast-json-patch';

@@ -161,6 +161,8 @@ describe('ResClient against resgraph', () => {
       book.on('change', listener);
       const connected = next(c, 'connect');
       // earlier tests' clients may hold it on this gateway too: the resubscription adds one holder
+      // (internal on purpose: the access request of the resubscription comes before the gateway holds the
+      // resource, and only the cache says when it does)
       const heldBefore = env.gw.cache.holdsOf('shop.book.2');
       url = resUrl(env.gw.url);
       await other.drain();

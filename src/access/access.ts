@@ -4,7 +4,8 @@
  * service set for it) and `access` verdicts cached per (connection, rid).
  * The gateway never decides access itself: it asks the owning service and
  * forgets the answer when the token changes, a `reaccess` arrives, or a
- * `system.reset` names the resource (res-protocol.md, "access").
+ * `system.reset` names the resource (see
+ * docs/protocol-notes.md#access-is-per-token-and-resource).
  */
 import { randomBytes } from 'node:crypto';
 import type { ResClient } from '../res/client.js';

@@ -5,7 +5,7 @@
  * token) and `system.tokenReset` (re-authenticate every connection holding
  * one of the reset token ids). Services answer by publishing
  * `conn.<cid>.token`, which the gateway applies before the auth reply
- * arrives (res-protocol.md, "auth").
+ * arrives (see docs/protocol-notes.md#auth-requests-need-no-access).
  */
 import type { Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';

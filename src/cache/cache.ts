@@ -5,7 +5,7 @@
  * (re-get and diff) and delayed eviction. It never decides access; it only
  * tells listeners that a `reaccess` arrived.
  *
- * Rules it implements (res-protocol.md, "Events and the cache"):
+ * Rules it implements (see docs/protocol-notes.md#events-between-get-and-subscribe):
  * - subscribe to a name's events before sending its first `get`;
  * - events that arrive while a `get` is pending are already in its response:
  *   drop them (a `reaccess` is passed on after the response);
@@ -74,7 +74,7 @@ export class CacheEntry {
   /** the cache's change count at this entry's last change: a reader from before then holds an old value */
   changedAt = 0;
   /** a get in flight (first load or reset); events meanwhile are dropped */
-  pending: Promise<void> | undefined;
+  inFlightGet: Promise<void> | undefined;
   /** a `reaccess` that arrived while a get was pending */
   reaccessAfterGet = false;
   /** a reset that arrived while a get was pending: that get's reply may predate what the reset announces */
@@ -205,7 +205,7 @@ export class ResourceCache {
   /** The entry for a rid if it is loaded and current; no request is sent. */
   peek(rid: string): CacheEntry | undefined {
     const e = this.entries.get(this.aliases.get(rid) ?? rid);
-    return e && e.state === 'ready' && e.pending === undefined ? e : undefined;
+    return e && e.state === 'ready' && e.inFlightGet === undefined ? e : undefined;
   }
 
   /**
@@ -215,7 +215,7 @@ export class ResourceCache {
   async load(rid: string): Promise<CacheEntry> {
     const known = this.entries.get(this.aliases.get(rid) ?? rid);
     if (known) {
-      if (known.pending) await known.pending;
+      if (known.inFlightGet) await known.inFlightGet;
       if (known.state === 'ready') return this.entries.get(known.rid) ?? known;
       if (known.state === 'error') return this.resultOf(known);
       // deleted meanwhile: ask again
@@ -225,8 +225,8 @@ export class ResourceCache {
     if (!isValidResourceName(name)) throw new ResError(ErrorCode.invalidParams, `Invalid resource ID: ${rid}`);
     const entry = new CacheEntry(rid, name, query);
     this.insert(entry);
-    entry.pending = this.fetchInto(entry);
-    await entry.pending;
+    entry.inFlightGet = this.fetchInto(entry);
+    await entry.inFlightGet;
     return this.resultOf(entry);
   }
 
@@ -327,8 +327,8 @@ export class ResourceCache {
 
   private scheduleEviction(entry: CacheEntry): void {
     if (entry.evictTimer) clearTimeout(entry.evictTimer);
-    if (entry.state === 'error' && entry.pending === undefined) {
-      // an error is not worth keeping once nobody holds it (res-protocol.md, "get")
+    if (entry.state === 'error' && entry.inFlightGet === undefined) {
+      // an error is not worth keeping once nobody holds it (see docs/protocol-notes.md#get-errors-are-not-cached)
       this.remove(entry);
       return;
     }
@@ -336,7 +336,7 @@ export class ResourceCache {
       entry.evictTimer = undefined;
       if (this.holdsOf(entry.rid) > 0) return;
       try {
-        if (entry.pending === undefined) this.remove(entry);
+        if (entry.inFlightGet === undefined) this.remove(entry);
         else this.scheduleEviction(entry);
       } catch (e) {
         // no service input reaches here; an unsubscribe on a closing NATS connection might
@@ -349,9 +349,7 @@ export class ResourceCache {
   private groupFor(name: string): NameGroup {
     let group = this.groups.get(name);
     if (!group) {
-      // Event names are single tokens; `event.<name>.*` keeps the events of
-      // `a.b.c` out of the subscription for `a.b`.
-      const sub = this.res.subscribe(`${subjects.eventPrefix}${name}.*`, (subject, payload) => {
+      const sub = this.res.subscribe(subjects.events(name), (subject, payload) => {
         const event = subject.slice(subjects.eventPrefix.length + name.length + 1);
         this.observer?.event(reservedEvents.has(event) ? event : 'custom');
         this.eventArrivedAt = performance.now();
@@ -376,7 +374,7 @@ export class ResourceCache {
       entry.state = 'error';
       entry.error = ResError.is(e) ? e : internalError();
     } finally {
-      entry.pending = undefined;
+      entry.inFlightGet = undefined;
     }
     this.runDeferred(entry);
     this.afterGet(entry);
@@ -392,10 +390,10 @@ export class ResourceCache {
   private runDeferred(entry: CacheEntry): void {
     const deferred = entry.deferred ?? [];
     entry.deferred = undefined;
-    for (const run of deferred) {
+    for (const apply of deferred) {
       // stop once the entry is gone or re-getting (a later reply holds the rest)
-      if (entry.state !== 'ready' || entry.pending || this.entries.get(entry.rid) !== entry) return;
-      run();
+      if (entry.state !== 'ready' || entry.inFlightGet || this.entries.get(entry.rid) !== entry) return;
+      apply();
     }
   }
 
@@ -405,7 +403,7 @@ export class ResourceCache {
     else entry.collection = result.value;
     entry.state = 'ready';
     // Two query strings can name one resource: the normalized query from the
-    // service decides the entry (res-protocol.md, subtlety 6).
+    // service decides the entry (see docs/protocol-notes.md#normalized-queries).
     if (entry.query !== undefined && result.query !== undefined && result.query !== entry.query) {
       this.rekey(entry, result.query);
     }
@@ -460,7 +458,7 @@ export class ResourceCache {
     if (!group) return;
     if (event === 'reaccess') {
       for (const entry of group.entries.values()) {
-        if (entry.pending) entry.reaccessAfterGet = true;
+        if (entry.inFlightGet) entry.reaccessAfterGet = true;
         else for (const l of this.reaccessListeners) l(entry.rid);
       }
       return;
@@ -475,10 +473,10 @@ export class ResourceCache {
     }
     const entry = group.entries.get('');
     if (!entry) return;
-    if (entry.pending) {
+    if (entry.inFlightGet) {
       // events racing a pending get are already in its response: dropped; those
-      // after the response are not, and wait until it is stored (res-protocol.md,
-      // "Events and the cache", 3 and 4)
+      // after the response are not, and wait until it is stored (see
+      // docs/protocol-notes.md#events-between-get-and-subscribe)
       entry.deferred?.push(() => this.applyEvent(entry, event, payload));
       return;
     }
@@ -519,7 +517,7 @@ export class ResourceCache {
   private applyChange(entry: CacheEntry, values: ChangeValues): boolean {
     const model = entry.model;
     if (entry.kind !== 'model' || !model) return this.misfit(entry, 'change', 'change event on a collection');
-    // only properties whose value really changed are reported (subtlety 8)
+    // only properties whose value really changed are reported (see docs/protocol-notes.md#unchanged-values-are-not-changes)
     const changed: ChangeValues = {};
     let any = false;
     for (const [key, value] of Object.entries(values)) {
@@ -578,7 +576,7 @@ export class ResourceCache {
 
   /**
    * A query resource may have changed: ask the service, per cached query of
-   * this name, what changed (res-protocol.md, the `query` event).
+   * this name, what changed (see docs/protocol-notes.md#query-events).
    */
   private onQueryEvent(name: string, group: NameGroup, payload: unknown): void {
     let subject: string;
@@ -590,7 +588,7 @@ export class ResourceCache {
     }
     for (const entry of group.entries.values()) {
       if (entry.query === undefined) continue;
-      if (entry.pending) {
+      if (entry.inFlightGet) {
         // as in onEvent: only a query event after the get's reply is news to it
         entry.deferred?.push(() => this.runInBackground(this.requestQueryUpdate(entry, subject), entry.rid, 'query request'));
         continue;
@@ -610,7 +608,7 @@ export class ResourceCache {
     try {
       reply = parseQueryReply(await this.res.queryRequest(subject, entry.query!));
     } catch (e) {
-      if (isServiceNotFound(e) && entry.state === 'ready' && !entry.pending) {
+      if (isServiceNotFound(e) && entry.state === 'ready' && !entry.inFlightGet) {
         this.applyDelete(entry);
         return;
       }
@@ -643,7 +641,7 @@ export class ResourceCache {
   private resetEntries(entries: CacheEntry[]): Promise<void> {
     const due: CacheEntry[] = [];
     for (const e of entries) {
-      if (e.pending) e.resetAfterGet = true;
+      if (e.inFlightGet) e.resetAfterGet = true;
       else if (e.state === 'ready' || e.state === 'error') due.push(e);
     }
     return this.resync.add(due);
@@ -660,33 +658,33 @@ export class ResourceCache {
   }
 
   private async resetEntry(entry: CacheEntry): Promise<void> {
-    if (entry.pending) return entry.pending;
+    if (entry.inFlightGet) return entry.inFlightGet;
     if (entry.state === 'error') return this.retryFailed(entry);
-    const run = (async () => {
+    const reget = (async () => {
       let result: GetResult | undefined;
       try {
         result = await this.getFor(entry);
       } catch (e) {
         if (isServiceNotFound(e)) {
-          entry.pending = undefined;
+          entry.inFlightGet = undefined;
           this.applyDelete(entry);
           return;
         }
         this.log.warn('reset get failed; keeping the cached value', { rid: entry.rid, reason: (e as Error).message });
       } finally {
-        entry.pending = undefined;
+        entry.inFlightGet = undefined;
       }
       if (result) this.applyDifference(entry, result);
       this.runDeferred(entry);
       this.afterGet(entry);
     })();
-    entry.pending = run;
-    return run;
+    entry.inFlightGet = reget;
+    return reget;
   }
 
   /** Asks again for a held resource whose get failed; watchers hear when it is there now. */
   private retryFailed(entry: CacheEntry): Promise<void> {
-    const run = (async () => {
+    const retry = (async () => {
       try {
         this.store(entry, await this.getFor(entry));
         entry.error = undefined;
@@ -694,14 +692,14 @@ export class ResourceCache {
         entry.error = ResError.is(e) ? e : entry.error;
         return;
       } finally {
-        entry.pending = undefined;
+        entry.inFlightGet = undefined;
       }
       this.notify(entry, { type: 'change', values: {} });
       this.runDeferred(entry);
       this.afterGet(entry);
     })();
-    entry.pending = run;
-    return run;
+    entry.inFlightGet = retry;
+    return retry;
   }
 
   /** Applies the difference between the cached value and a fresh one as events. */

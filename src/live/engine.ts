@@ -27,7 +27,7 @@ import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
-import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import { internalGraphQLError, toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import { diff, type PatchOperation } from './patch.js';
 import { defaults } from '../config/defaults.js';
 
@@ -59,11 +59,16 @@ interface LiveState {
   patchesFrom?: Map<LiveState, { ops: PatchOperation[]; json: string }>;
 }
 
-/** One payload for a consumer: the result, its JSON, and the shared state it is (full results), for caching frames. */
+/** One payload for a consumer: the result and its JSON. */
 export interface LivePayload {
   value: ExecutionResult;
   json: string;
-  shared?: object;
+  /**
+   * The same object in every subscriber's payload of one state (full results
+   * only): what a transport makes of the payload, such as its frame, can be
+   * cached by it.
+   */
+  cacheKey?: object;
 }
 
 /** How a stream sends updates: whole results, or JSON Patch from the previous result (`@live`). */
@@ -81,7 +86,7 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /** the last state handed to the consumer */
   private delivered: LiveState | undefined;
   /** a newer state the consumer has not asked for yet */
-  private pending: LiveState | undefined;
+  private undelivered: LiveState | undefined;
   private final: ExecutionResult | undefined;
   private ending = false;
   private closed = false;
@@ -94,8 +99,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /** told when `onAvailable` throws (the engine logs it) */
   onAvailableFailed: (e: unknown) => void = () => undefined;
   observer: LiveObserver | undefined;
-  /** when the earliest event behind the pending state arrived (performance.now()) */
-  private pendingEventAt: number | undefined;
+  /** when the earliest event behind the undelivered state arrived (performance.now()) */
+  private undeliveredEventAt: number | undefined;
 
   constructor(
     readonly conn: Connection,
@@ -107,19 +112,19 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /** Offers a new state; dropped when the stream already has (or is about to get) the same result. */
   offer(state: LiveState, eventAt?: number): void {
     if (this.ending || this.closed) return;
-    if ((this.pending ?? this.delivered)?.json === state.json) return;
+    if ((this.undelivered ?? this.delivered)?.json === state.json) return;
     if (this.delivered?.json === state.json) {
       // back to what the consumer has (A → B → A before it pulled B): nothing to send
-      if (this.pending) this.observer?.dropped();
-      this.pending = undefined;
-      this.pendingEventAt = undefined;
+      if (this.undelivered) this.observer?.dropped();
+      this.undelivered = undefined;
+      this.undeliveredEventAt = undefined;
       return;
     }
-    if (this.pending) this.observer?.coalesced();
-    // a state that replaces a pending one answers the earliest event still waiting too
-    const earlier = this.pending ? this.pendingEventAt : undefined;
-    this.pendingEventAt = earlier === undefined ? eventAt : eventAt === undefined ? earlier : Math.min(earlier, eventAt);
-    this.pending = state;
+    if (this.undelivered) this.observer?.coalesced();
+    // a state that replaces an undelivered one answers the earliest event still waiting too
+    const earlier = this.undelivered ? this.undeliveredEventAt : undefined;
+    this.undeliveredEventAt = earlier === undefined ? eventAt : eventAt === undefined ? earlier : Math.min(earlier, eventAt);
+    this.undelivered = state;
     this.wakeUp();
   }
 
@@ -127,8 +132,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   end(final?: ExecutionResult): void {
     if (this.ending || this.closed) return;
     this.ending = true;
-    if (this.pending) this.observer?.dropped();
-    this.pending = undefined;
+    if (this.undelivered) this.observer?.dropped();
+    this.undelivered = undefined;
     this.final = final;
     this.wakeUp();
   }
@@ -141,13 +146,13 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
    * take a frame, so a slow socket skips states instead of queuing them.
    */
   take(): LivePayload | 'done' | undefined {
-    if (this.pending) {
-      const state = this.pending;
-      this.pending = undefined;
+    if (this.undelivered) {
+      const state = this.undelivered;
+      this.undelivered = undefined;
       const payload = this.payload(state);
       this.delivered = state;
-      const eventAt = this.pendingEventAt;
-      this.pendingEventAt = undefined;
+      const eventAt = this.undeliveredEventAt;
+      this.undeliveredEventAt = undefined;
       this.observer?.pushed(eventAt === undefined ? undefined : performance.now() - eventAt);
       return payload;
     }
@@ -186,8 +191,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     if (this.closed) return;
     this.closed = true;
     this.ending = true;
-    if (this.pending) this.observer?.dropped();
-    this.pending = undefined;
+    if (this.undelivered) this.observer?.dropped();
+    this.undelivered = undefined;
     this.wakeUp();
     this.onClose();
   }
@@ -212,7 +217,7 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
    * applies on the client).
    */
   private payload(state: LiveState): LivePayload {
-    if (this.mode === 'full') return { value: state.result, json: state.json, shared: state };
+    if (this.mode === 'full') return { value: state.result, json: state.json, cacheKey: state };
     const from = this.delivered;
     this.revision++;
     if (!from || this.revision === 1) {
@@ -369,8 +374,8 @@ class LiveQuery implements EntryWatcher {
   }
 
   private failed(e: unknown): ExecutionResult {
-    this.engine.log.error('live query execution failed', { error: (e as Error)?.message ?? String(e) });
-    return { errors: [new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } })] };
+    this.engine.log.error('live query execution failed', { error: errorText(e) });
+    return { errors: [internalGraphQLError()] };
   }
 
   /** Takes a run's dependencies and hands its result, serialized once, to every subscriber. */

@@ -6,6 +6,8 @@
  * one `add` or `remove`, and one changed property of one item is one
  * `replace`, however long the list.
  */
+import { editScript } from '../cache/diff.js';
+import { jsonEqual } from '../res/protocol.js';
 
 export type PatchOperation =
   | { op: 'add'; path: string; value: unknown }
@@ -21,23 +23,6 @@ function isObject(v: Json): v is Record<string, Json> {
 /** A JSON Pointer segment (RFC 6901): `~` and `/` escaped. */
 function segment(key: string | number): string {
   return typeof key === 'number' ? String(key) : key.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
-export function jsonEqual(a: Json, b: Json): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
-    return true;
-  }
-  if (Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) {
-    if (!Object.prototype.hasOwnProperty.call(b, k) || !jsonEqual((a as Record<string, Json>)[k], (b as Record<string, Json>)[k])) return false;
-  }
-  return true;
 }
 
 /** The operations that turn `from` into `to`, with paths under `base`. */
@@ -71,6 +56,8 @@ function diffInto(from: Json, to: Json, path: string, ops: PatchOperation[]): vo
   if (!jsonEqual(from, to)) ops.push({ op: 'replace', path, value: to });
 }
 
+const sameIdentity = (x: string, y: string) => x === y;
+
 /** What makes two list items "the same item" across results. */
 function identity(item: Json): string {
   if (isObject(item) && (typeof item.id === 'string' || typeof item.id === 'number')) return `#${item.id}`;
@@ -94,7 +81,7 @@ function diffList(from: Json[], to: Json[], path: string, ops: PatchOperation[])
   }
   const a = from.slice(start, endFrom).map(identity);
   const b = to.slice(start, endTo).map(identity);
-  const steps = editScript(a, b);
+  const steps = editScript(a, b, sameIdentity);
   let pos = start; // index in the list as patched so far
   let i = start;
   let j = start;
@@ -124,34 +111,3 @@ function diffList(from: Json[], to: Json[], path: string, ops: PatchOperation[])
   }
 }
 
-type Step = 'keep' | 'remove' | 'add';
-
-/** An edit script from a longest common subsequence of two identity lists. */
-function editScript(a: string[], b: string[]): Step[] {
-  if (a.length === 0) return b.map(() => 'add');
-  if (b.length === 0) return a.map(() => 'remove');
-  const width = b.length + 1;
-  const lcs = new Uint32Array((a.length + 1) * width);
-  for (let i = a.length - 1; i >= 0; i--) {
-    for (let j = b.length - 1; j >= 0; j--) {
-      lcs[i * width + j] = a[i] === b[j] ? lcs[(i + 1) * width + j + 1] + 1 : Math.max(lcs[(i + 1) * width + j], lcs[i * width + j + 1]);
-    }
-  }
-  const steps: Step[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    if (i < a.length && j < b.length && a[i] === b[j]) {
-      steps.push('keep');
-      i++;
-      j++;
-    } else if (j < b.length && (i === a.length || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j])) {
-      steps.push('add');
-      j++;
-    } else {
-      steps.push('remove');
-      i++;
-    }
-  }
-  return steps;
-}

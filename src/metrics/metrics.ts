@@ -8,6 +8,7 @@
  * Served at `/metrics` on the gateway's port, or on a port of its own
  * (`startMetricsServer`), in the Prometheus text format.
  */
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -247,13 +248,7 @@ export async function startMetricsServer(
     if (new URL(req.url ?? '/', 'http://x').pathname === '/metrics') void metrics.serve(req, res);
     else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await once(server.listen(port, host), 'listening');
   const actual = (server.address() as AddressInfo).port;
   return {
     server,

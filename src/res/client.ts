@@ -176,7 +176,7 @@ export class ResClient {
     return this.throwOnError(await this.request(subjects.call(name, method), payload, { kind: 'call' }));
   }
 
-  /** Sends `auth.<name>.<method>` (no access check: res-protocol.md, "auth"). */
+  /** Sends `auth.<name>.<method>` (no access check: see docs/protocol-notes.md#auth-requests-need-no-access). */
   async auth(name: string, method: string, payload: RequestPayload): Promise<Response> {
     this.sent.auth++;
     return this.throwOnError(await this.request(subjects.auth(name, method), payload, { kind: 'auth' }));
@@ -353,7 +353,7 @@ export class ResClient {
     const text = decoder.decode(msg.data);
     const pre = preResponse.exec(text);
     if (pre) {
-      // the service asks for more time, counted from now (res-protocol.md, "Pre-response")
+      // the service asks for more time, counted from now (see docs/protocol-notes.md#pre-response)
       clearTimeout(p.timer);
       p.timer = setTimeout(() => this.expire(token), Number(pre[1]));
       return;

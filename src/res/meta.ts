@@ -6,7 +6,7 @@
  * meta as values; it writes no response (access/meta.ts collects a
  * connection's meta, the transports apply it).
  */
-import { ErrorCode, ResError } from './protocol.js';
+import { ErrorCode, ResError, accessDenied, internalError, notFound, timeoutError } from './protocol.js';
 
 /** A parsed meta object: a status in 300–599 (others are ignored) and headers by canonical name. */
 export interface ResponseMeta {
@@ -97,23 +97,23 @@ export function statusError(status: number): ResError {
     case 401:
     case 402:
     case 407:
-      return e(ErrorCode.accessDenied, 'Access denied');
+      return accessDenied();
     case 403:
     case 451:
       return e(ErrorCode.forbidden, 'Forbidden');
     case 404:
     case 410:
-      return e(ErrorCode.notFound, 'Not found');
+      return notFound();
     case 405:
       return e(ErrorCode.methodNotAllowed, 'Method not allowed');
     case 408:
     case 504:
-      return e(ErrorCode.timeout, 'Request timeout');
+      return timeoutError();
     case 501:
       return e(ErrorCode.notImplemented, 'Not implemented');
     case 503:
       return e(ErrorCode.serviceUnavailable, 'Service unavailable');
   }
   if (status >= 400 && status < 500) return e(ErrorCode.badRequest, 'Bad request');
-  return e(ErrorCode.internalError, 'Internal error');
+  return internalError();
 }

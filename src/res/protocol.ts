@@ -1,12 +1,13 @@
 /**
  * RES service protocol facts, in one place: subjects, payload shapes, error
  * codes and the guards that turn untrusted service payloads into typed values.
- * Nothing here talks to NATS or knows about GraphQL
- * (../shared/res-protocol.md is the condensed specification).
+ * Nothing here talks to NATS or knows about GraphQL. The rules the gateway
+ * follows are in docs/protocol-notes.md, the specification at
+ * https://resgate.io/docs/specification/res-service-protocol/.
  */
 import { parseMeta, type ResponseMeta } from './meta.js';
 
-/** Predefined RES error codes (res-protocol.md, "Responses"). */
+/** Every error code the gateway sends, its own included (see docs/protocol-notes.md#error-codes). */
 export const ErrorCode = {
   notFound: 'system.notFound',
   invalidParams: 'system.invalidParams',
@@ -137,8 +138,12 @@ export const subjects = {
   access: (name: string) => `access.${name}`,
   call: (name: string, method: string) => `call.${name}.${method}`,
   auth: (name: string, method: string) => `auth.${name}.${method}`,
-  /** one subscription per resource name carries every event of it */
-  events: (name: string) => `event.${name}.>`,
+  /**
+   * Every event of a resource name, on one subscription. Event names are
+   * single tokens: `.*` keeps the events of `a.b.c` out of the one for `a.b`
+   * (see docs/protocol-notes.md#event-subjects).
+   */
+  events: (name: string) => `event.${name}.*`,
   eventPrefix: 'event.',
   connAll: 'conn.>',
   systemReset: 'system.reset',
@@ -283,21 +288,22 @@ export function valuesEqual(a: ResValue | undefined, b: ResValue | undefined): b
   return jsonEqual((a as DataValue).data, (b as DataValue).data);
 }
 
-function jsonEqual(a: unknown, b: unknown): boolean {
+/** Deep equality of two JSON values; the order of object keys does not matter. */
+export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((x, i) => jsonEqual(x, bb[i]));
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
   }
+  if (Array.isArray(b)) return false;
   const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  if (ka.length !== kb.length) return false;
-  return ka.every(
-    (k) => Object.prototype.hasOwnProperty.call(b, k) &&
-      jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
-  );
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (!Object.prototype.hasOwnProperty.call(b, k) || !jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
 }
 
 // --- request and response payloads ---------------------------------------

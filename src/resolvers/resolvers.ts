@@ -9,7 +9,7 @@
  * Only selected references are followed, so a query fetches exactly the
  * resources it shows. Hard references need no access check of their own
  * (`get` on the root covers what it reaches); soft references do
- * (res-protocol.md, "access").
+ * (see docs/protocol-notes.md#access-is-per-token-and-resource).
  */
 import { FixedBuffer, Repeater } from '@repeaterjs/repeater';
 import {
@@ -35,7 +35,6 @@ import type { CacheEntry, EntryWatcher, Lease, ResourceCache } from '../cache/ca
 import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import {
-  ErrorCode,
   ResError,
   accessDenied,
   internalError,
@@ -87,7 +86,12 @@ export function toGraphQLError(e: unknown, log?: Logger): GraphQLError {
     return new GraphQLError(e.message, { extensions });
   }
   log?.error('unexpected resolver error', { error: errorText(e) });
-  return new GraphQLError('Internal error', { extensions: { code: ErrorCode.internalError } });
+  return internalGraphQLError();
+}
+
+/** What a client sees of a failure inside the gateway: its cause goes to the log, never to the client. */
+export function internalGraphQLError(): GraphQLError {
+  return toGraphQLError(internalError());
 }
 
 type Resolver = GraphQLFieldResolver<unknown, GatewayContext>;
@@ -166,8 +170,9 @@ export class Resolvers {
         return new Repeater<Record<string, unknown>>(async (push, stop) => {
           // Lost access ends the stream, and events wait behind a pending
           // re-check: none reaches a client that may no longer get the
-          // resource (res-protocol.md, subtlety 11). Each step runs after the
-          // one before; a step that fails ends the stream, never the process.
+          // resource (see docs/protocol-notes.md#no-events-after-access-is-lost).
+          // Each step runs after the one before; a step that fails ends the
+          // stream, never the process.
           let allowed = Promise.resolve(true);
           const inTurn = (step: (ok: boolean) => boolean | Promise<boolean>) => {
             allowed = allowed.then(step).catch((e: unknown) => {

@@ -122,8 +122,8 @@ export function buildResourceSchema(sources: { name: string; body: string }[]): 
 /**
  * Every `@get` field of Query is offered on Subscription with the same name,
  * arguments and type, unless the schema defines that Subscription field
- * itself (DESIGN.md, "The resource schema"). Records the mirrored fields in
- * the mapping and returns the definitions that add them.
+ * itself. Records the mirrored fields in the mapping and returns the
+ * definitions that add them.
  */
 function mirrorGetFieldsOnSubscription(definitions: DefinitionNode[], mapping: ResourceMapping): DefinitionNode[] {
   const fieldsOf = (typeName: string) =>

@@ -18,9 +18,8 @@ import type { ResourceCache } from '../cache/cache.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText, type Logger } from '../log.js';
 import { run as runOperation } from '../resolvers/compiled.js';
-import type { GatewayContext, Resolvers } from '../resolvers/resolvers.js';
+import { internalGraphQLError, type GatewayContext, type Resolvers } from '../resolvers/resolvers.js';
 import type { ResourceMapping } from '../schema/schema.js';
-import { ErrorCode } from '../res/protocol.js';
 import { clientError, DocumentCache } from './documents.js';
 import { bodyTooLarge } from './limits.js';
 import type { TrustedDocuments } from './trusted-documents.js';
@@ -140,7 +139,7 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
   const internalError = (res: ServerResponse, e: unknown) => {
     opts.logger.error('HTTP request failed', { error: errorText(e) });
     if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }] }));
+    res.end(JSON.stringify({ errors: [clientError(internalGraphQLError())] }));
   };
 
   /** Answers the request with its body: on the short path, or by Yoga. Never throws: this runs in a request's event handler. */

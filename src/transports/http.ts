@@ -6,7 +6,7 @@
  * business rules live here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, isAsyncIterable, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { GraphQLSchema } from 'graphql';
 import { Connection, type AccessChecker, type ConnectionRegistry, type HttpInfo } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
@@ -229,8 +229,4 @@ function releaseAfterExecution(connections: ConnectionRegistry): Plugin<GatewayC
       };
     },
   };
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }

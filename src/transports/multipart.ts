@@ -16,10 +16,11 @@
  * makes a slow reader skip states rather than queue them.
  */
 import type { ServerResponse } from 'node:http';
-import type { ExecutionResult } from 'graphql';
-import type { Plugin } from 'graphql-yoga';
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
+import { internalGraphQLError } from '../resolvers/resolvers.js';
 import type { ServerContext } from './http.js';
 import { defaults } from '../config/defaults.js';
 
@@ -49,8 +50,8 @@ function part(json: string): string {
 /** The delimiter that ends the body: `--graphql--` (the last part's delimiter already wrote `--graphql`). */
 const closeDelimiter = '--\r\n';
 
-function transportError(code: string, message: string): string {
-  return JSON.stringify({ payload: null, errors: [{ message, extensions: { code } }] });
+function transportError(error: GraphQLError): string {
+  return JSON.stringify({ payload: null, errors: [error] });
 }
 
 /** A result without Yoga's internal `extensions.http` on its errors. */
@@ -121,7 +122,7 @@ export class MultipartSubscriptions {
         if (!res) return;
         this.open.set(res, () => {
           if (!finish()) return;
-          controller.enqueue(encoder.encode(part(transportError(ErrorCode.unavailable, 'The gateway is shutting down; subscribe again'))));
+          controller.enqueue(encoder.encode(part(transportError(new GraphQLError('The gateway is shutting down; subscribe again', { extensions: { code: ErrorCode.unavailable } })))));
           controller.close();
           stopIterator();
         });
@@ -133,7 +134,7 @@ export class MultipartSubscriptions {
         } catch (e) {
           this.opts.logger.error('multipart subscription failed', { error: errorText(e) });
           if (!finish()) return;
-          controller.enqueue(encoder.encode(part(transportError(ErrorCode.internalError, 'Internal error')) + closeDelimiter));
+          controller.enqueue(encoder.encode(part(transportError(internalGraphQLError())) + closeDelimiter));
           controller.close();
           return;
         }
@@ -156,8 +157,4 @@ export class MultipartSubscriptions {
       headers: { 'content-type': multipartSubscriptionContentType, 'cache-control': 'no-cache', connection: 'keep-alive' },
     });
   }
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }

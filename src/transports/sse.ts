@@ -26,10 +26,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
 import { TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
+import { isAsyncIterable } from 'graphql-yoga';
 import { Connection } from '../access/access.js';
 import type { LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
+import { internalGraphQLError } from '../resolvers/resolvers.js';
 import { ErrorCode } from '../res/protocol.js';
 import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
@@ -116,10 +118,6 @@ function httpStatusOf(e: GraphQLError): number {
   return typeof status === 'number' ? status : 400;
 }
 
-function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
-}
-
 interface OperationBody {
   /** absent, or empty, when the document is named by `documentId` or `extensions.persistedQuery` */
   query?: string;
@@ -158,7 +156,7 @@ export class SingleConnectionSse {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((e: unknown) => {
       this.opts.logger.error('graphql-sse request failed', { error: errorText(e) });
-      if (!res.headersSent) error(res, 500, 'Internal error', ErrorCode.internalError);
+      if (!res.headersSent) json(res, 500, { errors: [clientError(internalGraphQLError())] });
       else res.end();
     });
   }
@@ -278,7 +276,7 @@ export class SingleConnectionSse {
       else reservation.send(nextEvent(id, JSON.stringify(result)));
     } catch (e) {
       this.opts.logger.error('graphql-sse operation failed', { error: errorText(e) });
-      reservation.send(nextEvent(id, JSON.stringify({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }] })));
+      reservation.send(nextEvent(id, JSON.stringify({ errors: [clientError(internalGraphQLError())] })));
     }
     this.complete(reservation, id, op);
   }

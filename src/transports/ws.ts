@@ -13,10 +13,8 @@
  * (queries, mutations, `@event` streams, the parts of `@defer`/`@stream`)
  * runs through envelop's execute / subscribe as usual.
  *
- * The protocol loop is ours rather than graphql-ws's `useServer` because
- * that one serializes every result once per socket and awaits each send
- * through several async layers: at 1,000 subscribers that was most of the
- * gateway's CPU (see docs/performance.md).
+ * The protocol loop is ours rather than graphql-ws's `useServer`: see
+ * docs/architecture.md#why-our-own-websocket-loop.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -31,12 +29,13 @@ import {
   type Message,
   type SubscribePayload,
 } from 'graphql-ws';
+import { isAsyncIterable } from 'graphql-yoga';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection } from '../access/access.js';
 import type { LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
-import { ErrorCode } from '../res/protocol.js';
+import { internalGraphQLError } from '../resolvers/resolvers.js';
 import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
 
@@ -112,11 +111,11 @@ const frames = new WeakMap<object, Map<string, Buffer>>();
 
 function nextFrame(id: string, payload: LivePayload): Buffer {
   const frame = () => textFrame(`{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`);
-  if (!payload.shared) return frame();
-  let byId = frames.get(payload.shared);
+  if (!payload.cacheKey) return frame();
+  let byId = frames.get(payload.cacheKey);
   if (!byId) {
     byId = new Map();
-    frames.set(payload.shared, byId);
+    frames.set(payload.cacheKey, byId);
   }
   let f = byId.get(id);
   if (!f) {
@@ -124,10 +123,6 @@ function nextFrame(id: string, payload: LivePayload): Buffer {
     byId.set(id, f);
   }
   return f;
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
-  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 class Session {
@@ -146,15 +141,15 @@ class Session {
   constructor(
     readonly socket: WebSocket,
     private readonly req: IncomingMessage,
-    private readonly t: WebSocketTransportImpl,
+    private readonly transport: WebSocketTransportImpl,
   ) {
     // the HTTP details are read only if an auth request needs them
     this.conn = new Connection('ws', () => httpInfoOf(req));
-    this.slot = t.nextSlot++ % keepAliveSlices;
-    t.opts.connections.add(this.conn);
+    this.slot = transport.nextSlot++ % keepAliveSlices;
+    transport.opts.connections.add(this.conn);
     this.initTimer = setTimeout(() => {
       if (!this.initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
-    }, t.opts.connectionInitWaitTimeout ?? 3000);
+    }, transport.opts.connectionInitWaitTimeout ?? 3000);
     socket.on('message', (data: RawData) => this.onMessage(data));
     socket.on('pong', () => (this.alive = true));
     socket.once('close', () => this.onClosed());
@@ -199,7 +194,7 @@ class Session {
         const op = this.ops.get(msg.id);
         this.ops.delete(msg.id);
         op?.stop();
-        this.t.closeIfIdle(this);
+        this.transport.closeIfIdle(this);
         return;
       }
       default:
@@ -209,7 +204,7 @@ class Session {
 
   /** Header auth runs before the connection is acknowledged, so no operation runs without its token. */
   private async init(params: Record<string, unknown> | undefined): Promise<void> {
-    await this.t.opts.authenticator.authenticate(this.conn, params);
+    await this.transport.opts.authenticator.authenticate(this.conn, params);
     if (this.closed) return;
     this.acknowledged = true;
     this.send({ type: MessageType.ConnectionAck });
@@ -219,24 +214,24 @@ class Session {
     const op: Operation = { stop: () => undefined, finite: true };
     this.ops.set(id, op);
     try {
-      const trusted = this.t.opts.trusted.resolve(payload);
+      const trusted = this.transport.opts.trusted.resolve(payload);
       if ('error' in trusted) return this.fail(id, op, [clientError(trusted.error)]);
       const query = trusted.query ?? '';
       const initial = { req: this.req, socket: this.socket, params: { ...payload, query }, connection: this.conn };
-      const prepared = this.t.documents.prepare(query, payload.operationName, initial);
+      const prepared = this.transport.documents.prepare(query, payload.operationName, initial);
       if (!prepared.ok) return this.fail(id, op, prepared.errors);
       const { document, operation } = prepared;
-      const args = { schema: this.t.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
-      const route = liveRoute(operation, payload.variables, this.t.opts.mapping);
+      const args = { schema: this.transport.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
+      const route = liveRoute(operation, payload.variables, this.transport.opts.mapping);
       if (route) {
         // live: no per-operation envelop; the engine runs it from the cache
         op.finite = false;
-        this.t.closeIfIdle(this);
-        const stream = this.t.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.t.opts.cache.newLease() } }, route);
+        this.transport.closeIfIdle(this);
+        const stream = this.transport.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.transport.opts.cache.newLease() } }, route);
         this.pump(id, op, stream);
         return;
       }
-      const { execute, subscribe, contextFactory } = this.t.opts.yoga.getEnveloped(initial);
+      const { execute, subscribe, contextFactory } = this.transport.opts.yoga.getEnveloped(initial);
       const root: EnvelopedRoot = { execute, subscribe };
       const full = { ...args, contextValue: await contextFactory() };
       const result = operation.operation === 'subscription' ? await root.subscribe(full) : await root.execute(full);
@@ -245,11 +240,11 @@ class Session {
         if (isAsyncIterable(result)) void result[Symbol.asyncIterator]().return?.();
         return;
       }
-      if (isAsyncIterable(result)) {
+      if (isAsyncIterable<ExecutionResult>(result)) {
         // an @event stream, or the parts of a query or mutation with @defer/@stream (which a drain waits for)
         if (operation.operation === 'subscription') {
           op.finite = false;
-          this.t.closeIfIdle(this);
+          this.transport.closeIfIdle(this);
         }
         await this.iterate(id, op, result);
       } else {
@@ -257,8 +252,8 @@ class Session {
       }
       this.complete(id, op);
     } catch (e) {
-      this.t.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
-      this.fail(id, op, [{ message: 'Internal error', extensions: { code: ErrorCode.internalError } }]);
+      this.transport.opts.logger.error('WebSocket operation failed', { cid: this.conn.cid, operation: id, error: errorText(e) });
+      this.fail(id, op, [clientError(internalGraphQLError())]);
     }
   }
 
@@ -269,11 +264,10 @@ class Session {
    * drain and then takes only the newest state, so a slow socket skips
    * states instead of queuing a backlog.
    *
-   * Frames go straight to the TCP socket, whole (header and payload in one
-   * buffer, shared by every subscriber of a state): ws's sender would cost
-   * two writes and a callback per frame. ws writes its own frames (control
-   * frames, our other messages) whole and synchronously too, and compression
-   * is off, so the two never interleave inside a frame.
+   * Frames go straight to the TCP socket, whole (see
+   * docs/architecture.md#why-our-own-websocket-loop). ws writes its own
+   * frames (control frames, our other messages) whole and synchronously too,
+   * and compression is off, so the two never interleave inside a frame.
    */
   private pump(id: string, op: Operation, stream: LiveStream): void {
     const pull = () => {
@@ -321,7 +315,7 @@ class Session {
     if (this.ops.get(id) !== op) return;
     this.ops.delete(id);
     this.send({ id, type: MessageType.Error, payload: errors });
-    this.t.closeIfIdle(this);
+    this.transport.closeIfIdle(this);
   }
 
   /** Tells the client an operation is over, unless it ended it first. */
@@ -329,7 +323,7 @@ class Session {
     if (this.ops.get(id) !== op) return;
     this.ops.delete(id);
     this.send({ id, type: MessageType.Complete });
-    this.t.closeIfIdle(this);
+    this.transport.closeIfIdle(this);
   }
 
   private onClosed(): void {
@@ -338,8 +332,8 @@ class Session {
     for (const op of this.ops.values()) op.stop();
     this.ops.clear();
     this.draining.clear();
-    this.t.opts.connections.delete(this.conn);
-    this.t.sessionClosed(this);
+    this.transport.opts.connections.delete(this.conn);
+    this.transport.sessionClosed(this);
   }
 
   /** Whether a query or mutation is still running (a drain waits for it). */

@@ -8,6 +8,10 @@
  * handler, a system subject handler, a live engine microtask, a stream
  * callback) and the eviction timer: each is logged, and nothing reaches
  * the process uncaught.
+ *
+ * Internal on purpose where a throw must be provoked inside the gateway (a
+ * listener, a value that cannot serialize, a stream the engine holds): a
+ * correct gateway gives no outside input that throws there.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Msg } from 'nats';

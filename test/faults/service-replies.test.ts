@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Msg } from 'nats';
 import { startTestEnv, type TestEnv } from '../helpers/env.js';
 import { gql } from '../helpers/gateway.js';
+import { metric } from '../helpers/metrics.js';
 import { subscribeWs, wsClient } from '../helpers/live-client.js';
 import { closeClients } from '../helpers/live-fixture.js';
 import { librarySdl } from '../helpers/sdl.js';
@@ -58,7 +59,6 @@ describe('service faults', () => {
     svc.nc.publish('event.library.book.100.change', enc.encode(`{"values":{"meta":{"data":${deepJson(100_000)}}}}`));
     await svc.change('library.book.100', { title: 'Next' });
     expect(await s.next()).toEqual({ data: { book: { title: 'Next', meta: { kept: true } } } });
-    expect(gw.cache.peek('library.book.100')?.model?.meta).toEqual({ data: { kept: true } });
     expect(gw.logs.some((l) => l.msg === 'malformed message ignored' && l.fields?.subject === 'event.library.book.100.change')).toBe(true);
     expect(crashes.seen).toEqual([]);
     await closeClients(gw, client);
@@ -114,7 +114,7 @@ describe('service faults', () => {
     expect(codes(await first.next())).toEqual(['conf.banned']);
     // a live result is shared by identical subscriptions: let the first one go
     first.dispose();
-    await waitFor(() => gw.live.stats.subscribers === 0, 2000, 'the first stream to end');
+    await waitFor(async () => (await metric(gw, 'resgraph_live_subscriptions')) === 0, 2000, 'the first stream to end');
     broken = false;
     const second = subscribeWs(client, 'subscription { book(id: 103) { title } }');
     expect(await second.next()).toEqual({ data: { book: { title: 'Back' } } });
@@ -146,7 +146,10 @@ describe('service faults', () => {
     await svc.event('library.books', 'query', { subject: 'faultq.gone' });
     expect(codes(await s.next())).toEqual(['system.notFound']);
     await s.completed;
-    expect(gw.cache.peek('library.books?text=gone&limit=20')).toBeUndefined();
+    // gone from the cache: the next read asks the service again
+    const gets = svc.count('get.library.books');
+    await gql(gw.url, '{ search(text: "gone") { title } }');
+    expect(svc.count('get.library.books')).toBe(gets + 1);
     await closeClients(gw, client);
   });
 
@@ -167,7 +170,6 @@ describe('service faults', () => {
     const logged = gw.logs.length;
     await svc.publish('system.reset', { resources: ['library.books'] });
     await waitFor(() => gw.logs.slice(logged).some((l) => l.msg.startsWith('fresh value of another kind')), 2000, 'the reset mismatch');
-    expect(gw.cache.peek('library.books?text=kind&limit=20')?.collection).toEqual([{ rid: 'library.book.105' }]);
     expect((await gql(gw.url, '{ search(text: "kind") { title } }')).data).toEqual({ search: [{ title: 'Listed' }] });
 
     // and the next real change still arrives
@@ -182,6 +184,7 @@ describe('service faults', () => {
     svc.model('library.book.106', { title: 'Short-lived' });
     const client = wsClient(gw.url);
     const s = subscribeWs(client, 'subscription { bookEvents(id: 106) }');
+    // internal: nothing outside shows when the gateway starts listening for custom events (one published before is lost)
     await waitFor(() => gw.cache.customEventListeners.size === 1, 3000, 'the event stream to listen');
     await svc.event('library.book.106', 'highlight', { n: 1 });
     expect(await s.next()).toEqual({ data: { bookEvents: { n: 1 } } });
@@ -222,7 +225,6 @@ describe('service faults', () => {
     const logged = gw.logs.length;
     await svc.publish('system.reset', { resources: ['spare.>'] });
     await waitFor(() => gw.logs.slice(logged).some((l) => l.msg.startsWith('reset get failed')), 2000, 'the failed reset');
-    expect(gw.cache.peek('spare.thing')?.model).toEqual({ n: 1 });
     await svc.event('spare.thing', 'change', { values: { n: 2 } });
     expect(await s.next()).toEqual({ data: { raw: { n: 2 } } });
     await closeClients(gw, client);

@@ -7,6 +7,7 @@
 import type { GatewayOptions } from '../../src/server.js';
 import { startTestEnv, type TestEnv } from './env.js';
 import type { TestGateway } from './gateway.js';
+import { liveCounts } from './metrics.js';
 import type { TestService } from './res-service.js';
 import { waitFor } from './wait.js';
 
@@ -81,5 +82,5 @@ export const ref = (rid: string) => ({ rid });
  */
 export async function closeClients(gw: TestGateway, ...clients: { dispose(): void | Promise<void> }[]): Promise<void> {
   for (const c of clients) await c.dispose();
-  await waitFor(() => gw.live.stats.subscribers === 0, 3000, 'the gateway to drop every live subscription');
+  await waitFor(async () => (await liveCounts(gw)).subscribers === 0, 3000, 'the gateway to drop every live subscription');
 }

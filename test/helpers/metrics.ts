@@ -9,6 +9,8 @@ export interface Scrape {
   names: Set<string>;
   /** the value of a sample; 0 when the series is absent */
   value(name: string, labels?: Record<string, string>): number;
+  /** the sum of a metric's samples over all their labels */
+  sum(name: string): number;
 }
 
 function key(name: string, labels: Record<string, string>): string {
@@ -30,7 +32,12 @@ export function parseMetrics(text: string): Scrape {
     for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
     samples.set(key(m[1], labels), Number(m[3]));
   }
-  return { text, names, value: (name, labels = {}) => samples.get(key(name, labels)) ?? 0 };
+  const sum = (name: string) => {
+    let total = 0;
+    for (const [k, v] of samples) if (k === name || k.startsWith(`${name}{`)) total += v;
+    return total;
+  };
+  return { text, names, value: (name, labels = {}) => samples.get(key(name, labels)) ?? 0, sum };
 }
 
 export async function scrape(url: string): Promise<Scrape> {
@@ -38,4 +45,24 @@ export async function scrape(url: string): Promise<Scrape> {
   if (res.status !== 200) throw new Error(`GET ${url}: ${res.status}`);
   if (!res.headers.get('content-type')?.startsWith('text/plain')) throw new Error(`GET ${url}: not the Prometheus text format`);
   return parseMetrics(await res.text());
+}
+
+function scrapeGateway(gw: { metricsUrl?: string }): Promise<Scrape> {
+  if (!gw.metricsUrl) throw new Error('the gateway serves no /metrics');
+  return scrape(gw.metricsUrl);
+}
+
+/** A gateway's metric now, as a scraper of its /metrics sees it (summed over labels). */
+export async function metric(gw: { metricsUrl?: string }, name: string): Promise<number> {
+  return (await scrapeGateway(gw)).sum(name);
+}
+
+/** A gateway's live results as its /metrics tell them: executions so far, distinct live operations, open streams. */
+export async function liveCounts(gw: { metricsUrl?: string }): Promise<{ executions: number; liveQueries: number; subscribers: number }> {
+  const m = await scrapeGateway(gw);
+  return {
+    executions: m.sum('resgraph_live_executions_total'),
+    liveQueries: m.sum('resgraph_live_operations'),
+    subscribers: m.sum('resgraph_live_subscriptions'),
+  };
 }
