@@ -43,6 +43,8 @@ export interface CliOptions {
   metrics: 'on' | 'off' | number;
   /** how long a shutdown waits for work in flight before closing it, in ms */
   drainTimeout: number;
+  /** OpenTelemetry traces, sent by OTLP/HTTP as the OTEL_* variables say */
+  otel: boolean;
   maxSubscriptions: number;
   maxDepth: number;
   /** gateway processes on the port (node:cluster), or undefined for this process alone */
@@ -173,6 +175,12 @@ const settings = {
     default: '10000',
     help: 'on SIGTERM/SIGINT, how long to wait for work in flight before closing it',
   },
+  otel: {
+    env: 'RESGRAPH_OTEL',
+    value: '<on|off>',
+    default: 'off',
+    help: 'OpenTelemetry traces over OTLP/HTTP, configured by the OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT ...)',
+  },
   'max-subscriptions': {
     env: 'RESGRAPH_MAX_SUBSCRIPTIONS',
     value: '<n>',
@@ -289,6 +297,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         'log-format': stringOption,
         metrics: stringOption,
         'drain-timeout': stringOption,
+        otel: stringOption,
         'max-subscriptions': stringOption,
         'max-depth': stringOption,
         workers: stringOption,
@@ -358,6 +367,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (logFormat !== 'text' && logFormat !== 'json') invalid('log-format', 'text or json');
   const graphiql = read('graphiql').text.trim().toLowerCase();
   if (graphiql !== 'on' && graphiql !== 'off') invalid('graphiql', 'on or off');
+  const otel = read('otel').text.trim().toLowerCase();
+  if (otel !== 'on' && otel !== 'off') invalid('otel', 'on or off');
   const headerAuth = read('header-auth').text.trim();
   if (headerAuth !== 'none') {
     try {
@@ -408,6 +419,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       logFormat,
       metrics: metricsSetting(read('metrics').text) ?? invalid('metrics', 'on, off, or a port number from 0 to 65535'),
       drainTimeout: wholeNumber('drain-timeout', 0, 2 ** 31 - 1, 'a number of milliseconds'),
+      otel: otel === 'on',
       maxSubscriptions: wholeNumber('max-subscriptions', 1, 2 ** 31 - 1, 'a whole number above 0'),
       maxDepth: wholeNumber('max-depth', 1, 1000, 'a whole number from 1 to 1000'),
       workers: workersSetting(read('workers').text, () => invalid('workers', 'off, auto, or a whole number from 1 to 256')),
@@ -490,6 +502,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   const log = consoleLogger(opts.logLevel, opts.logFormat);
   if (opts.workers !== undefined && !isWorker()) return runFleet(opts, log);
 
+  // each process exports its own spans: in a fleet, each worker (the primary serves no requests)
+  const tracerProvider = opts.otel ? (await import('./telemetry/sdk.js')).startTracerProvider(version(), log) : undefined;
+
   // a worker of a fleet answers /metrics and /readyz for the fleet
   let gw: Gateway | undefined;
   const fleet = isWorker() ? workerHooks(() => gw !== undefined && gw.res.connected && !gw.draining) : undefined;
@@ -523,6 +538,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
       maxBodyBytes: opts.maxBodyBytes,
       persistedDocuments: opts.persistedDocuments,
       persistedOnly: opts.persistedOnly,
+      tracing: tracerProvider && { tracerProvider },
       logger: log,
     });
   } catch (e) {

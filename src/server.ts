@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
+import type { TracerProvider } from '@opentelemetry/api';
 import type { Duplex } from 'node:stream';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
@@ -39,6 +40,7 @@ import { useLiveResults } from './live/plugin.js';
 import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
+import type { GatewayTracing } from './telemetry/tracing.js';
 
 export interface GatewayOptions {
   /**
@@ -137,6 +139,15 @@ export interface GatewayOptions {
   sseReservationTimeout?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
+  /**
+   * OpenTelemetry traces (telemetry/tracing.ts, docs/tracing.md): a span per
+   * GraphQL operation, per get / access / call / auth request (whose W3C
+   * trace context goes to the service in the request's NATS headers) and
+   * per live update. Spans go to `tracerProvider`, default the provider
+   * registered with @opentelemetry/api. The drain flushes it; shutting it
+   * down is its owner's. Default: off (no spans, no headers, nothing loaded).
+   */
+  tracing?: { tracerProvider?: TracerProvider };
   logger?: Logger;
 }
 
@@ -191,7 +202,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     metricsOpt === false
       ? undefined
       : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics, fleetText: opts.fleet?.metrics });
-  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
+  const tracing = opts.tracing ? await startTracing(opts.tracing) : undefined;
+  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics, tracer: tracing });
   const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics, resyncConcurrency: opts.resyncConcurrency });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
@@ -204,6 +216,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection,
     observer: metrics,
+    tracer: tracing,
   });
   /** set when a drain begins */
   let draining = false;
@@ -241,6 +254,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
       useIncrementalAsJson(),
       useLiveResults(live, loaded.mapping),
       multipart.plugin,
+      // last: its span then wraps the live engine's execute and subscribe
+      ...(tracing?.yogaPlugins() ?? []),
     ],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
@@ -257,6 +272,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     maxBodyBytes: limits.maxBodyBytes,
     trusted,
+    tracing,
   });
   const streamParts: StreamTransportParts = {
     yoga,
@@ -269,6 +285,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     schema,
     logger: log,
     trusted,
+    tracing,
   };
   const singleConnectionSse = new SingleConnectionSse({
     ...streamParts,
@@ -392,6 +409,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         await nc?.close();
       }
       await metricsServer?.close();
+      // the spans of the work the drain just ended, too
+      await tracing?.flush().catch((e: unknown) => log.warn('flushing traces failed', { error: errorText(e) }));
       return { forced: !finished || !natsDrained, ms: Date.now() - started };
     })());
 
@@ -412,6 +431,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     drain,
     close: () => drain().then(() => undefined),
   };
+}
+
+/** Tracing, loaded only when it is on: off, none of OpenTelemetry is imported. */
+async function startTracing(opts: NonNullable<GatewayOptions['tracing']>): Promise<GatewayTracing> {
+  const [{ GatewayTracing }, { trace }] = await Promise.all([import('./telemetry/tracing.js'), import('@opentelemetry/api')]);
+  return new GatewayTracing(opts.tracerProvider ?? trace.getTracerProvider());
 }
 
 function pathOf(req: IncomingMessage): string {
