@@ -9,13 +9,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { createClient as createSseClient } from 'graphql-sse';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startCliStack, type CliStack } from './helpers/cli-gateway.js';
 import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { gql } from './helpers/gateway.js';
 import { closeClients } from './helpers/live-fixture.js';
-import { subscribeSse, subscribeWs, wsClient } from './helpers/live-client.js';
+import { ResultStream, subscribeSse, subscribeWs, wsClient, type StreamResult } from './helpers/live-client.js';
 import type { TestService } from './helpers/res-service.js';
 import { librarySdl } from './helpers/sdl.js';
 import { waitFor, withTimeout } from './helpers/wait.js';
@@ -38,7 +39,7 @@ describe('traces (in-memory exporter)', () => {
 
   beforeAll(async () => {
     env = await startTestEnv(librarySdl, { tracing: { tracerProvider: provider } });
-    addBooks(env.svc, 1, 2, 3, 4, 5, 6);
+    addBooks(env.svc, 1, 2, 3, 4, 6, 7);
   });
   afterAll(async () => {
     await env?.close();
@@ -145,20 +146,46 @@ describe('traces (in-memory exporter)', () => {
     expect(update.links.map((l) => l.context.spanId)).toEqual([sub.spanContext().spanId]);
   });
 
+  it("traces graphql-sse's single connection mode: its live subscriptions and its queries", async () => {
+    const client = createSseClient({ url: env.gw.url, singleConnection: true, retryAttempts: 0 });
+    const s = new ResultStream();
+    s.dispose = client.subscribe(
+      { query: 'subscription WatchOne { book(id: 6) { title } }' },
+      { next: (r) => s.push(r as StreamResult), error: (e) => s.end(e), complete: () => s.end() },
+    );
+    expect(await s.next()).toEqual({ data: { book: { title: 'Book 6' } } });
+    await env.svc.change('library.book.6', { title: 'Changed' });
+    expect(await s.next()).toEqual({ data: { book: { title: 'Changed' } } });
+    const update = await named('live.update');
+    const query = new ResultStream();
+    query.dispose = client.subscribe(
+      { query: 'query OnStream { book(id: 6) { title } }' },
+      { next: (r) => query.push(r as StreamResult), error: (e) => query.end(e), complete: () => query.end() },
+    );
+    expect(await query.next()).toEqual({ data: { book: { title: 'Changed' } } });
+    expect((await named('query.OnStream')).attributes).toMatchObject({ 'graphql.operation.name': 'OnStream', 'resgraph.transport': 'sse' });
+    await closeClients(env.gw, s, query);
+    client.dispose();
+    const sub = await named('subscription.WatchOne');
+    expect(sub.attributes).toMatchObject({ 'graphql.operation.name': 'WatchOne', 'graphql.operation.type': 'subscription', 'resgraph.transport': 'sse' });
+    childOf(await named('res.get', 'get.library.book.6'), sub);
+    expect(update.links.map((l) => l.context.spanId)).toEqual([sub.spanContext().spanId]);
+  });
+
   it("hands the service the trace context of its request's span in the traceparent header (get and call)", async () => {
-    env.svc.handle('call.library.book.5.set', () => ({ result: null }));
-    const got = env.svc.nextRequest('get.library.book.5');
-    await gql(env.gw.url, 'query Five { book(id: 5) { title } }');
+    env.svc.handle('call.library.book.7.set', () => ({ result: null }));
+    const got = env.svc.nextRequest('get.library.book.7');
+    await gql(env.gw.url, 'query Seven { book(id: 7) { title } }');
     const getContext = parseTraceparent((await got).traceparent);
-    const op = await named('query.Five');
-    const get = await named('res.get', 'get.library.book.5');
+    const op = await named('query.Seven');
+    const get = await named('res.get', 'get.library.book.7');
     expect(getContext).toEqual({ traceId: op.spanContext().traceId, spanId: get.spanContext().spanId });
 
-    const called = env.svc.nextRequest('call.library.book.5.set');
-    await gql(env.gw.url, 'mutation Rename { setBookTitle(id: 5, title: "New") }');
+    const called = env.svc.nextRequest('call.library.book.7.set');
+    await gql(env.gw.url, 'mutation Rename { setBookTitle(id: 7, title: "New") }');
     const callContext = parseTraceparent((await called).traceparent);
     const mutation = await named('mutation.Rename');
-    const call = await named('res.call', 'call.library.book.5.set');
+    const call = await named('res.call', 'call.library.book.7.set');
     childOf(call, mutation);
     expect(callContext).toEqual({ traceId: mutation.spanContext().traceId, spanId: call.spanContext().spanId });
   });
