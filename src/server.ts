@@ -435,8 +435,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
 /** Tracing, loaded only when it is on: off, none of OpenTelemetry is imported. */
 async function startTracing(opts: NonNullable<GatewayOptions['tracing']>): Promise<GatewayTracing> {
-  const [{ GatewayTracing }, { trace }] = await Promise.all([import('./telemetry/tracing.js'), import('@opentelemetry/api')]);
-  return new GatewayTracing(opts.tracerProvider ?? trace.getTracerProvider());
+  const { GatewayTracing } = await import('./telemetry/tracing.js');
+  return new GatewayTracing(opts.tracerProvider);
 }
 
 function pathOf(req: IncomingMessage): string {

@@ -92,7 +92,8 @@ export class GatewayTracing implements OperationTracer, RequestTracer, LiveTrace
   private readonly tracer: Tracer;
   private readonly propagator = new W3CTraceContextPropagator();
 
-  constructor(private readonly provider: TracerProvider) {
+  /** `provider` defaults to the one registered with @opentelemetry/api. */
+  constructor(private readonly provider: TracerProvider = trace.getTracerProvider()) {
     ensureContextManager();
     this.tracer = provider.getTracer(scope);
   }
