@@ -108,6 +108,9 @@ describe('traces (in-memory exporter)', () => {
     expect(get.attributes).toMatchObject({ 'resgraph.res.outcome': 'system.notFound', 'error.type': 'system.notFound' });
     expect(get.status.code).toBe(SpanStatusCode.ERROR);
     expect(op.status.code).toBe(SpanStatusCode.ERROR);
+    expect(op.events.map((e) => e.name)).toEqual(['exception']);
+    expect(op.events[0].attributes).toMatchObject({ 'exception.type': 'graphql.execute.error' });
+    expect(String(op.events[0].attributes?.['exception.message'])).toContain('system.notFound');
   });
 
   it('gives a graphql-ws subscription one span for its life, and each update a span of its own linked to it', async () => {

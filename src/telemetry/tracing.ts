@@ -129,7 +129,11 @@ export class GatewayTracing implements OperationTracer, RequestTracer, LiveTrace
       end: (result) => {
         if (ended) return;
         ended = true;
-        if (result?.errors && result.errors.length > 0) span.setStatus({ code: SpanStatusCode.ERROR });
+        if (result?.errors && result.errors.length > 0) {
+          // as envelop's plugin marks a failed execution
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          span.recordException({ name: AttributeName.EXECUTION_ERROR, message: JSON.stringify(result.errors) });
+        }
         span.end();
       },
     };
