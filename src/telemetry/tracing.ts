@@ -60,14 +60,14 @@ const ATTR_MESSAGING_OPERATION_NAME = 'messaging.operation.name';
 const ATTR_MESSAGING_OPERATION_TYPE = 'messaging.operation.type';
 
 /** which transport served the operation: `http`, `sse` or `ws` */
-export const ATTR_TRANSPORT = 'resgraph.transport';
+const ATTR_TRANSPORT = 'resgraph.transport';
 /** how a RES request ended: `ok`, `timeout`, or the error code (the same values as the requests metric's `outcome`) */
-export const ATTR_RES_OUTCOME = 'resgraph.res.outcome';
+const ATTR_RES_OUTCOME = 'resgraph.res.outcome';
 
 /** The tracer's name (its instrumentation scope). */
 const scope = 'resgraph';
 /** The span of a live update. */
-export const liveUpdateSpanName = 'live.update';
+const liveUpdateSpanName = 'live.update';
 /** The requests that are traced: a `query` request answers an event, outside any operation. */
 const tracedKinds = new Set<RequestKind>(['get', 'access', 'call', 'auth']);
 
