@@ -136,6 +136,17 @@ describe('traces (in-memory exporter)', () => {
     expect(exporter.getFinishedSpans().filter((x) => x.name === 'live.update')).toHaveLength(1);
   });
 
+  it('marks a graphql-ws subscription failed when its stream ends with an error', async () => {
+    const client = wsClient(env.gw.url);
+    const s = subscribeWs(client, 'subscription Gone { book(id: 404) { title } }');
+    expect((await s.next()).errors?.[0].extensions?.code).toBe('system.notFound');
+    await withTimeout(s.completed, 3000, 'the stream to end');
+    const sub = await named('subscription.Gone');
+    expect(sub.status.code).toBe(SpanStatusCode.ERROR);
+    expect(sub.events.map((e) => e.attributes?.['exception.type'])).toEqual(['graphql.execute.error']);
+    await client.dispose();
+  });
+
   it('links the updates of a subscription that Yoga serves (SSE) to the span its plugin made', async () => {
     const s = subscribeSse(env.gw.url, 'subscription WatchSse { book(id: 4) { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Book 4' } } });

@@ -75,8 +75,10 @@ const tracedKinds = new Set<RequestKind>(['get', 'access', 'call', 'auth']);
 export interface OperationSpan {
   /** Runs `work` with this span active: the RES requests it sends, now or after an await, are the span's children. */
   run<T>(work: () => T): T;
-  /** Ends the span (once; later calls do nothing); a result with errors marks it failed. */
-  end(result?: { errors?: readonly unknown[] }): void;
+  /** Marks the span failed when a result sent to the client has errors (as envelop's plugin marks each result it sees). */
+  result(result: { errors?: readonly unknown[] }): void;
+  /** Ends the span (once; later calls do nothing). */
+  end(): void;
 }
 
 /** What the transports that run operations themselves take: undefined when tracing is off. */
@@ -126,14 +128,14 @@ export class GatewayTracing implements OperationTracer, RequestTracer, LiveTrace
     let ended = false;
     return {
       run: (work) => context.with(active, work),
-      end: (result) => {
+      result: ({ errors }) => {
+        if (ended || !errors || errors.length === 0) return;
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        span.recordException({ name: AttributeName.EXECUTION_ERROR, message: JSON.stringify(errors) });
+      },
+      end: () => {
         if (ended) return;
         ended = true;
-        if (result?.errors && result.errors.length > 0) {
-          // as envelop's plugin marks a failed execution
-          span.setStatus({ code: SpanStatusCode.ERROR });
-          span.recordException({ name: AttributeName.EXECUTION_ERROR, message: JSON.stringify(result.errors) });
-        }
         span.end();
       },
     };

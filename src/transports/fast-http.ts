@@ -123,7 +123,7 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
         variableValues: body.variables ?? undefined,
         contextValue,
       });
-      span?.end(result);
+      span?.result(result);
       const json = JSON.stringify(result);
       const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) };
       if (writeHeadWithMeta(res, 200, headers, conn.meta?.answer())) res.end(json);

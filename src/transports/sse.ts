@@ -305,6 +305,7 @@ export class SingleConnectionSse {
           this.complete(reservation, id, op);
           return;
         }
+        span?.result(next.value);
         if (!reservation.send(nextEvent(id, next.json))) reservation.waiting.add(pull);
       }
     };

@@ -291,6 +291,7 @@ class Session {
           return;
         }
         if (this.socket.readyState !== this.socket.OPEN) return;
+        span?.result(next.value);
         if (!this.req.socket.write(nextFrame(id, next))) this.draining.add(pull);
       }
     };
