@@ -242,11 +242,11 @@ describe('--otel on: the resgraph command sends its spans by OTLP/HTTP', () => {
     });
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     const endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
-    stack = await startCliStack(librarySdl, ['--otel', 'on', '--port', '0', '--metrics', 'off'], (svc) => addBooks(svc, 1), undefined, {
+    stack = await startCliStack(librarySdl, ['--otel', 'on', '--port', '0', '--metrics', 'off'], (svc) => addBooks(svc, 1), 40_000, {
       OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
       OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
     });
-  }, 60_000);
+  }, 90_000);
   afterAll(async () => {
     await stack?.close();
     await new Promise((resolve) => receiver?.close(resolve));
