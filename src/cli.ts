@@ -137,12 +137,15 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   const log = consoleLogger(opts.logLevel, opts.logFormat);
   if (opts.workers !== undefined && !isWorker()) return runFleet(opts, log);
 
+  // each process exports its own spans: in a fleet, each worker (the primary serves no requests)
+  const tracerProvider = opts.otel ? (await import('./telemetry/sdk.js')).startTracerProvider(version(), log) : undefined;
+
   // a worker of a fleet answers /metrics and /readyz for the fleet
   let gw: Gateway | undefined;
   const fleet = isWorker() ? workerHooks(() => gw !== undefined && gw.res.connected && !gw.draining) : undefined;
 
   try {
-    gw = await startGateway({ ...gatewayOptions(opts), fleet, logger: log });
+    gw = await startGateway({ ...gatewayOptions(opts), fleet, tracing: tracerProvider && { tracerProvider }, logger: log });
   } catch (e) {
     if (e instanceof SchemaError) fail(1, e.message);
     if (e instanceof NatsOptionsError) fail(2, e.message);

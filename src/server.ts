@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
+import type { TracerProvider } from '@opentelemetry/api';
 import type { Duplex } from 'node:stream';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
@@ -41,6 +42,7 @@ import { useLiveResults } from './live/plugin.js';
 import type { FleetHooks } from './fleet/workers.js';
 import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
+import type { GatewayTracing } from './telemetry/tracing.js';
 
 /**
  * How to run a gateway. Every field is optional; an unset one takes its value
@@ -144,6 +146,15 @@ export interface GatewayOptions {
   sseReservationTimeout?: number;
   /** How long `drain()` and `close()` wait for work in flight before closing it, in ms. Default 10000. */
   drainTimeout?: number;
+  /**
+   * OpenTelemetry traces (telemetry/tracing.ts, docs/tracing.md): a span per
+   * GraphQL operation, per get / access / call / auth request (whose W3C
+   * trace context goes to the service in the request's NATS headers) and
+   * per live update. Spans go to `tracerProvider`, default the provider
+   * registered with @opentelemetry/api. The drain flushes it; shutting it
+   * down is its owner's. Default: off (no spans, no headers, nothing loaded).
+   */
+  tracing?: { tracerProvider?: TracerProvider };
   /** Where log lines go. Default: `consoleLogger()`, info and above as text on stderr. */
   logger?: Logger;
 }
@@ -199,7 +210,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     metricsOpt === false
       ? undefined
       : new GatewayMetrics({ processMetrics: typeof metricsOpt === 'object' && metricsOpt.processMetrics, fleetText: opts.fleet?.metrics });
-  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics });
+  const tracing = opts.tracing ? await startTracing(opts.tracing) : undefined;
+  const res = new ResClient({ requestTimeout: opts.requestTimeout, logger: log, observer: metrics, tracer: tracing });
   const cache = new ResourceCache({ res, logger: log, evictDelay: opts.evictDelay, observer: metrics, resyncConcurrency: opts.resyncConcurrency });
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
@@ -212,6 +224,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection,
     observer: metrics,
+    tracer: tracing,
   });
   /** set when a drain begins */
   let draining = false;
@@ -249,6 +262,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
       useIncrementalAsJson(),
       useLiveResults(live, loaded.mapping),
       multipart.plugin,
+      // last: its span then wraps the live engine's execute and subscribe
+      ...(tracing?.yogaPlugins() ?? []),
     ],
   });
   const separateMetrics = metrics !== undefined && typeof metricsOpt === 'object' && metricsOpt.port !== undefined;
@@ -265,6 +280,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     logger: log,
     maxBodyBytes: limits.maxBodyBytes,
     trusted,
+    tracing,
   });
   const streamParts: StreamTransportParts = {
     yoga,
@@ -277,6 +293,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     schema,
     logger: log,
     trusted,
+    tracing,
   };
   const singleConnectionSse = new SingleConnectionSse({
     ...streamParts,
@@ -401,6 +418,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
         await nc?.close();
       }
       await metricsServer?.close();
+      // the spans of the work the drain just ended, too
+      await tracing?.flush().catch((e: unknown) => log.warn('flushing traces failed', { error: errorText(e) }));
       return { forced: !finished || !natsDrained, ms: Date.now() - started };
     })());
 
@@ -421,6 +440,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     drain,
     close: () => drain().then(() => undefined),
   };
+}
+
+/** Tracing, loaded only when it is on: off, none of OpenTelemetry is imported. */
+async function startTracing(opts: NonNullable<GatewayOptions['tracing']>): Promise<GatewayTracing> {
+  const { GatewayTracing } = await import('./telemetry/tracing.js');
+  return new GatewayTracing(opts.tracerProvider);
 }
 
 function pathOf(req: IncomingMessage): string {

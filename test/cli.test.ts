@@ -65,6 +65,14 @@ describe('resgraph command line', () => {
     expect(() => run(['--multipart-heartbeat', '0'])).toThrow(/multipart-heartbeat/);
   });
 
+  it('reads --otel on|off: off by default', () => {
+    expect(run([]).otel).toBe(false);
+    expect(run(['--otel', 'on']).otel).toBe(true);
+    expect(run([], { RESGRAPH_OTEL: 'ON' }).otel).toBe(true);
+    expect(run(['--otel', 'off'], { RESGRAPH_OTEL: 'on' }).otel).toBe(false);
+    expect(() => run([], { RESGRAPH_OTEL: 'yes' })).toThrow(/invalid RESGRAPH_OTEL "yes": expected on or off/);
+  });
+
   it('reads the operation limits and the trusted documents, with their defaults', () => {
     expect(run([])).toMatchObject({
       maxAliases: 30,

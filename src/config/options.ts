@@ -257,6 +257,14 @@ export const options = {
     read: milliseconds,
     gateway: to('drainTimeout'),
   }),
+  otel: option({
+    env: 'RESGRAPH_OTEL',
+    value: '<on|off>',
+    default: 'off',
+    help: 'OpenTelemetry traces over OTLP/HTTP, configured by the OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT ...)',
+    // the command starts the SDK itself (one per process) and hands its provider to the gateway
+    read: onOff,
+  }),
   'max-subscriptions': option({
     env: 'RESGRAPH_MAX_SUBSCRIPTIONS',
     value: '<n>',

@@ -39,6 +39,22 @@ export interface LiveEngineOptions {
   maxSubscriptionsPerConnection?: number;
   /** told what each stream does with the results offered to it (metrics) */
   observer?: LiveObserver;
+  /** traces each update a stream pushes (telemetry/tracing.ts); undefined when tracing is off */
+  tracer?: LiveTracer;
+}
+
+/**
+ * Traces live updates. `stream` is called as a stream starts, in its
+ * operation's trace context, and returns what the stream tells of each
+ * update it pushes (or undefined for a stream it does not trace).
+ */
+export interface LiveTracer {
+  stream(args: ExecutionArgs): PushTracer | undefined;
+}
+
+export interface PushTracer {
+  /** a result went to the transport; the event behind it arrived at `eventAt` (performance.now()) */
+  pushed(eventAt: number): void;
 }
 
 /** Hears what streams do with results: hand them to the transport, or replace or drop them unsent. */
@@ -99,6 +115,7 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /** told when `onAvailable` throws (the engine logs it) */
   onAvailableFailed: (e: unknown) => void = () => undefined;
   observer: LiveObserver | undefined;
+  tracer: PushTracer | undefined;
   /** when the earliest event behind the undelivered state arrived (performance.now()) */
   private undeliveredEventAt: number | undefined;
 
@@ -154,6 +171,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
       const eventAt = this.undeliveredEventAt;
       this.undeliveredEventAt = undefined;
       this.observer?.pushed(eventAt === undefined ? undefined : performance.now() - eventAt);
+      // an update caused by an event; the first result and a joiner's copy answer none
+      if (this.tracer && eventAt !== undefined) this.tracer.pushed(eventAt);
       return payload;
     }
     if (this.ending && this.final) {
@@ -464,6 +483,7 @@ export class LiveEngine {
   private readonly access: AccessChecker;
   private readonly maxPerConnection: number;
   private readonly observer: LiveObserver | undefined;
+  private readonly tracer: LiveTracer | undefined;
   private readonly queries = new Map<string, LiveQuery>();
   private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
   private readonly listeners = new Map<Connection, () => void>();
@@ -476,6 +496,7 @@ export class LiveEngine {
     this.log = opts.logger;
     this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection;
     this.observer = opts.observer;
+    this.tracer = opts.tracer;
   }
 
   get stats(): { liveQueries: number; subscribers: number } {
@@ -493,6 +514,7 @@ export class LiveEngine {
     const conn = (args.contextValue as GatewayContext).conn;
     const stream = new LiveStream(conn, opts.mode ?? 'full', opts.perConnection ?? false);
     stream.observer = this.observer;
+    stream.tracer = this.tracer?.stream(args);
     stream.onAvailableFailed = (e) => this.log.error('sending a live result failed', { error: errorText(e) });
     const subs = this.byConnection.get(conn);
     if (subs && subs.size >= this.maxPerConnection) {

@@ -14,7 +14,7 @@
  * NATS callback (nats.js calls them from its socket reader, where a throw
  * would end the process).
  */
-import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 import { errorText, type Logger } from '../log.js';
 import {
   ErrorCode,
@@ -43,6 +43,8 @@ export interface ResClientOptions {
   logger: Logger;
   /** told how each request ended (metrics) */
   observer?: RequestObserver;
+  /** traces get, access, call and auth requests (telemetry/tracing.ts); undefined when tracing is off */
+  tracer?: RequestTracer;
 }
 
 /**
@@ -58,6 +60,21 @@ export interface RequestObserver {
 
 /** Outcome counters by request type, for metrics and tests. */
 export type RequestKind = 'get' | 'access' | 'call' | 'auth' | 'query';
+
+/**
+ * Traces requests: `start` is called as a request is sent, in the caller's
+ * trace context, and returns the NATS headers that carry the request's
+ * trace context to the service (or undefined for a request it does not
+ * trace); `end` is given the outcome (see RequestObserver).
+ */
+export interface RequestTracer {
+  start(kind: RequestKind, subject: string): TracedRequest | undefined;
+}
+
+export interface TracedRequest {
+  headers: MsgHdrs;
+  end(outcome: string): void;
+}
 
 interface Pending {
   subject: string;
@@ -83,6 +100,7 @@ export class ResClient {
   readonly requestTimeout: number;
   private readonly log: Logger;
   private readonly observer: RequestObserver | undefined;
+  private readonly tracer: RequestTracer | undefined;
   private nc: NatsConnection | undefined;
   private inbox = '';
   private inboxSub: Subscription | undefined;
@@ -95,6 +113,7 @@ export class ResClient {
     this.requestTimeout = opts.requestTimeout ?? defaults.requestTimeout;
     this.log = opts.logger;
     this.observer = opts.observer;
+    this.tracer = opts.tracer;
   }
 
   /** Starts using a NATS connection. Until then every request fails with system.timeout. */
@@ -269,6 +288,10 @@ export class ResClient {
   ): Promise<Response> {
     const token = (this.nextToken++).toString(36);
     const data = encoder.encode(JSON.stringify(payload));
+    const kind = opts.kind;
+    // tracing off: no tracer, so no span and no headers
+    const traced = kind && this.tracer ? this.tracer.start(kind, subject) : undefined;
+    const headers = traced?.headers;
     const promise = new Promise<Response>((resolve, reject) => {
       const p: Pending = {
         subject,
@@ -276,7 +299,7 @@ export class ResClient {
         reject,
         onAnswer: opts.onAnswer,
         timer: setTimeout(() => this.expire(token), this.requestTimeout),
-        send: () => this.connection().publish(subject, data, { reply: `${this.inbox}.${token}` }),
+        send: () => this.connection().publish(subject, data, { reply: `${this.inbox}.${token}`, headers }),
         retryNoRespondersUntil:
           this.reconnecting || Date.now() - this.reconnectedAt < this.requestTimeout
             ? Date.now() + this.requestTimeout - noRespondersRetryDelay
@@ -292,11 +315,14 @@ export class ResClient {
       }
     });
     const { observer } = this;
-    const kind = opts.kind;
-    if (observer && kind) {
+    if (kind && (observer || traced)) {
+      const ended = (outcome: string) => {
+        observer?.request(kind, outcome);
+        traced?.end(outcome);
+      };
       promise.then(
-        (r) => observer.request(kind, r.kind === 'error' ? requestOutcome(r.error) : 'ok'),
-        (e: unknown) => observer.request(kind, requestOutcome(e)),
+        (r) => ended(r.kind === 'error' ? requestOutcome(r.error) : 'ok'),
+        (e: unknown) => ended(requestOutcome(e)),
       );
     }
     return promise;

@@ -23,6 +23,7 @@ import type { ResourceMapping } from '../schema/schema.js';
 import { clientError, DocumentCache } from './documents.js';
 import { bodyTooLarge } from './limits.js';
 import type { TrustedDocuments } from './trusted-documents.js';
+import type { OperationSpan, OperationTracer } from '../telemetry/tracing.js';
 import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
 import { nodeHeaders, writeHeadWithMeta } from './response-meta.js';
 
@@ -40,6 +41,8 @@ export interface QueryFastPathOptions {
   maxBodyBytes: number;
   /** the trusted documents: a request naming its document by hash runs the stored one */
   trusted: TrustedDocuments;
+  /** a span per operation run here (Yoga's are its plugin's); undefined when tracing is off */
+  tracing?: OperationTracer;
 }
 
 /** A document seen before: runnable on the short path, or not (Yoga answers it). */
@@ -95,7 +98,14 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
     return { document: p.document, operation: p.operation, operationName: body.operationName ?? undefined };
   };
 
-  const run = async (req: IncomingMessage, res: ServerResponse, body: Body, p: Exclude<Prepared, 'yoga'>) => {
+  /** Runs an operation and answers it, inside its span when tracing is on. */
+  const run = (req: IncomingMessage, res: ServerResponse, body: Body, p: Exclude<Prepared, 'yoga'>): Promise<void> => {
+    const span = opts.tracing?.operation(p.operation, 'http');
+    if (!span) return execute(req, res, body, p, undefined);
+    return span.run(() => execute(req, res, body, p, span)).finally(() => span.end());
+  };
+
+  const execute = async (req: IncomingMessage, res: ServerResponse, body: Body, p: Exclude<Prepared, 'yoga'>, span: OperationSpan | undefined) => {
     const conn = new Connection('http', () => httpInfoOf(req));
     opts.connections.add(conn);
     const lease = opts.cache.newLease();
@@ -112,6 +122,7 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
         variableValues: body.variables ?? undefined,
         contextValue,
       });
+      span?.result(result);
       const json = JSON.stringify(result);
       const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) };
       if (writeHeadWithMeta(res, 200, headers, conn.meta?.answer())) res.end(json);

@@ -22,6 +22,7 @@ import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
 import { rememberConnection, responseMeta } from './response-meta.js';
 import { requestBodyLimit } from './limits.js';
 import type { TrustedDocuments } from './trusted-documents.js';
+import type { OperationTracer } from '../telemetry/tracing.js';
 
 export interface ServerContext {
   req: IncomingMessage;
@@ -82,6 +83,8 @@ export interface StreamTransportParts {
   logger: Logger;
   /** the trusted documents: an operation naming its document by hash runs the known one; `--persisted-only` refuses the others */
   trusted: TrustedDocuments;
+  /** a span per live operation (the others run through Yoga's envelop, whose plugin traces them); undefined when tracing is off */
+  tracing?: OperationTracer;
 }
 
 /** Header names in canonical MIME form (`content-type` → `Content-Type`), values as arrays, as auth requests carry them. */

@@ -37,6 +37,7 @@ import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
 import { readBodyWithin } from './limits.js';
 import { defaults } from '../config/defaults.js';
+import type { OperationSpan } from '../telemetry/tracing.js';
 
 export interface SingleConnectionSseOptions extends StreamTransportParts {
   /** Bytes an operation's body may have (413 above it). */
@@ -259,8 +260,10 @@ export class SingleConnectionSse {
     const args = { schema: this.opts.schema, document: prepared.document, operationName: body.operationName, variableValues: body.variables };
     const route = liveRoute(prepared.operation, body.variables, this.opts.mapping);
     if (route) {
-      const stream = this.opts.live.subscribe({ ...args, contextValue: { conn: reservation.conn, lease: this.opts.cache.newLease() } }, route);
-      return this.pump(reservation, id, op, stream);
+      const subscribe = () => this.opts.live.subscribe({ ...args, contextValue: { conn: reservation.conn, lease: this.opts.cache.newLease() } }, route);
+      // in its span, so the first run's requests and the stream's updates find it
+      const span = this.opts.tracing?.operation(prepared.operation, 'sse');
+      return this.pump(reservation, id, op, span ? span.run(subscribe) : subscribe(), span);
     }
     try {
       const { execute, subscribe, contextFactory } = this.opts.yoga.getEnveloped(initial);
@@ -286,7 +289,7 @@ export class SingleConnectionSse {
    * buffer is full, waits for it to drain and then takes only the newest
    * state (LiveStream.take), as the WebSocket transport does.
    */
-  private pump(reservation: Reservation, id: string, op: Operation, stream: LiveStream): void {
+  private pump(reservation: Reservation, id: string, op: Operation, stream: LiveStream, span: OperationSpan | undefined): void {
     const pull = () => {
       while (!reservation.waiting.has(pull)) {
         if (!reservation.writable) {
@@ -297,15 +300,18 @@ export class SingleConnectionSse {
         if (next === undefined) return;
         if (next === 'done') {
           stream.onAvailable = undefined;
+          span?.end();
           this.complete(reservation, id, op);
           return;
         }
+        span?.result(next.value);
         if (!reservation.send(nextEvent(id, next.json))) reservation.waiting.add(pull);
       }
     };
     op.stop = () => {
       stream.onAvailable = undefined;
       reservation.waiting.delete(pull);
+      span?.end();
       void stream.return();
     };
     stream.onAvailable = pull;

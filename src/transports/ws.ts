@@ -38,6 +38,7 @@ import { errorText } from '../log.js';
 import { internalGraphQLError } from '../resolvers/resolvers.js';
 import { clientError, DocumentCache } from './documents.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
+import type { OperationSpan } from '../telemetry/tracing.js';
 
 export interface WebSocketTransportOptions extends StreamTransportParts {
   /** Whether the page that opens a socket may (its `Origin`); refused upgrades get 403. Default: every page. */
@@ -227,8 +228,10 @@ class Session {
         // live: no per-operation envelop; the engine runs it from the cache
         op.finite = false;
         this.transport.closeIfIdle(this);
-        const stream = this.transport.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.transport.opts.cache.newLease() } }, route);
-        this.pump(id, op, stream);
+        const subscribe = () => this.transport.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.transport.opts.cache.newLease() } }, route);
+        // in its span, so the first run's requests and the stream's updates find it
+        const span = this.transport.opts.tracing?.operation(operation, 'ws');
+        this.pump(id, op, span ? span.run(subscribe) : subscribe(), span);
         return;
       }
       const { execute, subscribe, contextFactory } = this.transport.opts.yoga.getEnveloped(initial);
@@ -269,7 +272,7 @@ class Session {
    * frames (control frames, our other messages) whole and synchronously too,
    * and compression is off, so the two never interleave inside a frame.
    */
-  private pump(id: string, op: Operation, stream: LiveStream): void {
+  private pump(id: string, op: Operation, stream: LiveStream, span: OperationSpan | undefined): void {
     const pull = () => {
       // until the stream has nothing new (a final result is followed by its end)
       while (!this.draining.has(pull)) {
@@ -277,16 +280,19 @@ class Session {
         if (next === undefined) return;
         if (next === 'done') {
           stream.onAvailable = undefined;
+          span?.end();
           this.complete(id, op);
           return;
         }
         if (this.socket.readyState !== this.socket.OPEN) return;
+        span?.result(next.value);
         if (!this.req.socket.write(nextFrame(id, next))) this.draining.add(pull);
       }
     };
     op.stop = () => {
       stream.onAvailable = undefined;
       this.draining.delete(pull);
+      span?.end();
       void stream.return();
     };
     stream.onAvailable = pull;

@@ -54,9 +54,9 @@ export interface GatewayProcess {
   kill(): Promise<void>;
 }
 
-/** Starts `node dist/cli.js <args>` and resolves once it is listening and ready. */
-export async function startGatewayProcess(args: string[], timeoutMs = 20_000): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `node dist/cli.js <args>` (with `env` added to this process's environment) and resolves once it is listening and ready. */
+export async function startGatewayProcess(args: string[], timeoutMs = 20_000, env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d));
   child.stderr!.on('data', (d: Buffer) => (out += d));
@@ -98,14 +98,15 @@ export interface CliStack {
 
 /**
  * A nats-server, the TestService (set up by `prepare` before the gateway
- * starts) and `node dist/cli.js` with `args`, serving `sdl` from a
- * temporary schema file; `close` stops them and removes the file.
+ * starts) and `node dist/cli.js` with `args` (and `env`), serving `sdl`
+ * from a temporary schema file; `close` stops them and removes the file.
  */
 export async function startCliStack(
   sdl: string,
   args: string[],
   prepare: (svc: TestService) => void = () => undefined,
   timeoutMs?: number,
+  env?: Record<string, string>,
 ): Promise<CliStack> {
   await ensureBuilt();
   const nats = await startNatsServer();
@@ -121,7 +122,7 @@ export async function startCliStack(
   };
   let gw: GatewayProcess;
   try {
-    gw = await startGatewayProcess([...args, '--nats', nats.url, '--schema', schema], timeoutMs);
+    gw = await startGatewayProcess([...args, '--nats', nats.url, '--schema', schema], timeoutMs, env);
   } catch (e) {
     await close();
     throw e;

@@ -16,6 +16,8 @@ export type Handler = (payload: any, subject: string, msg: Msg) => HandlerResult
 export interface SeenRequest {
   subject: string;
   payload: any;
+  /** the W3C trace context the gateway sent in the request's NATS headers, if any */
+  traceparent?: string;
 }
 
 const enc = new TextEncoder();
@@ -145,7 +147,8 @@ export class TestService {
     } catch {
       payload = text;
     }
-    const req = { subject: msg.subject, payload };
+    const traceparent = msg.headers?.get('traceparent');
+    const req: SeenRequest = { subject: msg.subject, payload, ...(traceparent ? { traceparent } : {}) };
     this.requests.push(req);
     for (const w of [...this.waiters]) {
       if (w.match(req)) {
