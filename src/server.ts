@@ -233,6 +233,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
+  cache.unheardListeners.add((rid) => connections.forgetUnheard(rid));
 
   const graphqlPath = opts.graphqlPath ?? defaults.graphqlPath;
   const multipart = new MultipartSubscriptions({ heartbeatMs: opts.multipartHeartbeat, logger: log });

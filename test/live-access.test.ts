@@ -163,4 +163,47 @@ describe('access of live results', () => {
     await asked;
     await closeClients(gw, client);
   });
+  it('shows a soft reference once reaccess grants what was denied, though the denied resource was never fetched', async () => {
+    // The denied book is never loaded, so no cached resource listens for its
+    // events: the live result itself must hear its reaccess.
+    const { svc, gw } = env;
+    svc.accessRules.set('library.book.11', { get: false });
+    svc.model('library.book.10', { title: 'Book 10', related: { rid: 'library.book.11', soft: true } });
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { book(id: 10) { title related { title } } }');
+    const first = await s.next();
+    expect(first.data).toEqual({ book: { title: 'Book 10', related: null } });
+    expect(first.errors?.map((e) => [e.path, e.extensions?.code])).toEqual([[['book', 'related'], 'system.accessDenied']]);
+    expect(svc.count('get.library.book.11')).toBe(0);
+
+    svc.accessRules.delete('library.book.11');
+    const asked = svc.nextRequest('access.library.book.11');
+    await svc.event('library.book.11', 'reaccess');
+    await asked;
+    expect(await s.next()).toEqual({ data: { book: { title: 'Book 10', related: { title: 'Book 11' } } } });
+    await closeClients(gw, client);
+  });
+
+  it('withdraws a soft reference when reaccess arrives while its access request is answered', async () => {
+    // The service answers the access request, then withdraws access and sends
+    // reaccess; the gateway gets the (now stale) grant, then the reaccess.
+    const { svc, gw } = env;
+    svc.model('library.book.12', { title: 'Book 12', related: null });
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { book(id: 12) { title related { title } } }');
+    expect(await s.next()).toEqual({ data: { book: { title: 'Book 12', related: null } } });
+    let asked = 0;
+    svc.handle('access.library.book.5', () => {
+      if (asked++ > 0) return { result: { get: false } };
+      // granted as asked, then withdrawn at once: the reaccess is published
+      // before the grant's reply, and NATS keeps one connection's messages in order
+      svc.nc.publish('event.library.book.5.reaccess');
+      return { result: { get: true } };
+    });
+    await svc.change('library.book.12', { related: { rid: 'library.book.5', soft: true } });
+    let last = await s.next();
+    while (last.data?.book?.related !== null) last = await s.next();
+    expect(last.errors?.map((e) => [e.path, e.extensions?.code])).toEqual([[['book', 'related'], 'system.accessDenied']]);
+    await closeClients(gw, client);
+  });
 });

@@ -3,9 +3,11 @@
  * WebSocket connection or HTTP request (an unguessable cid, the token a
  * service set for it) and `access` verdicts cached per (connection, rid).
  * The gateway never decides access itself: it asks the owning service and
- * forgets the answer when the token changes, a `reaccess` arrives, or a
+ * forgets the answer when the token changes, a `reaccess` arrives, a
  * `system.reset` names the resource (see
- * docs/protocol-notes.md#access-is-per-token-and-resource).
+ * docs/protocol-notes.md#access-is-per-token-and-resource), or the cache
+ * stops listening to the resource's events, after which a `reaccess` would
+ * go unheard.
  */
 import { randomBytes } from 'node:crypto';
 import type { ResClient } from '../res/client.js';
@@ -147,6 +149,17 @@ export class ConnectionRegistry {
   /** A `reaccess` event: every connection forgets its verdict for this rid. */
   reaccess(rid: string): void {
     for (const c of this.byCid.values()) if (c.verdicts.has(rid)) c.forgetVerdicts((r) => r === rid);
+  }
+
+  /**
+   * The cache no longer hears the rid's events: every connection forgets its
+   * verdict quietly (nothing changed; the next check asks the service).
+   */
+  forgetUnheard(rid: string): void {
+    for (const c of this.byCid.values()) {
+      c.verdicts.delete(rid);
+      c.known.delete(rid);
+    }
   }
 
   /** `system.reset` access patterns: forget verdicts for matching resource names. */

@@ -107,6 +107,11 @@ interface NameGroup {
   sub: Subscription;
   /** entries by query ('' for the resource without a query) */
   entries: Map<string, CacheEntry>;
+  /**
+   * rids whose `reaccess` someone must hear though they may not be cached
+   * (a soft reference a live result was denied), with how many watch each
+   */
+  accessWatches: Map<string, number>;
 }
 
 export interface ResourceCacheOptions {
@@ -131,7 +136,16 @@ export interface EventObserver {
  */
 export class Lease {
   readonly rids = new Set<string>();
+  /** rids whose `reaccess` events this lease listens for (see ResourceCache.watchAccess) */
+  private readonly accessRids = new Set<string>();
   constructor(private readonly cache: ResourceCache) {}
+
+  /** Listens for the rid's `reaccess` until released, whether or not the resource gets cached. */
+  watchAccess(rid: string): void {
+    if (this.accessRids.has(rid)) return;
+    this.accessRids.add(rid);
+    this.cache.watchAccess(rid);
+  }
 
   hold(rid: string): void {
     if (this.rids.has(rid)) return;
@@ -152,6 +166,8 @@ export class Lease {
   release(): void {
     for (const rid of this.rids) this.cache.release(rid);
     this.rids.clear();
+    for (const rid of this.accessRids) this.cache.unwatchAccess(rid);
+    this.accessRids.clear();
   }
 }
 
@@ -166,8 +182,14 @@ export class ResourceCache {
   private readonly aliases = new Map<string, string>();
   /** how many leases hold each rid; kept apart from entries so a hold can precede the load */
   private readonly holdCounts = new Map<string, number>();
-  /** told when a `reaccess` event arrives for a cached rid */
+  /** told when a `reaccess` event arrives for a cached rid, or one a lease watches (Lease.watchAccess) */
   readonly reaccessListeners = new Set<(rid: string) => void>();
+  /**
+   * told when the cache stops hearing a rid's events (evicted, and no lease
+   * watches its access): a verdict kept for it could no longer be withdrawn
+   * by a `reaccess`, so it must be forgotten
+   */
+  readonly unheardListeners = new Set<(rid: string) => void>();
   /** told about custom events: (resource name, event name, payload) */
   readonly customEventListeners = new Set<(name: string, event: string, payload: unknown) => void>();
   /**
@@ -253,6 +275,51 @@ export class ResourceCache {
     else this.dropAliasesOf(key);
   }
 
+  /**
+   * Keeps the rid's event subscription while its verdicts matter: a
+   * `reaccess` for it reaches the reaccess listeners even when the resource
+   * is not cached (denied, so never loaded) or not yet (its access request
+   * is in flight). The subscription is made before the caller asks for
+   * access, so a reaccess published after the service answered is heard.
+   * A failure to subscribe (NATS down) is logged: a reconnect re-checks
+   * access anyway.
+   */
+  watchAccess(rid: string): void {
+    const { name } = splitRid(rid);
+    let group: NameGroup;
+    try {
+      group = this.groupFor(name);
+    } catch (e) {
+      this.log.warn('cannot watch access events', { rid, error: errorText(e) });
+      return;
+    }
+    group.accessWatches.set(rid, (group.accessWatches.get(rid) ?? 0) + 1);
+  }
+
+  unwatchAccess(rid: string): void {
+    const { name } = splitRid(rid);
+    const group = this.groups.get(name);
+    const n = group?.accessWatches.get(rid);
+    if (!group || n === undefined) return;
+    if (n > 1) {
+      group.accessWatches.set(rid, n - 1);
+      return;
+    }
+    group.accessWatches.delete(rid);
+    this.dropGroupIfUnused(name, group);
+    if (!this.entries.has(rid)) this.tellUnheard(rid);
+  }
+
+  private tellUnheard(rid: string): void {
+    for (const l of this.unheardListeners) l(rid);
+  }
+
+  private dropGroupIfUnused(name: string, group: NameGroup): void {
+    if (group.entries.size > 0 || group.accessWatches.size > 0) return;
+    group.sub.unsubscribe();
+    this.groups.delete(name);
+  }
+
   /** How many leases hold a rid. */
   holdsOf(rid: string): number {
     return this.holdCounts.get(rid) ?? 0;
@@ -315,10 +382,8 @@ export class ResourceCache {
     const group = this.groups.get(entry.name);
     if (!group) return;
     if (group.entries.get(entry.query ?? '') === entry) group.entries.delete(entry.query ?? '');
-    if (group.entries.size === 0) {
-      group.sub.unsubscribe();
-      this.groups.delete(entry.name);
-    }
+    this.dropGroupIfUnused(entry.name, group);
+    if (!group.accessWatches.has(entry.rid)) this.tellUnheard(entry.rid);
   }
 
   private dropAliasesOf(rid: string): void {
@@ -359,7 +424,7 @@ export class ResourceCache {
           this.eventArrivedAt = undefined;
         }
       });
-      group = { sub, entries: new Map() };
+      group = { sub, entries: new Map(), accessWatches: new Map() };
       this.groups.set(name, group);
     }
     return group;
@@ -460,6 +525,10 @@ export class ResourceCache {
       for (const entry of group.entries.values()) {
         if (entry.inFlightGet) entry.reaccessAfterGet = true;
         else for (const l of this.reaccessListeners) l(entry.rid);
+      }
+      for (const rid of group.accessWatches.keys()) {
+        if (this.entries.get(rid)?.name === name) continue; // told above, or after its get
+        for (const l of this.reaccessListeners) l(rid);
       }
       return;
     }

@@ -293,7 +293,11 @@ export class Resolvers {
 
   /** Asks (or recalls) get access, and notes the rid for live re-checks. */
   private checkGet(ctx: GatewayContext, rid: string): Promise<void> {
-    ctx.accessed?.add(rid);
+    if (ctx.accessed) {
+      ctx.accessed.add(rid);
+      // a live result must hear when this verdict changes, also for a resource it may never load
+      ctx.lease.watchAccess(rid);
+    }
     return this.access.assertGet(ctx.conn, rid);
   }
 
