@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `resgraph` command: reads options from flags and RESGRAPH_* environment
- * variables (a flag wins), starts the gateway, and shuts it down cleanly on
- * SIGINT / SIGTERM.
+ * variables (a flag wins), starts the gateway, shuts it down cleanly on
+ * SIGINT / SIGTERM, and reloads its schema on SIGHUP.
  *
  * Exit codes: 0 after a requested shutdown, 1 when the gateway cannot run
  * (an invalid schema, a busy port), 2 for invalid command-line input.
@@ -28,6 +28,8 @@ export interface CliOptions {
   /** TLS, authentication and client name for NATS (--nats-*), checked when the gateway starts */
   natsClient: NatsClientOptions;
   schema: string;
+  /** reload the schema when its files change */
+  watchSchema: boolean;
   port: number;
   host: string;
   requestTimeout: number;
@@ -97,7 +99,13 @@ const settings = {
     env: 'RESGRAPH_SCHEMA',
     value: '<path>',
     default: './schema',
-    help: 'a .graphql file, or a folder searched for .graphql files',
+    help: 'a .graphql file, or a folder searched for .graphql files (SIGHUP loads it again)',
+  },
+  'watch-schema': {
+    env: 'RESGRAPH_WATCH_SCHEMA',
+    value: '',
+    default: 'false',
+    help: 'reload the schema whenever its files change (once the writes settle), as SIGHUP does',
   },
   port: { env: 'RESGRAPH_PORT', value: '<n>', default: '4000', help: 'HTTP port (0 picks a free one)' },
   host: { env: 'RESGRAPH_HOST', value: '<addr>', default: '127.0.0.1', help: 'address to listen on' },
@@ -275,6 +283,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
         nats: stringOption,
         ...natsParseArgsOptions,
         schema: stringOption,
+        'watch-schema': { type: 'boolean' },
         port: stringOption,
         host: stringOption,
         'request-timeout': stringOption,
@@ -350,6 +359,8 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
   if (nats.length === 0 || nats.some((u) => /\s/.test(u))) invalid('nats', 'one or more comma-separated URLs');
   const schema = read('schema').text;
   if (schema.trim() === '') invalid('schema', 'a path');
+  const watchSchemaText = read('watch-schema').text.trim().toLowerCase();
+  if (watchSchemaText !== 'true' && watchSchemaText !== 'false') invalid('watch-schema', 'true or false');
   const host = read('host').text.trim();
   if (host === '') invalid('host', 'an address');
   const logLevel = read('log-level').text.trim().toLowerCase() as LogLevel;
@@ -397,6 +408,7 @@ export function parseCliArgs(argv: readonly string[], env: Readonly<Record<strin
       nats,
       natsClient: readNatsClientOptions(values, env),
       schema,
+      watchSchema: watchSchemaText === 'true',
       port: wholeNumber('port', 0, 65535, 'a port number from 0 to 65535'),
       host,
       requestTimeout: wholeNumber('request-timeout', 1, 2 ** 31 - 1, 'a number of milliseconds above 0'),
@@ -493,12 +505,16 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   // a worker of a fleet answers /metrics and /readyz for the fleet
   let gw: Gateway | undefined;
   const fleet = isWorker() ? workerHooks(() => gw !== undefined && gw.res.connected && !gw.draining) : undefined;
+  // from the start, so that a SIGHUP (which a fleet's primary forwards) never ends a gateway still loading its schema;
+  // the outcome, and every problem of a refused schema, is logged by the reload
+  process.on('SIGHUP', () => void gw?.reloadSchema());
 
   try {
     gw = await startGateway({
       nats: opts.nats,
       natsClient: opts.natsClient,
       schema: opts.schema,
+      watchSchema: opts.watchSchema,
       port: opts.port,
       host: opts.host,
       requestTimeout: opts.requestTimeout,

@@ -5,8 +5,9 @@
  * coalesced into one run; identical operations (same document, variables
  * and token) share one LiveQuery, so one execution and one serialization
  * serve all their subscribers. Streams end with `system.accessDenied` when a
- * subscriber loses access, and with `system.notFound` when the root resource
- * is deleted.
+ * subscriber loses access, with `system.notFound` when the root resource
+ * is deleted, and with `system.schemaChanged` when a schema reload leaves
+ * their operation invalid; the others move to the new schema unbroken.
  *
  * It does not know transports: subscribers are async iterables of
  * ExecutionResults, consumed by graphql-ws, SSE or a test alike. A live
@@ -17,9 +18,11 @@
 import {
   GraphQLError,
   print,
+  validate,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
+  type GraphQLSchema,
   type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
@@ -28,12 +31,15 @@ import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import type { ServedSchema } from '../resolvers/served.js';
 import { diff, type PatchOperation } from './patch.js';
 
 export interface LiveEngineOptions {
   cache: ResourceCache;
   access: AccessChecker;
   logger: Logger;
+  /** the schema being served: a stream whose operation was validated against an older one is checked again */
+  served: ServedSchema;
   /** Live subscriptions one connection may hold. Default 200. */
   maxSubscriptionsPerConnection?: number;
   /** told what each stream does with the results offered to it (metrics) */
@@ -272,7 +278,10 @@ class LiveQuery implements EntryWatcher {
   constructor(
     readonly key: string,
     private readonly engine: LiveEngine,
-    readonly args: ExecutionArgs,
+    /** what runs: the operation as a query, on the schema it last validated against (a reload moves it to the new one) */
+    public args: ExecutionArgs,
+    /** the document as the client sent it (a subscription, or a `@live` query), which a reload validates again */
+    readonly source: DocumentNode,
     /** the connection whose identity runs the query (any subscriber's: they share one token) */
     public conn: Connection,
   ) {}
@@ -452,10 +461,28 @@ function errorResult(code: string, message: string): ExecutionResult {
   return { errors: [new GraphQLError(message, { extensions: { code } })] };
 }
 
+/** What keeps an operation from running on a schema: the client's document, and the query form that runs, validated. */
+function validationProblems(schema: GraphQLSchema, source: DocumentNode, runs: DocumentNode): string[] {
+  const problems = validate(schema, source).map((e) => e.message);
+  if (problems.length === 0 && runs !== source) problems.push(...validate(schema, runs).map((e) => e.message));
+  return problems;
+}
+
+function schemaChangedResult(problems: string[]): ExecutionResult {
+  return errorResult(ErrorCode.schemaChanged, `The operation no longer validates against the reloaded schema: ${problems.join(' ')}`);
+}
+
+/** How a schema reload went for the live streams: how many move to the new schema, how many end. */
+export interface SchemaSwitch {
+  continued: number;
+  ended: number;
+}
+
 export class LiveEngine {
   readonly cache: ResourceCache;
   readonly log: Logger;
   private readonly access: AccessChecker;
+  private readonly served: ServedSchema;
   private readonly maxPerConnection: number;
   private readonly observer: LiveObserver | undefined;
   private readonly queries = new Map<string, LiveQuery>();
@@ -468,6 +495,7 @@ export class LiveEngine {
     this.cache = opts.cache;
     this.access = opts.access;
     this.log = opts.logger;
+    this.served = opts.served;
     this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? 200;
     this.observer = opts.observer;
   }
@@ -493,9 +521,51 @@ export class LiveEngine {
       stream.end(errorResult(ErrorCode.limitExceeded, `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
       return stream;
     }
+    const runs = { ...args, document: asQuery(args.document, args.operationName) };
+    if (!this.served.isCurrent(args.schema)) {
+      // validated against a schema a reload has replaced since (Yoga's path
+      // authenticates between validation and execution): checked again
+      const schema = this.served.current.schema;
+      const problems = validationProblems(schema, args.document, runs.document);
+      if (problems.length > 0) {
+        stream.end(schemaChangedResult(problems));
+        return stream;
+      }
+      runs.schema = schema;
+    }
     stream.onClose = () => this.detach(stream);
-    this.attach(stream, { ...args, document: asQuery(args.document, args.operationName) });
+    this.attach(stream, runs, args.document);
     return stream;
+  }
+
+  /**
+   * The schema was reloaded. A live operation whose document still
+   * validates against the new schema runs on it from now on, starting with
+   * a run at once: its subscribers see a new result only if the new schema
+   * changes it (an equal one is not sent again). One that no longer
+   * validates ends each of its streams with `system.schemaChanged`, naming
+   * the validation errors.
+   */
+  switchSchema(schema: GraphQLSchema): SchemaSwitch {
+    const outcome: SchemaSwitch = { continued: 0, ended: 0 };
+    for (const q of [...this.queries.values()]) {
+      const problems = validationProblems(schema, q.source, q.args.document);
+      if (problems.length === 0) {
+        q.args = { ...q.args, schema };
+        outcome.continued += q.subscribers.size;
+        q.schedule();
+        continue;
+      }
+      outcome.ended += q.subscribers.size;
+      // out of the map at once: a later subscribe of the same key starts afresh on the new schema
+      this.queries.delete(q.key);
+      q.dispose();
+      const ended = schemaChangedResult(problems);
+      for (const sub of [...q.subscribers]) sub.end(ended);
+      // nothing may move an ended stream to another query (see recheck)
+      q.subscribers.clear();
+    }
+    return outcome;
   }
 
   private keyOf(args: ExecutionArgs, sub: LiveStream): string {
@@ -508,12 +578,12 @@ export class LiveEngine {
     ]);
   }
 
-  private attach(sub: LiveStream, args: ExecutionArgs): void {
+  private attach(sub: LiveStream, args: ExecutionArgs, source: DocumentNode): void {
     const key = this.keyOf(args, sub);
     let q = this.queries.get(key);
     const joining = q !== undefined;
     if (!q) {
-      q = new LiveQuery(key, this, args, sub.conn);
+      q = new LiveQuery(key, this, args, source, sub.conn);
       this.queries.set(key, q);
     }
     q.subscribers.add(sub);
@@ -564,7 +634,8 @@ export class LiveEngine {
     q.subscribers.delete(sub);
     if (q.subscribers.size === 0) {
       q.dispose();
-      this.queries.delete(q.key);
+      // a query a schema reload ended has left the map already, perhaps for a new one of its key
+      if (this.queries.get(q.key) === q) this.queries.delete(q.key);
     } else if (q.conn === sub.conn) {
       q.conn = q.subscribers.values().next().value!.conn;
     }
@@ -611,7 +682,7 @@ export class LiveEngine {
     }
     // same stream, new identity: move it to the LiveQuery of the new token
     this.detach(sub);
-    this.attach(sub, q.args);
+    this.attach(sub, q.args, q.source);
   }
 }
 

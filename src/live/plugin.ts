@@ -16,6 +16,7 @@ import {
   type ValidationContext,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import type { ServedSchema } from '../resolvers/served.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { cidPlaceholder, type RidTemplate } from '../schema/template.js';
 import type { LiveEngine, LiveMode } from './engine.js';
@@ -52,10 +53,10 @@ export function liveRoute(
   return mirrored ? { perConnection: perConnection('Subscription'), mode: 'full' } : undefined;
 }
 
-export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Plugin {
+export function useLiveResults(engine: LiveEngine, served: ServedSchema): Plugin {
   const routeOf = (args: { document: DocumentNode; operationName?: string | null; variableValues?: Record<string, unknown> | null }) => {
     const op = getOperationAST(args.document, args.operationName);
-    return op ? liveRoute(op, args.variableValues, mapping) : undefined;
+    return op ? liveRoute(op, args.variableValues, served.current.mapping) : undefined;
   };
   return {
     onValidate({ addValidationRule }) {

@@ -38,6 +38,8 @@ export const ErrorCode = {
   persistedQueryNotFound: 'PERSISTED_QUERY_NOT_FOUND',
   /** persisted queries: the document sent does not have the hash sent with it */
   persistedQueryMismatch: 'PERSISTED_QUERY_MISMATCH',
+  /** the gateway's own: a live operation that no longer validates against the schema a reload put in place */
+  schemaChanged: 'system.schemaChanged',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */
