@@ -27,8 +27,8 @@ import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
 import { TestService } from './helpers/res-service.js';
 import { gate, waitFor } from './helpers/wait.js';
 
-/** The schema the gateway starts with, and its versions: `extra` adds fields to Book. */
-const bookSchema = (fields: string) => /* GraphQL */ `
+/** The schema the gateway starts with, and its versions, by Book's fields beside `title` and the `@event` streams on Subscription. */
+const bookSchema = (fields: string, events: string) => /* GraphQL */ `
 type Book @resource(rid: "library.book.{id}") {
   title: String
 ${fields}
@@ -37,11 +37,17 @@ ${fields}
 type Query {
   book(id: ID!): Book @get(rid: "library.book.{id}")
 }
+
+type Subscription {
+${events}
+}
 `;
-const v1 = bookSchema('  pages: Int');
-const v2 = bookSchema('  pages: Int\n  subtitle: String');
-/** v2 without `pages` */
-const v3 = bookSchema('  subtitle: String');
+const notes = '  notes(id: ID!): JSON @event(rid: "library.book.{id}", name: "note")';
+const pings = '  pings(id: ID!): JSON @event(rid: "library.book.{id}", name: "ping")';
+const v1 = bookSchema('  pages: Int', `${notes}\n${pings}`);
+const v2 = bookSchema('  pages: Int\n  subtitle: String', `${notes}\n${pings}`);
+/** v2 without `pages` and `notes` */
+const v3 = bookSchema('  subtitle: String', pings);
 
 let nats: NatsServer;
 let svc: TestService;
@@ -75,6 +81,24 @@ async function hangUp(gw: GatewayProcess, outcome: 'reloaded' | 'refused', times
   return gw.output().match(new RegExp(pattern.source, 'g'))!.at(-1)!;
 }
 
+/**
+ * Resolves once an `@event` stream of library.book.1 gets its events (it
+ * starts listening a few steps after the subscribe): publishes until one
+ * comes, then a marker, and takes every result up to the marker.
+ */
+async function listening(stream: ResultStream, event: string): Promise<void> {
+  await waitFor(
+    async () => {
+      await svc.event('library.book.1', event, { warmup: true });
+      return stream.pending > 0;
+    },
+    5000,
+    `the ${event} stream to listen`,
+  );
+  await svc.event('library.book.1', event, { marker: true });
+  while (!JSON.stringify(await stream.next(5000)).includes('"marker":true'));
+}
+
 beforeAll(async () => {
   await ensureBuilt();
   nats = await startNatsServer();
@@ -93,10 +117,12 @@ describe('SIGHUP with streams open', { timeout: 30_000 }, () => {
   let gw: GatewayProcess;
   let schema: ReturnType<typeof schemaFolder>;
   let ws: WsClient;
-  let sse: SseClient;
+  let sse: SseClient<true>;
   let wsTitle: ResultStream;
   let sseTitle: ResultStream;
   let ssePages: ResultStream;
+  let wsNotes: ResultStream;
+  let ssePings: ResultStream;
 
   beforeAll(async () => {
     schema = schemaFolder(v1);
@@ -121,9 +147,17 @@ describe('SIGHUP with streams open', { timeout: 30_000 }, () => {
     wsTitle = subscribeWs(ws, 'subscription { book(id: "1") { title } }');
     sseTitle = subscribeSse(gw.url, 'subscription { book(id: "1") { title } }');
     ssePages = subscribeSingleSse('subscription { book(id: "1") { title pages } }');
+    wsNotes = subscribeWs(ws, 'subscription { notes(id: "1") }');
+    ssePings = subscribeSingleSse('subscription { pings(id: "1") }');
     expect((await wsTitle.next(5000)).data).toEqual({ book: { title: 'Dune' } });
     expect((await sseTitle.next(5000)).data).toEqual({ book: { title: 'Dune' } });
     expect((await ssePages.next(5000)).data).toEqual({ book: { title: 'Dune', pages: 412 } });
+    await listening(wsNotes, 'note');
+    await listening(ssePings, 'ping');
+    await svc.event('library.book.1', 'note', { text: 'spice' });
+    expect((await wsNotes.next(5000)).data).toEqual({ notes: { text: 'spice' } });
+    await svc.event('library.book.1', 'ping', { n: 1 });
+    expect((await ssePings.next(5000)).data).toEqual({ pings: { n: 1 } });
 
     // refused before the reload (and remembered so by the document caches of HTTP and WebSocket)
     const subtitleQuery = '{ book(id: "1") { subtitle } }';
@@ -135,7 +169,7 @@ describe('SIGHUP with streams open', { timeout: 30_000 }, () => {
     schema.write(v2);
     const line = await hangUp(gw, 'reloaded');
     expect(line).toContain('"generation":2');
-    expect(line).toContain('"streamsContinued":3');
+    expect(line).toContain('"streamsContinued":5');
     expect(line).toContain('"streamsEnded":0');
 
     // the new field, at once: over HTTP and on a new WebSocket subscription
@@ -149,17 +183,19 @@ describe('SIGHUP with streams open', { timeout: 30_000 }, () => {
     expect((await wsTitle.next(5000)).data).toEqual({ book: { title: 'Dune Messiah' } });
     expect((await sseTitle.next(5000)).data).toEqual({ book: { title: 'Dune Messiah' } });
     expect((await ssePages.next(5000)).data).toEqual({ book: { title: 'Dune Messiah', pages: 412 } });
-    for (const s of [wsTitle, sseTitle, ssePages]) {
+    await svc.event('library.book.1', 'note', { text: 'sandworm' });
+    expect((await wsNotes.next(5000)).data).toEqual({ notes: { text: 'sandworm' } });
+    for (const s of [wsTitle, sseTitle, ssePages, wsNotes, ssePings]) {
       expect(s.done).toBe(false);
       expect(s.pending).toBe(0);
     }
   });
 
-  it('ends the stream whose operation uses a field the reloaded schema removed, with system.schemaChanged; the others go on', async () => {
+  it('ends the streams whose operations use a field the reloaded schema removed, with system.schemaChanged; the others go on', async () => {
     schema.write(v3);
     const line = await hangUp(gw, 'reloaded');
-    expect(line).toContain('"streamsContinued":2');
-    expect(line).toContain('"streamsEnded":1');
+    expect(line).toContain('"streamsContinued":3');
+    expect(line).toContain('"streamsEnded":2');
 
     const ended = await ssePages.next(5000);
     expect(ended.data).toBeUndefined();
@@ -171,6 +207,18 @@ describe('SIGHUP with streams open', { timeout: 30_000 }, () => {
     ]);
     await ssePages.completed;
     expect(ssePages.error).toBeUndefined();
+    // an @event stream alike
+    const notesEnded = await wsNotes.next(5000);
+    expect(notesEnded.errors).toEqual([
+      {
+        message: 'The operation no longer validates against the reloaded schema: Cannot query field "notes" on type "Subscription".',
+        extensions: { code: 'system.schemaChanged' },
+      },
+    ]);
+    await wsNotes.completed;
+    expect(wsNotes.error).toBeUndefined();
+    await svc.event('library.book.1', 'ping', { n: 2 });
+    expect((await ssePings.next(5000)).data).toEqual({ pings: { n: 2 } });
 
     await svc.change('library.book.1', { title: 'Children of Dune' });
     expect((await wsTitle.next(5000)).data).toEqual({ book: { title: 'Children of Dune' } });

@@ -8,6 +8,8 @@
  * subscriber loses access, with `system.notFound` when the root resource
  * is deleted, and with `system.schemaChanged` when a schema reload leaves
  * their operation invalid; the others move to the new schema unbroken.
+ * `@event` streams, which graphql-js runs, are followed across reloads too
+ * (`followEventStream`).
  *
  * It does not know transports: subscribers are async iterables of
  * ExecutionResults, consumed by graphql-ws, SSE or a test alike. A live
@@ -478,6 +480,57 @@ export interface SchemaSwitch {
   ended: number;
 }
 
+/**
+ * An `@event` stream as graphql-js runs it, which a schema reload may end
+ * with a final result: a `next` waiting for the next event gets that result
+ * instead, and then the stream is done.
+ */
+class SchemaBoundStream implements AsyncIterableIterator<ExecutionResult> {
+  private ended = false;
+  private final: ExecutionResult | undefined;
+
+  constructor(
+    private readonly source: AsyncIterator<ExecutionResult>,
+    readonly document: DocumentNode,
+    private readonly untrack: (s: SchemaBoundStream) => void,
+    private readonly log: Logger,
+  ) {}
+
+  async next(): Promise<IteratorResult<ExecutionResult>> {
+    if (!this.ended) {
+      const r = await this.source.next();
+      if (!this.ended) {
+        if (r.done) this.untrack(this);
+        return r;
+      }
+    }
+    const value = this.final;
+    this.final = undefined;
+    return value ? { value, done: false } : { value: undefined, done: true };
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    this.ended = true;
+    this.final = undefined;
+    this.untrack(this);
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  /** Ends the stream after `final`; the source stops (its pending `next` settles as done). */
+  end(final: ExecutionResult): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.final = final;
+    this.untrack(this);
+    this.source.return?.().catch((e: unknown) => this.log.error('ending an event stream failed', { error: errorText(e) }));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
 export class LiveEngine {
   readonly cache: ResourceCache;
   readonly log: Logger;
@@ -486,6 +539,7 @@ export class LiveEngine {
   private readonly maxPerConnection: number;
   private readonly observer: LiveObserver | undefined;
   private readonly queries = new Map<string, LiveQuery>();
+  private readonly eventStreams = new Set<SchemaBoundStream>();
   private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
   private readonly listeners = new Map<Connection, () => void>();
   /** executions run, for tests and metrics */
@@ -539,15 +593,36 @@ export class LiveEngine {
   }
 
   /**
+   * An `@event` stream, as graphql-js's subscribe returned it, followed
+   * across schema reloads (see switchSchema). `document` is the operation it
+   * was validated as.
+   */
+  followEventStream(document: DocumentNode, stream: AsyncIterable<ExecutionResult>): AsyncIterableIterator<ExecutionResult> {
+    const followed = new SchemaBoundStream(stream[Symbol.asyncIterator](), document, (s) => this.eventStreams.delete(s), this.log);
+    this.eventStreams.add(followed);
+    return followed;
+  }
+
+  /**
    * The schema was reloaded. A live operation whose document still
    * validates against the new schema runs on it from now on, starting with
    * a run at once: its subscribers see a new result only if the new schema
    * changes it (an equal one is not sent again). One that no longer
    * validates ends each of its streams with `system.schemaChanged`, naming
-   * the validation errors.
+   * the validation errors. An `@event` stream is kept or ended alike; one
+   * that is kept goes on listening to the event it was started for.
    */
   switchSchema(schema: GraphQLSchema): SchemaSwitch {
     const outcome: SchemaSwitch = { continued: 0, ended: 0 };
+    for (const s of [...this.eventStreams]) {
+      const problems = validationProblems(schema, s.document, s.document);
+      if (problems.length === 0) {
+        outcome.continued++;
+        continue;
+      }
+      outcome.ended++;
+      s.end(schemaChangedResult(problems));
+    }
     for (const q of [...this.queries.values()]) {
       const problems = validationProblems(schema, q.source, q.args.document);
       if (problems.length === 0) {

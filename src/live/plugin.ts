@@ -2,7 +2,8 @@
  * Yoga/envelop plugin that hands live operations to the live engine:
  * subscriptions to mirrored `@get` fields (full results), and queries marked
  * `@live` (JSON Patch updates unless `@live(patch: false)`). Other
- * subscriptions (`@event` streams) run through graphql-js as usual.
+ * subscriptions (`@event` streams) run through graphql-js as usual; the
+ * engine follows them across schema reloads.
  */
 import {
   GraphQLError,
@@ -12,6 +13,7 @@ import {
   visit,
   type ASTVisitor,
   type DocumentNode,
+  type ExecutionResult,
   type OperationDefinitionNode,
   type ValidationContext,
 } from 'graphql';
@@ -68,7 +70,13 @@ export function useLiveResults(engine: LiveEngine, served: ServedSchema): Plugin
     },
     onSubscribe({ args, setSubscribeFn }) {
       const route = routeOf(args);
-      if (route) setSubscribeFn((a) => engine.subscribe(a, route));
+      if (route) return void setSubscribeFn((a) => engine.subscribe(a, route));
+      // an `@event` stream: graphql-js runs it, the engine ends it if a schema reload leaves it invalid
+      return {
+        onSubscribeResult({ result, setResult }) {
+          if (isAsyncIterable(result)) setResult(engine.followEventStream(args.document, result));
+        },
+      };
     },
   };
 }
@@ -100,6 +108,10 @@ function noIncrementalDeliveryOnLive(context: ValidationContext): ASTVisitor {
       }
     },
   };
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
+  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 function usesConnectionId(t: RidTemplate | undefined): boolean {
