@@ -464,7 +464,7 @@ function errorResult(code: string, message: string): ExecutionResult {
 }
 
 /** What keeps an operation from running on a schema: the client's document, and the query form that runs, validated. */
-function validationProblems(schema: GraphQLSchema, source: DocumentNode, runs: DocumentNode): string[] {
+function validationProblems(schema: GraphQLSchema, source: DocumentNode, runs: DocumentNode = source): string[] {
   const problems = validate(schema, source).map((e) => e.message);
   if (problems.length === 0 && runs !== source) problems.push(...validate(schema, runs).map((e) => e.message));
   return problems;
@@ -474,7 +474,7 @@ function schemaChangedResult(problems: string[]): ExecutionResult {
   return errorResult(ErrorCode.schemaChanged, `The operation no longer validates against the reloaded schema: ${problems.join(' ')}`);
 }
 
-/** How a schema reload went for the live streams: how many move to the new schema, how many end. */
+/** How a schema reload went for the streams (live results and `@event` streams): how many go on, how many end. */
 export interface SchemaSwitch {
   continued: number;
   ended: number;
@@ -615,7 +615,7 @@ export class LiveEngine {
   switchSchema(schema: GraphQLSchema): SchemaSwitch {
     const outcome: SchemaSwitch = { continued: 0, ended: 0 };
     for (const s of [...this.eventStreams]) {
-      const problems = validationProblems(schema, s.document, s.document);
+      const problems = validationProblems(schema, s.document);
       if (problems.length === 0) {
         outcome.continued++;
         continue;

@@ -38,7 +38,7 @@ export const ErrorCode = {
   persistedQueryNotFound: 'PERSISTED_QUERY_NOT_FOUND',
   /** persisted queries: the document sent does not have the hash sent with it */
   persistedQueryMismatch: 'PERSISTED_QUERY_MISMATCH',
-  /** the gateway's own: a live operation that no longer validates against the schema a reload put in place */
+  /** the gateway's own: a stream (live result or `@event`) whose operation no longer validates against the schema a reload put in place */
   schemaChanged: 'system.schemaChanged',
 } as const;
 

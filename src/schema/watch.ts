@@ -23,8 +23,8 @@ export interface SchemaWatcher {
 
 /**
  * Calls `settled` once the schema's files at `path` have changed and then
- * stayed unchanged for `settleMs`. `failed` hears a watch that broke (the
- * folder was removed): nothing is watched after it.
+ * stayed unchanged for `settleMs`. `failed` hears a watch that broke:
+ * nothing is watched after it.
  */
 export function watchSchemaFiles(
   path: string,
