@@ -463,10 +463,15 @@ function errorResult(code: string, message: string): ExecutionResult {
   return { errors: [new GraphQLError(message, { extensions: { code } })] };
 }
 
-/** What keeps an operation from running on a schema: the client's document, and the query form that runs, validated. */
+/**
+ * What keeps an operation from running on a schema: the client's document
+ * validated, and for a subscription also the query form that runs
+ * (asQuery, which shares every other definition with the document).
+ */
 function validationProblems(schema: GraphQLSchema, source: DocumentNode, runs: DocumentNode = source): string[] {
   const problems = validate(schema, source).map((e) => e.message);
-  if (problems.length === 0 && runs !== source) problems.push(...validate(schema, runs).map((e) => e.message));
+  const rewritten = runs.definitions.some((d, i) => d !== source.definitions[i]);
+  if (problems.length === 0 && rewritten) problems.push(...validate(schema, runs).map((e) => e.message));
   return problems;
 }
 
@@ -614,8 +619,15 @@ export class LiveEngine {
    */
   switchSchema(schema: GraphQLSchema): SchemaSwitch {
     const outcome: SchemaSwitch = { continued: 0, ended: 0 };
+    // parsed documents are shared: streams of one document with other variables or tokens are validated once
+    const verdicts = new Map<DocumentNode, string[]>();
+    const problemsOf = (source: DocumentNode, runs: DocumentNode = source) => {
+      let problems = verdicts.get(runs);
+      if (!problems) verdicts.set(runs, (problems = validationProblems(schema, source, runs)));
+      return problems;
+    };
     for (const s of [...this.eventStreams]) {
-      const problems = validationProblems(schema, s.document);
+      const problems = problemsOf(s.document);
       if (problems.length === 0) {
         outcome.continued++;
         continue;
@@ -624,7 +636,7 @@ export class LiveEngine {
       s.end(schemaChangedResult(problems));
     }
     for (const q of [...this.queries.values()]) {
-      const problems = validationProblems(schema, q.source, q.args.document);
+      const problems = problemsOf(q.source, q.args.document);
       if (problems.length === 0) {
         q.args = { ...q.args, schema };
         outcome.continued += q.subscribers.size;
