@@ -25,6 +25,7 @@ import { ResultStream, subscribeSse, subscribeWs, wsClient, type StreamResult } 
 import { scrape } from './helpers/metrics.js';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
 import { TestService } from './helpers/res-service.js';
+import { SchemaError } from '../src/schema/schema.js';
 import { gate, waitFor } from './helpers/wait.js';
 
 /** The schema the gateway starts with, and its versions, by Book's fields beside `title` and the `@event` streams on Subscription. */
@@ -340,5 +341,14 @@ describe('a reload between validation and execution', { timeout: 30_000 }, () =>
     } finally {
       await gw.close();
     }
+  });
+});
+
+describe('start-up', () => {
+  it('refuses a schema that GraphQL finds invalid, as a reload does (it used to start, then fail every request)', async () => {
+    const invalid = v3 + 'interface Named { name: String! }\ntype Author implements Named { name: Int }\n';
+    const refused = startTestGateway(nats.url, invalid);
+    await expect(refused).rejects.toThrow(SchemaError);
+    await expect(refused).rejects.toThrow(/Interface field Named\.name expects type String! but Author\.name is type Int\./);
   });
 });
