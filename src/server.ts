@@ -150,9 +150,9 @@ export interface GatewayOptions {
 }
 
 /**
- * How a schema reload went: applied (with how many live streams moved to
- * the new schema and how many ended), or refused with every problem (the
- * schema served before is still served).
+ * How a schema reload went: applied (with how many open streams, live
+ * results and `@event` streams, go on and how many ended), or refused with
+ * every problem (the schema served before is still served).
  */
 export type SchemaReload =
   | { ok: true; generation: number; streamsContinued: number; streamsEnded: number }
