@@ -2,7 +2,8 @@
 /**
  * The `resgraph` command: reads its options (config/options.ts's table) from
  * flags and RESGRAPH_* environment variables (a flag wins), starts the
- * gateway, and shuts it down cleanly on SIGINT / SIGTERM.
+ * gateway, shuts it down cleanly on SIGINT / SIGTERM, and reloads its schema
+ * on SIGHUP.
  *
  * Exit codes: 0 after a requested shutdown, 1 when the gateway cannot run
  * (an invalid schema, a busy port), 2 for invalid command-line input.
@@ -143,6 +144,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   // a worker of a fleet answers /metrics and /readyz for the fleet
   let gw: Gateway | undefined;
   const fleet = isWorker() ? workerHooks(() => gw !== undefined && gw.res.connected && !gw.draining) : undefined;
+  // from the start, so that a SIGHUP (which a fleet's primary forwards) never ends a gateway still loading its schema;
+  // the outcome, and every problem of a refused schema, is logged by the reload
+  process.on('SIGHUP', () => void gw?.reloadSchema());
 
   try {
     gw = await startGateway({ ...gatewayOptions(opts), fleet, tracing: tracerProvider && { tracerProvider }, logger: log });

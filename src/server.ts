@@ -7,6 +7,9 @@
  * Shutdown is a drain (see `Gateway.drain`): new work is refused, live
  * clients are told to reconnect elsewhere, work in flight finishes, then the
  * NATS connection drains.
+ *
+ * A schema reload (see `Gateway.reloadSchema`) swaps the served schema
+ * generation under running streams: nothing reconnects.
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -23,9 +26,9 @@ import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOption
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
 import { ErrorCode, parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
-import { buildExecutableSchema } from './resolvers/executable.js';
-import { Resolvers } from './resolvers/resolvers.js';
-import { loadResourceSchema, type LoadedSchema } from './schema/schema.js';
+import { ServedSchema, type SchemaGeneration } from './resolvers/served.js';
+import { SchemaError, loadResourceSchema, type LoadedSchema } from './schema/schema.js';
+import { watchSchemaFiles } from './schema/watch.js';
 import { createHttpTransport, type GatewayYoga, type StreamTransportParts } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
 import { createResApi } from './transports/res-api.js';
@@ -64,6 +67,12 @@ export interface GatewayOptions {
   natsClient?: NatsClientOptions;
   /** A schema file or a folder of `.graphql` files. Default ./schema. */
   schema?: string | LoadedSchema;
+  /**
+   * Reload the schema (see `Gateway.reloadSchema`) whenever its files
+   * change, once the writes have settled (schema/watch.ts). Needs `schema`
+   * as a path. Default false.
+   */
+  watchSchema?: boolean;
   /** HTTP port; 0 picks a free one. Default 4000. */
   port?: number;
   /** Address to listen on. Default 127.0.0.1. */
@@ -159,6 +168,15 @@ export interface GatewayOptions {
   logger?: Logger;
 }
 
+/**
+ * How a schema reload went: applied (with how many open streams, live
+ * results and `@event` streams, go on and how many ended), or refused with
+ * every problem (the schema served before is still served).
+ */
+export type SchemaReload =
+  | { ok: true; generation: number; streamsContinued: number; streamsEnded: number }
+  | { ok: false; errors: string[] };
+
 /** How a drain went. */
 export interface DrainResult {
   /** the timeout ran out: connections still open and requests still running were closed */
@@ -197,11 +215,23 @@ export interface Gateway {
   drain(timeoutMs?: number): Promise<DrainResult>;
   /** `drain()` with the configured timeout. */
   close(): Promise<void>;
+  /**
+   * Loads the schema again from its path and, when it is valid, serves it
+   * at once: new operations are validated and run against it, and each live
+   * stream whose operation still validates goes on (a result the new schema
+   * does not change is not sent again), while one that no longer validates
+   * ends with `system.schemaChanged`. An invalid schema is refused and every
+   * problem logged; the schema served before stays. SIGHUP and
+   * `watchSchema` call it.
+   */
+  reloadSchema(): SchemaReload;
 }
 
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const log = opts.logger ?? consoleLogger();
-  const loaded = typeof opts.schema === 'object' ? opts.schema : loadResourceSchema(opts.schema ?? defaults.schema);
+  const schemaPath = typeof opts.schema === 'object' ? undefined : (opts.schema ?? defaults.schema);
+  if (opts.watchSchema && schemaPath === undefined) throw new Error('watchSchema needs the schema as a path, to watch its files');
+  const loaded = schemaPath === undefined ? (opts.schema as LoadedSchema) : loadResourceSchema(schemaPath);
   const natsOptions = natsConnectOptions(opts.nats ?? defaults.nats, opts.natsClient ?? {}, defaults.natsName);
   const origins = parseAllowOrigin(typeof opts.allowOrigin === 'string' ? opts.allowOrigin : (opts.allowOrigin ?? []).join(','));
 
@@ -216,11 +246,11 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
   const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
-  const resolvers = new Resolvers({ cache, access, res, mapping: loaded.mapping, logger: log });
-  const schema = buildExecutableSchema(loaded, resolvers);
+  const served = new ServedSchema({ cache, access, res, logger: log }, loaded);
   const live = new LiveEngine({
     cache,
     access,
+    served,
     logger: log,
     maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection,
     observer: metrics,
@@ -244,7 +274,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     maxDocumentBytes: limits.maxDocumentBytes,
   });
   const yoga = createHttpTransport({
-    schema,
+    schema: served.current.schema,
     cache,
     connections,
     logger: log,
@@ -257,11 +287,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     graphiql: opts.graphiql ?? defaults.graphiql,
     maxBodyBytes: limits.maxBodyBytes,
     plugins: [
+      served.yogaPlugin(),
       trusted.yogaPlugin(),
       ...documentLimitPlugins(limits),
       useDeferStream(),
       useIncrementalAsJson(),
-      useLiveResults(live, loaded.mapping),
+      useLiveResults(live, served),
       multipart.plugin,
       // last: its span then wraps the live engine's execute and subscribe
       ...(tracing?.yogaPlugins() ?? []),
@@ -271,10 +302,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const requests = new RequestTracker();
   const fastPath = createQueryFastPath({
     yoga,
-    schema,
-    mapping: loaded.mapping,
+    served,
     cache,
-    resolvers,
     connections,
     authenticator,
     graphqlPath,
@@ -290,8 +319,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     authenticator,
     live,
     cache,
-    mapping: loaded.mapping,
-    schema,
+    served,
     logger: log,
     trusted,
     tracing,
@@ -377,6 +405,17 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   natsReady.catch((e: unknown) => {
     if (!closing) log.error('cannot connect to NATS', { error: (e as Error).message });
   });
+
+  const reloadSchema = (): SchemaReload => {
+    const outcome = reloadServedSchema(schemaPath, served, live, log);
+    metrics?.schemaReload(outcome.ok ? 'applied' : 'refused');
+    return outcome;
+  };
+  const schemaWatcher =
+    opts.watchSchema && schemaPath !== undefined
+      ? watchSchemaFiles(schemaPath, reloadSchema, (e) => log.error('watching the schema files stopped', { path: schemaPath, error: e.message }))
+      : undefined;
+  if (schemaWatcher) log.info('watching the schema files; a change reloads the schema', { path: schemaPath });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${urlHost}:${port}${graphqlPath}`;
   const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
@@ -386,6 +425,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
       const started = Date.now();
       const deadline = started + timeoutMs;
       draining = true;
+      schemaWatcher?.close();
       log.info('draining: refusing new work, asking live clients to reconnect elsewhere', {
         timeoutMs,
         webSockets: ws.wss.clients.size,
@@ -440,6 +480,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     },
     drain,
     close: () => drain().then(() => undefined),
+    reloadSchema,
   };
 }
 
@@ -447,6 +488,34 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 async function startTracing(opts: NonNullable<GatewayOptions['tracing']>): Promise<GatewayTracing> {
   const { GatewayTracing } = await import('./telemetry/tracing.js');
   return new GatewayTracing(opts.tracerProvider);
+}
+
+/**
+ * Loads the schema at `path` and, when it can be served, makes it the
+ * served generation and moves the live streams to it; otherwise logs each
+ * problem and keeps the generation served before.
+ */
+function reloadServedSchema(path: string | undefined, served: ServedSchema, live: LiveEngine, log: Logger): SchemaReload {
+  let next: SchemaGeneration;
+  try {
+    if (path === undefined) throw new SchemaError(['the schema was given as an object, not read from files: there is nothing to reload']);
+    next = served.next(loadResourceSchema(path));
+  } catch (e) {
+    // a file removed or unreadable between the listing and the read fails like a schema problem
+    const errors = e instanceof SchemaError ? e.problems : [(e as Error).message ?? String(e)];
+    for (const problem of errors) log.error('schema problem', { problem });
+    log.error('schema reload refused; still serving the schema loaded before', { problems: errors.length, generation: served.current.number });
+    return { ok: false, errors };
+  }
+  served.replace(next);
+  const streams = live.switchSchema(next.schema);
+  log.info('schema reloaded', {
+    generation: next.number,
+    files: next.loaded.files,
+    streamsContinued: streams.continued,
+    streamsEnded: streams.ended,
+  });
+  return { ok: true, generation: next.number, streamsContinued: streams.continued, streamsEnded: streams.ended };
 }
 
 function pathOf(req: IncomingMessage): string {

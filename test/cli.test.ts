@@ -95,6 +95,13 @@ describe('resgraph command line', () => {
     expect(() => run([], { RESGRAPH_PERSISTED_DOCUMENTS: 'a.json', RESGRAPH_PERSISTED_ONLY: 'yes' })).toThrow(/RESGRAPH_PERSISTED_ONLY/);
   });
 
+  it('reads --watch-schema', () => {
+    expect(run([])).toMatchObject({ watchSchema: false });
+    expect(run(['--watch-schema'])).toMatchObject({ watchSchema: true });
+    expect(run([], { RESGRAPH_WATCH_SCHEMA: 'true' })).toMatchObject({ watchSchema: true });
+    expect(() => run([], { RESGRAPH_WATCH_SCHEMA: 'yes' })).toThrow(/invalid RESGRAPH_WATCH_SCHEMA "yes": expected true or false/);
+  });
+
   it('has a print-schema command', () => {
     expect(parseCliArgs(['print-schema', '--schema', 'schema'], {})).toEqual({ command: 'print-schema', schema: 'schema' });
     expect(() => parseCliArgs(['serve'], {})).toThrow(/unknown command "serve"/);

@@ -43,6 +43,7 @@ export const defaults = {
   /** ms */
   drainTimeout: 10_000,
   persistedOnly: false,
+  watchSchema: false,
   logLevel: 'info',
   logFormat: 'text',
 } as const;

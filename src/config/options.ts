@@ -74,6 +74,13 @@ const onOff = (text: string): boolean => {
 };
 const onOffText = (on: boolean) => (on ? 'on' : 'off');
 
+/** A flag without a value: given, it reads as `true`; its variable says true or false. */
+const trueOrFalse = (text: string): boolean => {
+  const t = text.trim().toLowerCase();
+  if (t !== 'true' && t !== 'false') throw new InvalidValue('true or false');
+  return t === 'true';
+};
+
 const nonEmpty =
   (expected: string) =>
   (text: string): string => {
@@ -101,9 +108,17 @@ export const options = {
     env: 'RESGRAPH_SCHEMA',
     value: '<path>',
     default: defaults.schema,
-    help: 'a .graphql file, or a folder searched for .graphql files',
+    help: 'a .graphql file, or a folder searched for .graphql files (SIGHUP loads it again)',
     read: nonEmpty('a path'),
     gateway: to('schema'),
+  }),
+  'watch-schema': option({
+    env: 'RESGRAPH_WATCH_SCHEMA',
+    value: '',
+    default: String(defaults.watchSchema),
+    help: 'reload the schema whenever its files change (once the writes settle), as SIGHUP does',
+    read: trueOrFalse,
+    gateway: to('watchSchema'),
   }),
   port: option({
     env: 'RESGRAPH_PORT',
@@ -362,11 +377,7 @@ export const options = {
     value: '',
     default: String(defaults.persistedOnly),
     help: 'refuse every document that is not in --persisted-documents',
-    read(text) {
-      const t = text.trim().toLowerCase();
-      if (t !== 'true' && t !== 'false') throw new InvalidValue('true or false');
-      return t === 'true';
-    },
+    read: trueOrFalse,
     gateway: to('persistedOnly'),
   }),
 };

@@ -4,9 +4,10 @@
  * connection and cache, exactly as n gateways on n machines would be; the
  * primary serves nothing itself. This module owns the primary's side
  * (forking, restarting a worker that dies, forwarding a shutdown as a drain
- * of every worker) and the few questions a worker asks it: the fleet's
- * metrics, summed over workers by prom-client's cluster aggregator, and the
- * fleet's readiness (ready while any worker is).
+ * of every worker and a SIGHUP as a schema reload of every worker) and the
+ * few questions a worker asks it: the fleet's metrics, summed over workers
+ * by prom-client's cluster aggregator, and the fleet's readiness (ready
+ * while any worker is).
  *
  * Workers talk to the primary over node's IPC channel in messages whose
  * `type` starts with `resgraph:`; prom-client's own messages use that
@@ -206,6 +207,12 @@ export function runPrimary(opts: PrimaryOptions): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // each worker loads the schema itself and logs how its reload went (see cli.ts)
+  process.on('SIGHUP', () => {
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    log.info('SIGHUP received; every worker reloads the schema', { workers: workers.length });
+    for (const w of workers) w.process.kill('SIGHUP');
+  });
 
   for (let i = 0; i < opts.workers; i++) fork();
 }

@@ -5,8 +5,11 @@
  * coalesced into one run; identical operations (same document, variables
  * and token) share one LiveQuery, so one execution and one serialization
  * serve all their subscribers. Streams end with `system.accessDenied` when a
- * subscriber loses access, and with `system.notFound` when the root resource
- * is deleted.
+ * subscriber loses access, with `system.notFound` when the root resource
+ * is deleted, and with `system.schemaChanged` when a schema reload leaves
+ * their operation invalid; the others move to the new schema unbroken.
+ * `@event` streams, which graphql-js runs, are followed across reloads too
+ * (`followEventStream`).
  *
  * It does not know transports: subscribers are async iterables of
  * ExecutionResults, consumed by graphql-ws, SSE or a test alike. A live
@@ -17,9 +20,11 @@
 import {
   GraphQLError,
   print,
+  validate,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
+  type GraphQLSchema,
   type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
@@ -28,6 +33,7 @@ import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import { internalGraphQLError, toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import type { ServedSchema } from '../resolvers/served.js';
 import { diff, type PatchOperation } from './patch.js';
 import { defaults } from '../config/defaults.js';
 
@@ -35,6 +41,8 @@ export interface LiveEngineOptions {
   cache: ResourceCache;
   access: AccessChecker;
   logger: Logger;
+  /** the schema being served: a stream whose operation was validated against an older one is checked again */
+  served: ServedSchema;
   /** Live subscriptions one connection may hold. Default: `defaults.maxSubscriptionsPerConnection`. */
   maxSubscriptionsPerConnection?: number;
   /** told what each stream does with the results offered to it (metrics) */
@@ -297,7 +305,10 @@ class LiveQuery implements EntryWatcher {
   constructor(
     readonly key: string,
     private readonly engine: LiveEngine,
-    readonly args: ExecutionArgs,
+    /** what runs: the operation as a query, on the schema it last validated against (a reload moves it to the new one) */
+    public args: ExecutionArgs,
+    /** the document as the client sent it (a subscription, or a `@live` query), which a reload validates again */
+    readonly source: DocumentNode,
     /** the connection whose identity runs the query (any subscriber's: they share one token) */
     public conn: Connection,
   ) {}
@@ -477,14 +488,89 @@ function errorResult(code: string, message: string): ExecutionResult {
   return { errors: [new GraphQLError(message, { extensions: { code } })] };
 }
 
+/**
+ * What keeps an operation from running on a schema: the client's document
+ * validated, and for a subscription also the query form that runs
+ * (asQuery, which shares every other definition with the document).
+ */
+function validationProblems(schema: GraphQLSchema, source: DocumentNode, runs: DocumentNode = source): string[] {
+  const problems = validate(schema, source).map((e) => e.message);
+  const rewritten = runs.definitions.some((d, i) => d !== source.definitions[i]);
+  if (problems.length === 0 && rewritten) problems.push(...validate(schema, runs).map((e) => e.message));
+  return problems;
+}
+
+function schemaChangedResult(problems: string[]): ExecutionResult {
+  return errorResult(ErrorCode.schemaChanged, `The operation no longer validates against the reloaded schema: ${problems.join(' ')}`);
+}
+
+/** How a schema reload went for the streams (live results and `@event` streams): how many go on, how many end. */
+export interface SchemaSwitch {
+  continued: number;
+  ended: number;
+}
+
+/**
+ * An `@event` stream as graphql-js runs it, which a schema reload may end
+ * with a final result: a `next` waiting for the next event gets that result
+ * instead, and then the stream is done.
+ */
+class SchemaBoundStream implements AsyncIterableIterator<ExecutionResult> {
+  private ended = false;
+  private final: ExecutionResult | undefined;
+
+  constructor(
+    private readonly source: AsyncIterator<ExecutionResult>,
+    readonly document: DocumentNode,
+    private readonly untrack: (s: SchemaBoundStream) => void,
+    private readonly log: Logger,
+  ) {}
+
+  async next(): Promise<IteratorResult<ExecutionResult>> {
+    if (!this.ended) {
+      const r = await this.source.next();
+      if (!this.ended) {
+        if (r.done) this.untrack(this);
+        return r;
+      }
+    }
+    const value = this.final;
+    this.final = undefined;
+    return value ? { value, done: false } : { value: undefined, done: true };
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    this.ended = true;
+    this.final = undefined;
+    this.untrack(this);
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  /** Ends the stream after `final`; the source stops (its pending `next` settles as done). */
+  end(final: ExecutionResult): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.final = final;
+    this.untrack(this);
+    this.source.return?.().catch((e: unknown) => this.log.error('ending an event stream failed', { error: errorText(e) }));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
 export class LiveEngine {
   readonly cache: ResourceCache;
   readonly log: Logger;
   private readonly access: AccessChecker;
+  private readonly served: ServedSchema;
   private readonly maxPerConnection: number;
   private readonly observer: LiveObserver | undefined;
   private readonly tracer: LiveTracer | undefined;
   private readonly queries = new Map<string, LiveQuery>();
+  private readonly eventStreams = new Set<SchemaBoundStream>();
   private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
   private readonly listeners = new Map<Connection, () => void>();
   /** executions run, for tests and metrics */
@@ -494,6 +580,7 @@ export class LiveEngine {
     this.cache = opts.cache;
     this.access = opts.access;
     this.log = opts.logger;
+    this.served = opts.served;
     this.maxPerConnection = opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection;
     this.observer = opts.observer;
     this.tracer = opts.tracer;
@@ -521,9 +608,79 @@ export class LiveEngine {
       stream.end(errorResult(ErrorCode.limitExceeded, `A connection may hold at most ${this.maxPerConnection} live subscriptions`));
       return stream;
     }
+    const runs = { ...args, document: asQuery(args.document, args.operationName) };
+    if (!this.served.isCurrent(args.schema)) {
+      // validated against a schema a reload has replaced since (Yoga's path
+      // authenticates between validation and execution): checked again
+      const schema = this.served.current.schema;
+      const problems = validationProblems(schema, args.document, runs.document);
+      if (problems.length > 0) {
+        stream.end(schemaChangedResult(problems));
+        return stream;
+      }
+      runs.schema = schema;
+    }
     stream.onClose = () => this.detach(stream);
-    this.attach(stream, { ...args, document: asQuery(args.document, args.operationName) });
+    this.attach(stream, runs, args.document);
     return stream;
+  }
+
+  /**
+   * An `@event` stream, as graphql-js's subscribe returned it, followed
+   * across schema reloads (see switchSchema). `document` is the operation it
+   * was validated as.
+   */
+  followEventStream(document: DocumentNode, stream: AsyncIterable<ExecutionResult>): AsyncIterableIterator<ExecutionResult> {
+    const followed = new SchemaBoundStream(stream[Symbol.asyncIterator](), document, (s) => this.eventStreams.delete(s), this.log);
+    this.eventStreams.add(followed);
+    return followed;
+  }
+
+  /**
+   * The schema was reloaded. A live operation whose document still
+   * validates against the new schema runs on it from now on, starting with
+   * a run at once: its subscribers see a new result only if the new schema
+   * changes it (an equal one is not sent again). One that no longer
+   * validates ends each of its streams with `system.schemaChanged`, naming
+   * the validation errors. An `@event` stream is kept or ended alike; one
+   * that is kept goes on listening to the event it was started for.
+   */
+  switchSchema(schema: GraphQLSchema): SchemaSwitch {
+    const outcome: SchemaSwitch = { continued: 0, ended: 0 };
+    // parsed documents are shared: streams of one document with other variables or tokens are validated once
+    const verdicts = new Map<DocumentNode, string[]>();
+    const problemsOf = (source: DocumentNode, runs: DocumentNode = source) => {
+      let problems = verdicts.get(runs);
+      if (!problems) verdicts.set(runs, (problems = validationProblems(schema, source, runs)));
+      return problems;
+    };
+    for (const s of [...this.eventStreams]) {
+      const problems = problemsOf(s.document);
+      if (problems.length === 0) {
+        outcome.continued++;
+        continue;
+      }
+      outcome.ended++;
+      s.end(schemaChangedResult(problems));
+    }
+    for (const q of [...this.queries.values()]) {
+      const problems = problemsOf(q.source, q.args.document);
+      if (problems.length === 0) {
+        q.args = { ...q.args, schema };
+        outcome.continued += q.subscribers.size;
+        q.schedule();
+        continue;
+      }
+      outcome.ended += q.subscribers.size;
+      // out of the map at once: a later subscribe of the same key starts afresh on the new schema
+      this.queries.delete(q.key);
+      q.dispose();
+      const ended = schemaChangedResult(problems);
+      for (const sub of [...q.subscribers]) sub.end(ended);
+      // nothing may move an ended stream to another query (see recheck)
+      q.subscribers.clear();
+    }
+    return outcome;
   }
 
   private keyOf(args: ExecutionArgs, sub: LiveStream): string {
@@ -536,12 +693,12 @@ export class LiveEngine {
     ]);
   }
 
-  private attach(sub: LiveStream, args: ExecutionArgs): void {
+  private attach(sub: LiveStream, args: ExecutionArgs, source: DocumentNode): void {
     const key = this.keyOf(args, sub);
     let q = this.queries.get(key);
     const joining = q !== undefined;
     if (!q) {
-      q = new LiveQuery(key, this, args, sub.conn);
+      q = new LiveQuery(key, this, args, source, sub.conn);
       this.queries.set(key, q);
     }
     q.subscribers.add(sub);
@@ -592,7 +749,8 @@ export class LiveEngine {
     q.subscribers.delete(sub);
     if (q.subscribers.size === 0) {
       q.dispose();
-      this.queries.delete(q.key);
+      // a query a schema reload ended has left the map already, perhaps for a new one of its key
+      if (this.queries.get(q.key) === q) this.queries.delete(q.key);
     } else if (q.conn === sub.conn) {
       q.conn = q.subscribers.values().next().value!.conn;
     }
@@ -639,7 +797,7 @@ export class LiveEngine {
     }
     // same stream, new identity: move it to the LiveQuery of the new token
     this.detach(sub);
-    this.attach(sub, q.args);
+    this.attach(sub, q.args, q.source);
   }
 }
 

@@ -2,7 +2,8 @@
  * Yoga/envelop plugin that hands live operations to the live engine:
  * subscriptions to mirrored `@get` fields (full results), and queries marked
  * `@live` (JSON Patch updates unless `@live(patch: false)`). Other
- * subscriptions (`@event` streams) run through graphql-js as usual.
+ * subscriptions (`@event` streams) run through graphql-js as usual; the
+ * engine follows them across schema reloads.
  */
 import {
   GraphQLError,
@@ -12,10 +13,12 @@ import {
   visit,
   type ASTVisitor,
   type DocumentNode,
+  type ExecutionResult,
   type OperationDefinitionNode,
   type ValidationContext,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import type { ServedSchema } from '../resolvers/served.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { cidPlaceholder, type RidTemplate } from '../schema/template.js';
 import type { LiveEngine, LiveMode } from './engine.js';
@@ -52,10 +55,10 @@ export function liveRoute(
   return mirrored ? { perConnection: perConnection('Subscription'), mode: 'full' } : undefined;
 }
 
-export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Plugin {
+export function useLiveResults(engine: LiveEngine, served: ServedSchema): Plugin {
   const routeOf = (args: { document: DocumentNode; operationName?: string | null; variableValues?: Record<string, unknown> | null }) => {
     const op = getOperationAST(args.document, args.operationName);
-    return op ? liveRoute(op, args.variableValues, mapping) : undefined;
+    return op ? liveRoute(op, args.variableValues, served.current.mapping) : undefined;
   };
   return {
     onValidate({ addValidationRule }) {
@@ -67,7 +70,13 @@ export function useLiveResults(engine: LiveEngine, mapping: ResourceMapping): Pl
     },
     onSubscribe({ args, setSubscribeFn }) {
       const route = routeOf(args);
-      if (route) setSubscribeFn((a) => engine.subscribe(a, route));
+      if (route) return void setSubscribeFn((a) => engine.subscribe(a, route));
+      // an `@event` stream: graphql-js runs it, the engine ends it if a schema reload leaves it invalid
+      return {
+        onSubscribeResult({ result, setResult }) {
+          if (isAsyncIterable(result)) setResult(engine.followEventStream(args.document, result));
+        },
+      };
     },
   };
 }
@@ -99,6 +108,10 @@ function noIncrementalDeliveryOnLive(context: ValidationContext): ASTVisitor {
       }
     },
   };
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<ExecutionResult> {
+  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 function usesConnectionId(t: RidTemplate | undefined): boolean {

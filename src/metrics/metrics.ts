@@ -45,6 +45,7 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
   readonly registry = new Registry();
   private sources: MetricSources | undefined;
   private readonly requests: Counter<'type' | 'outcome'>;
+  private readonly schemaReloads: Counter<'outcome'>;
   private readonly latency: Histogram;
   /**
    * Counts on the hot path (every event, every result handed to a socket)
@@ -179,6 +180,13 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
       for (const outcome of ['ok', 'timeout']) this.requests.inc({ type, outcome }, 0);
     }
     for (const type of [...reservedEvents, 'custom']) events.inc({ type }, 0);
+    this.schemaReloads = new Counter({
+      name: 'resgraph_schema_reloads_total',
+      help: 'Schema reloads (SIGHUP, --watch-schema), by outcome: applied, or refused (an invalid schema; the one before is still served)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of ['applied', 'refused'] as const) this.schemaReloads.inc({ outcome }, 0);
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -189,6 +197,10 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
 
   request(kind: RequestKind, outcome: string): void {
     this.requests.inc({ type: kind, outcome });
+  }
+
+  schemaReload(outcome: 'applied' | 'refused'): void {
+    this.schemaReloads.inc({ outcome });
   }
 
   event(type: string): void {

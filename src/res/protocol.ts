@@ -39,6 +39,8 @@ export const ErrorCode = {
   persistedQueryNotFound: 'PERSISTED_QUERY_NOT_FOUND',
   /** persisted queries: the document sent does not have the hash sent with it */
   persistedQueryMismatch: 'PERSISTED_QUERY_MISMATCH',
+  /** the gateway's own: a stream (live result or `@event`) whose operation no longer validates against the schema a reload put in place */
+  schemaChanged: 'system.schemaChanged',
 } as const;
 
 /** A RES error: a code, a message and optional data, as services send them. */

@@ -67,6 +67,9 @@ export class SchemaError extends Error {
   }
 }
 
+/** The names of schema files in a folder. */
+export const schemaFilePattern = /\.(graphqls?|gql)$/;
+
 /** Every `.graphql` / `.graphqls` / `.gql` file at a path (a file or a folder, searched recursively), sorted. */
 export function findSchemaFiles(path: string): string[] {
   let stat;
@@ -81,7 +84,7 @@ export function findSchemaFiles(path: string): string[] {
     for (const name of readdirSync(dir).sort()) {
       const full = join(dir, name);
       if (statSync(full).isDirectory()) walk(full);
-      else if (/\.(graphqls?|gql)$/.test(name)) files.push(full);
+      else if (schemaFilePattern.test(name)) files.push(full);
     }
   };
   walk(path);

@@ -6,10 +6,12 @@
  *
  * What is remembered is bounded: a number of documents and a total of their
  * text, and a refused document is remembered by its errors alone (an error's
- * nodes would keep the whole parsed document alive).
+ * nodes would keep the whole parsed document alive). It is forgotten when
+ * the schema is reloaded: validation depends on the schema.
  */
 import { BREAK, GraphQLError, getOperationAST, visit, type DocumentNode, type GraphQLFormattedError, type OperationDefinitionNode } from 'graphql';
 import { ErrorCode } from '../res/protocol.js';
+import type { ServedSchema } from '../resolvers/served.js';
 import type { GatewayYoga } from './http.js';
 
 export type PreparedDocument =
@@ -30,8 +32,15 @@ const maxRememberedText = 16 * 1024 * 1024;
 export class DocumentCache {
   private readonly prepared = new Map<string, PreparedDocument>();
   private rememberedText = 0;
+  /** the schema generation the remembered outcomes were validated against */
+  private generation: number;
 
-  constructor(private readonly yoga: GatewayYoga) {}
+  constructor(
+    private readonly yoga: GatewayYoga,
+    private readonly served: ServedSchema,
+  ) {
+    this.generation = served.current.number;
+  }
 
   /**
    * The outcome of parsing and validating a document for an operation name.
@@ -39,6 +48,7 @@ export class DocumentCache {
    * request's; validation rules do not depend on who asks).
    */
   prepare(query: string, operationName: string | null | undefined, initialContext: object): PreparedDocument {
+    if (this.generation !== this.served.current.number) this.forget();
     const key = `${operationName ?? ''}\n${query}`;
     let p = this.prepared.get(key);
     if (p) return p;
@@ -50,12 +60,15 @@ export class DocumentCache {
   private remember(key: string, p: PreparedDocument): void {
     // a document refused for its size is not worth its memory: it is refused again before it is parsed
     if (!p.ok && p.errors.some((e) => e.extensions?.limit === 'documentBytes')) return;
-    if (this.prepared.size >= maxDocuments || this.rememberedText + key.length > maxRememberedText) {
-      this.prepared.clear();
-      this.rememberedText = 0;
-    }
+    if (this.prepared.size >= maxDocuments || this.rememberedText + key.length > maxRememberedText) this.forget();
     this.prepared.set(key, p);
     this.rememberedText += key.length;
+  }
+
+  private forget(): void {
+    this.prepared.clear();
+    this.rememberedText = 0;
+    this.generation = this.served.current.number;
   }
 
   private run(query: string, operationName: string | null | undefined, initialContext: object): PreparedDocument {

@@ -11,15 +11,15 @@
  * behave exactly as Yoga makes them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DocumentNode, GraphQLSchema, OperationDefinitionNode } from 'graphql';
+import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import { Connection, type ConnectionRegistry } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText, type Logger } from '../log.js';
 import { run as runOperation } from '../resolvers/compiled.js';
-import { internalGraphQLError, type GatewayContext, type Resolvers } from '../resolvers/resolvers.js';
-import type { ResourceMapping } from '../schema/schema.js';
+import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import type { SchemaGeneration, ServedSchema } from '../resolvers/served.js';
 import { clientError, DocumentCache } from './documents.js';
 import { bodyTooLarge } from './limits.js';
 import type { TrustedDocuments } from './trusted-documents.js';
@@ -29,10 +29,9 @@ import { nodeHeaders, writeHeadWithMeta } from './response-meta.js';
 
 export interface QueryFastPathOptions {
   yoga: GatewayYoga;
-  schema: GraphQLSchema;
-  mapping: ResourceMapping;
+  /** the schema being served: its current generation's executable schema, mapping and resolvers */
+  served: ServedSchema;
   cache: ResourceCache;
-  resolvers: Resolvers;
   connections: ConnectionRegistry;
   authenticator: Authenticator;
   graphqlPath: string;
@@ -45,8 +44,10 @@ export interface QueryFastPathOptions {
   tracing?: OperationTracer;
 }
 
-/** A document seen before: runnable on the short path, or not (Yoga answers it). */
-type Prepared = { document: DocumentNode; operation: OperationDefinitionNode; operationName: string | undefined } | 'yoga';
+/** A document seen before: runnable on the short path (with the schema generation it was validated against), or not (Yoga answers it). */
+type Prepared =
+  | { document: DocumentNode; operation: OperationDefinitionNode; operationName: string | undefined; generation: SchemaGeneration }
+  | 'yoga';
 
 interface Body {
   /** the document, or (with `documentId` or `extensions.persistedQuery`) absent */
@@ -82,7 +83,7 @@ function eligible(req: IncomingMessage, path: string, graphqlPath: string): bool
 }
 
 export function createQueryFastPath(opts: QueryFastPathOptions) {
-  const documents = new DocumentCache(opts.yoga);
+  const documents = new DocumentCache(opts.yoga, opts.served);
 
   /**
    * The prepared document, when the short path may run it: it is trusted
@@ -94,8 +95,9 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
     if ('error' in trusted || trusted.query === undefined) return 'yoga';
     const p = documents.prepare(trusted.query, body.operationName, { req, params: { ...body, query: trusted.query } });
     // errors are Yoga's to answer; streams, subscriptions and @defer/@stream parts need its response formats and executor
-    if (!p.ok || p.incremental || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, opts.mapping)) return 'yoga';
-    return { document: p.document, operation: p.operation, operationName: body.operationName ?? undefined };
+    const generation = opts.served.current;
+    if (!p.ok || p.incremental || p.operation.operation === 'subscription' || liveRoute(p.operation, undefined, generation.mapping)) return 'yoga';
+    return { document: p.document, operation: p.operation, operationName: body.operationName ?? undefined, generation };
   };
 
   /** Runs an operation and answers it, inside its span when tracing is on. */
@@ -113,10 +115,11 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
       // registered first, so the service's conn.<cid>.token reaches it before the auth reply
       await opts.authenticator.authenticate(conn);
       // with the root verdicts known, a query of cached resources runs synchronously
-      await opts.resolvers.askRootAccess(opts.schema, p.operation, body.variables ?? undefined, conn);
+      const { schema, resolvers } = p.generation;
+      await resolvers.askRootAccess(schema, p.operation, body.variables ?? undefined, conn);
       const contextValue: GatewayContext = { conn, lease };
       const result = await runOperation({
-        schema: opts.schema,
+        schema,
         document: p.document,
         operationName: p.operationName,
         variableValues: body.variables ?? undefined,

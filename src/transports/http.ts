@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import type { LiveEngine } from '../live/engine.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
-import type { ResourceMapping } from '../schema/schema.js';
+import type { ServedSchema } from '../resolvers/served.js';
 import type { FleetHooks } from '../fleet/workers.js';
 import { csrfPrevention } from './csrf.js';
 import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
@@ -77,9 +77,8 @@ export interface StreamTransportParts {
   authenticator: Authenticator;
   live: LiveEngine;
   cache: ResourceCache;
-  mapping: ResourceMapping;
-  /** the executable schema (the one Yoga serves) */
-  schema: GraphQLSchema;
+  /** the schema being served (its current generation: the mapping, and the executable schema Yoga serves) */
+  served: ServedSchema;
   logger: Logger;
   /** the trusted documents: an operation naming its document by hash runs the known one; `--persisted-only` refuses the others */
   trusted: TrustedDocuments;

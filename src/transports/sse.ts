@@ -145,7 +145,7 @@ export class SingleConnectionSse {
   private readonly documents: DocumentCache;
 
   constructor(private readonly opts: SingleConnectionSseOptions) {
-    this.documents = new DocumentCache(opts.yoga);
+    this.documents = new DocumentCache(opts.yoga, opts.served);
   }
 
   /** Whether a request is this mode's: a reservation (`PUT`), or any request naming a stream token. */
@@ -257,8 +257,10 @@ export class SingleConnectionSse {
     reservation.ops.set(id, op);
     res.writeHead(202);
     res.end();
-    const args = { schema: this.opts.schema, document: prepared.document, operationName: body.operationName, variableValues: body.variables };
-    const route = liveRoute(prepared.operation, body.variables, this.opts.mapping);
+    // the generation `prepare` validated against: nothing between them yields to a reload
+    const { schema, mapping } = this.opts.served.current;
+    const args = { schema, document: prepared.document, operationName: body.operationName, variableValues: body.variables };
+    const route = liveRoute(prepared.operation, body.variables, mapping);
     if (route) {
       const subscribe = () => this.opts.live.subscribe({ ...args, contextValue: { conn: reservation.conn, lease: this.opts.cache.newLease() } }, route);
       // in its span, so the first run's requests and the stream's updates find it

@@ -222,8 +222,10 @@ class Session {
       const prepared = this.transport.documents.prepare(query, payload.operationName, initial);
       if (!prepared.ok) return this.fail(id, op, prepared.errors);
       const { document, operation } = prepared;
-      const args = { schema: this.transport.opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
-      const route = liveRoute(operation, payload.variables, this.transport.opts.mapping);
+      // the generation `prepare` validated against: nothing between them yields to a reload
+      const { schema, mapping } = this.transport.opts.served.current;
+      const args = { schema, document, operationName: payload.operationName, variableValues: payload.variables };
+      const route = liveRoute(operation, payload.variables, mapping);
       if (route) {
         // live: no per-operation envelop; the engine runs it from the cache
         op.finite = false;
@@ -358,7 +360,7 @@ class WebSocketTransportImpl implements WebSocketTransport {
   readonly documents: DocumentCache;
 
   constructor(readonly opts: WebSocketTransportOptions) {
-    this.documents = new DocumentCache(opts.yoga);
+    this.documents = new DocumentCache(opts.yoga, opts.served);
     this.wss = new WebSocketServer({
       // the HTTP server routes upgrades by path: a WebSocketServer given the server would refuse every other path's
       noServer: true,
