@@ -13,14 +13,13 @@
  * The tests of the first block run in order and share one gateway.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, type Client as SseClient } from 'graphql-sse';
 import type { Client as WsClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, startGatewayProcess, type GatewayProcess } from './helpers/cli-gateway.js';
-import { gql, startTestGateway } from './helpers/gateway.js';
+import { gql, queryOnNewConnection, startTestGateway } from './helpers/gateway.js';
 import { ResultStream, subscribeSse, subscribeWs, wsClient, type StreamResult } from './helpers/live-client.js';
 import { scrape } from './helpers/metrics.js';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.js';
@@ -278,19 +277,6 @@ describe('--watch-schema', { timeout: 30_000 }, () => {
     live.dispose();
   });
 });
-
-/** A query on a connection of its own (no keep-alive), so that connections go round the workers. */
-function queryOnNewConnection(url: string, query: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' } }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d));
-      res.on('end', () => resolve(JSON.parse(body)));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify({ query }));
-  });
-}
 
 describe('--workers 2', { timeout: 60_000 }, () => {
   it("reloads every worker on the primary's SIGHUP", async () => {

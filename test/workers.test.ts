@@ -7,10 +7,10 @@
  *
  * The tests run in order and share the fleet.
  */
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startCliStack, type CliStack, type GatewayProcess } from './helpers/cli-gateway.js';
+import { queryOnNewConnection } from './helpers/gateway.js';
 import { scrape } from './helpers/metrics.js';
 import type { TestService } from './helpers/res-service.js';
 import { waitFor } from './helpers/wait.js';
@@ -38,19 +38,6 @@ afterAll(async () => {
   await stack?.close();
 });
 
-/** A query on a connection of its own (no keep-alive), so that connections go round the workers. */
-function queryOnNewConnection(url: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' } }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d));
-      res.on('end', () => resolve(JSON.parse(body)));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify({ query: '{ book(id: 1) { title } }' }));
-  });
-}
-
 /** The pids of the workers started so far, from the primary's log. */
 const workerPids = () => [...fleet.output().matchAll(/worker started \{"worker":\d+,"pid":(\d+)\}/g)].map((m) => Number(m[1]));
 
@@ -62,7 +49,7 @@ describe('--workers 2', { timeout: 60_000 }, () => {
   });
 
   it('runs two gateways, each with a cache of its own: the service sees one get per worker', async () => {
-    for (let i = 0; i < 6; i++) expect(await queryOnNewConnection(fleet.url)).toEqual({ data: { book: { title: 'Dune' } } });
+    for (let i = 0; i < 6; i++) expect(await queryOnNewConnection(fleet.url, '{ book(id: 1) { title } }')).toEqual({ data: { book: { title: 'Dune' } } });
     expect(svc.count('get.library.book.1')).toBe(2);
   });
 
@@ -85,7 +72,7 @@ describe('--workers 2', { timeout: 60_000 }, () => {
       20_000,
       'both workers to be ready again',
     );
-    for (let i = 0; i < 4; i++) expect(await queryOnNewConnection(fleet.url)).toEqual({ data: { book: { title: 'Dune' } } });
+    for (let i = 0; i < 4; i++) expect(await queryOnNewConnection(fleet.url, '{ book(id: 1) { title } }')).toEqual({ data: { book: { title: 'Dune' } } });
   });
 
   it('drains every worker on SIGTERM: WebSocket clients get 1012, and it exits 0', async () => {

@@ -3,6 +3,7 @@
  * as SDL text or a path, and a logger that records what was logged. `gql`
  * posts an operation over real HTTP.
  */
+import { request } from 'node:http';
 import type { Logger } from '../../src/log.js';
 import { buildResourceSchema } from '../../src/schema/schema.js';
 import { startGateway, type Gateway, type GatewayOptions } from '../../src/server.js';
@@ -57,4 +58,17 @@ export async function gql<T = any>(
     body: JSON.stringify({ query, variables }),
   });
   return (await res.json()) as GqlResult<T>;
+}
+
+/** A query on a connection of its own (no keep-alive), so that connections go round a fleet's workers. */
+export function queryOnNewConnection(url: string, query: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d));
+      res.on('end', () => resolve(JSON.parse(body)));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ query }));
+  });
 }
