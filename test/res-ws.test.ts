@@ -12,6 +12,7 @@ import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
 import { scrape } from './helpers/metrics.js';
+import { ResgateClient } from './helpers/resgate.js';
 import { waitFor, withTimeout } from './helpers/wait.js';
 
 const sdl = /* GraphQL */ `
@@ -285,6 +286,58 @@ describe('the RES WebSocket endpoint', () => {
     expect(user.getResourceId()).toBe('shop.user.{cid}');
     const [access] = env.svc.seen(`access.shop.user.${user.cid}`);
     expect(access.payload.cid).toBe(user.cid);
+  });
+
+  it('sends an event with the resources it brings only to the clients that lack them, and the same event to the others', async () => {
+    env.svc.model('shop.book.5', { title: 'Persuasion', author: { rid: 'shop.author.1' } });
+    const url = resUrl(env.gw.url);
+    const [holder, lacker, holder2] = await Promise.all([ResgateClient.connect(url), ResgateClient.connect(url), ResgateClient.connect(url)]);
+    try {
+      for (const c of [holder, lacker, holder2]) await c.subscribe('shop.book.5');
+      await holder.subscribe('shop.author.2');
+      await holder2.subscribe('shop.author.2');
+      await env.svc.change('shop.book.5', { author: { rid: 'shop.author.2' } });
+      await env.svc.change('shop.book.5', { title: 'Emma' });
+      const events = await Promise.all([holder, lacker, holder2].map((c) => c.waitFor(() => c.events.length === 2 && c.events)));
+      const moved = { event: 'shop.book.5.change', data: { values: { author: { rid: 'shop.author.2' } } } };
+      const retitled = { event: 'shop.book.5.change', data: { values: { title: 'Emma' } } };
+      expect(events[0]).toEqual([moved, retitled]);
+      expect(events[2]).toEqual([moved, retitled]);
+      expect(events[1]).toEqual([{ ...moved, data: { ...moved.data, models: { 'shop.author.2': { name: 'Jane' } } } }, retitled]);
+    } finally {
+      await Promise.all([holder, lacker, holder2].map((c) => c.close()));
+    }
+  });
+
+  it('disconnects a client that stops reading its events once too much is unsent, while the others get every event', async () => {
+    env.svc.model('shop.big.1', { text: '' });
+    const url = resUrl(env.gw.url);
+    const reader = await ResgateClient.connect(url);
+    const stalled = new WebSocket(url);
+    let stalledEvents = 0;
+    stalled.on('message', (d) => void (String(d).startsWith('{"event"') && stalledEvents++));
+    const closed = new Promise((resolve) => stalled.once('close', resolve));
+    await new Promise((resolve) => stalled.once('open', resolve));
+    const subscribed = new Promise((resolve) => stalled.once('message', resolve));
+    stalled.send(JSON.stringify({ id: 1, method: 'subscribe.shop.big.1' }));
+    await subscribed;
+    await reader.subscribe('shop.big.1');
+    const connections = env.gw.connections.size;
+    stalled.pause();
+    // 100 KB per event: past the 8 MiB the gateway keeps for a socket, and what the kernel buffers, within 300 events
+    const events = 300;
+    const chunk = 'x'.repeat(100_000);
+    for (let i = 1; i <= events; i++) await env.svc.change('shop.big.1', { text: `${i} ${chunk}` });
+    await reader.waitFor(() => reader.events.length === events, 15_000, 'every event at the reading client');
+    expect(reader.events.map((e) => (e.data as { values: { text: string } }).values.text.split(' ')[0])).toEqual(
+      Array.from({ length: events }, (_, i) => String(i + 1)),
+    );
+    await waitFor(() => env.gw.connections.size === connections - 1, 5000, 'the stalled client disconnected');
+    expect(env.gw.logs.some((l) => l.msg.includes('does not read its events') && (l.fields?.unsentBytes as number) > 8 * 1024 * 1024)).toBe(true);
+    stalled.resume();
+    await withTimeout(closed, 5000, 'the stalled socket closed');
+    expect(stalledEvents).toBeLessThan(events);
+    await reader.close();
   });
 
   it('answers system.tokenReset with an auth request for each RES connection holding the token id', async () => {

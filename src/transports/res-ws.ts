@@ -16,6 +16,19 @@
  * Every step that reads or changes a session's view (a request's answer, an
  * event) runs in order on one chain, so a resource is sent once, in the
  * state its later events start from.
+ *
+ * Fan-out: an event that brings nothing into a client's view that the client
+ * lacks is the same message for every client of the resource, so it is
+ * framed once and the same bytes are written to each socket (frames.ts),
+ * at once when the session has no step under way. Only an event that brings
+ * a resource a client does not hold yet (a change to a new reference, an
+ * add of a new item) is built for that client, with those resources in it.
+ *
+ * Events are deltas and cannot be skipped or merged, so a client that stops
+ * reading has its events queued in its socket until the unsent bytes pass
+ * `maxUnsentBytes`; then it is disconnected (a ResClient reconnects and
+ * subscribes again, getting the current state). Resgate queues without a
+ * bound instead.
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -23,6 +36,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection } from '../access/access.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease } from '../cache/cache.js';
 import { errorText } from '../log.js';
+import { sharedFrame, textFrame } from './frames.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
 import {
   ErrorCode,
@@ -47,7 +61,14 @@ export interface ResWebSocketOptions extends ResTransportParts {
   maxSubscriptionsPerConnection: number;
   /** Bytes a client message may have; a larger one closes the socket with 1009 (ws's maxPayload). */
   maxMessageBytes?: number;
+  /**
+   * Bytes the gateway may have queued for a socket that does not read them;
+   * a socket past it is disconnected at its next message. Default 8 MiB.
+   */
+  maxUnsentBytes?: number;
 }
+
+const defaultMaxUnsentBytes = 8 * 1024 * 1024;
 
 /** What a request handler returns when it has sent its reply itself (see subscribe). */
 const answered = Symbol('answered');
@@ -113,6 +134,61 @@ function refsOf(entry: CacheEntry): string[] {
   return out;
 }
 
+/** A cache change as the event clients get: what is the same for every client of the resource. */
+interface ResEvent {
+  name: EntryChange['type'];
+  /** the event's data as an object, to which a client's resource set is added */
+  data: Record<string, unknown> | null;
+  /** the data's JSON, for the shared frame */
+  json: string;
+  /** the resources the event references (hard references): a client lacking one gets them with it */
+  refs: string[];
+}
+
+/** Each change as an event, made once for every session that forwards it (undefined: nothing to tell). */
+const resEvents = new WeakMap<EntryChange, ResEvent | undefined>();
+
+function resEventOf(change: EntryChange): ResEvent | undefined {
+  if (resEvents.has(change)) return resEvents.get(change);
+  const event = toResEvent(change);
+  resEvents.set(change, event);
+  return event;
+}
+
+function toResEvent(change: EntryChange): ResEvent | undefined {
+  const hardRef = (v: unknown): v is { rid: string } => isRef(v as ResValue) && !(v as { soft?: boolean }).soft;
+  switch (change.type) {
+    case 'change': {
+      const values = Object.values(change.values);
+      // an empty change is a repaired or replaced entry: nothing a change event can say
+      if (values.length === 0) return undefined;
+      const data = { values: change.values };
+      return { name: 'change', data, json: JSON.stringify(data), refs: values.filter(hardRef).map((v) => v.rid) };
+    }
+    case 'add': {
+      const data = { idx: change.idx, value: change.value };
+      return { name: 'add', data, json: JSON.stringify(data), refs: hardRef(change.value) ? [change.value.rid] : [] };
+    }
+    case 'remove': {
+      const data = { idx: change.idx };
+      return { name: 'remove', data, json: JSON.stringify(data), refs: [] };
+    }
+    case 'delete':
+      return { name: 'delete', data: null, json: 'null', refs: [] };
+  }
+}
+
+/** Custom events: one frame per event and client rid, as they reach every session one after the other. */
+let lastCustom: { rid: string; event: string; payload: unknown; frame: Buffer } | undefined;
+
+function customEventFrame(rid: string, event: string, payload: unknown): Buffer {
+  const last = lastCustom;
+  if (last && last.rid === rid && last.event === event && last.payload === payload) return last.frame;
+  const frame = textFrame(JSON.stringify({ event: `${rid}.${event}`, data: payload ?? null }));
+  lastCustom = { rid, event, payload, frame };
+  return frame;
+}
+
 class ResSession implements EntryWatcher {
   readonly conn: Connection;
   /** direct subscriptions by rid (the service's rid: `{cid}` filled in) */
@@ -123,11 +199,15 @@ class ResSession implements EntryWatcher {
   private readonly ridOf = new Map<CacheEntry, string>();
   private readonly lease: Lease;
   private chain: Promise<void> = Promise.resolve();
+  /** steps enqueued and not finished: while there are none, an event is sent at once */
+  private steps = 0;
   private closed = false;
   private readonly onAccessChanged = () => this.enqueue(() => this.recheckAccess());
 
   constructor(
     readonly socket: WebSocket,
+    /** the upgraded TCP socket under `socket`, which messages are written to (see frames.ts) */
+    private readonly raw: Duplex,
     conn: Connection,
     private readonly t: ResWebSocketImpl,
   ) {
@@ -161,12 +241,31 @@ class ResSession implements EntryWatcher {
   // --- wire ----------------------------------------------------------------
 
   private send(message: unknown): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+    this.write(textFrame(JSON.stringify(message)));
+  }
+
+  /** Writes a whole frame, unless the client has left too much unread: then it is disconnected instead. */
+  private write(frame: Buffer): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    const unsent = this.raw.writableLength;
+    if (unsent > this.t.maxUnsentBytes) {
+      this.t.opts.logger.warn('RES WebSocket client does not read its events; disconnected', { cid: this.conn.cid, unsentBytes: unsent });
+      this.socket.terminate();
+      return;
+    }
+    this.raw.write(frame);
   }
 
   private enqueue(step: () => void | Promise<void>): Promise<void> {
+    this.steps++;
     const run = this.chain.then(() => (this.closed ? undefined : step()));
-    this.chain = run.catch((e: unknown) => this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: errorText(e) }));
+    this.chain = run.then(
+      () => void this.steps--,
+      (e: unknown) => {
+        this.steps--;
+        this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: errorText(e) });
+      },
+    );
     return run;
   }
 
@@ -411,39 +510,43 @@ class ResSession implements EntryWatcher {
   entryChanged(entry: CacheEntry, change: EntryChange): void {
     const rid = this.ridOf.get(entry);
     if (rid === undefined) return;
-    const event = (name: string) => `${this.toClient(rid)}.${name}`;
-    this.enqueue(async () => {
-      if (this.inView.get(rid) !== entry) return;
-      switch (change.type) {
-        case 'change': {
-          // an empty change is a repaired or replaced entry: nothing a change event can say
-          if (Object.keys(change.values).length === 0) return;
-          const added = Object.values(change.values).filter((v): v is { rid: string } => isRef(v as ResValue) && !(v as { soft?: boolean }).soft);
-          const set = await this.bringIntoView(added.map((v) => v.rid));
-          this.send({ event: event('change'), data: { values: change.values, ...set } });
-          this.dropUnreachable();
-          return;
-        }
-        case 'add': {
-          const set = isRef(change.value) && !change.value.soft ? await this.bringIntoView([change.value.rid]) : {};
-          this.send({ event: event('add'), data: { idx: change.idx, value: change.value, ...set } });
-          return;
-        }
-        case 'remove':
-          this.send({ event: event('remove'), data: { idx: change.idx } });
-          this.dropUnreachable();
-          return;
-        case 'delete':
-          // still subscribed, but no more events come for it (the cache let go of the entry)
-          entry.watchers.delete(this);
-          this.send({ event: event('delete'), data: null });
-      }
-    });
+    // behind a step under way (a subscribe's reply, say), in order; else at once when it needs nothing more
+    if (this.steps > 0 || !this.forwardShared(entry, rid, change)) this.enqueue(() => this.forward(entry, rid, change));
+  }
+
+  /**
+   * Sends the event as the frame shared by every client of the resource,
+   * when it references nothing this client lacks; false when it does.
+   */
+  private forwardShared(entry: CacheEntry, rid: string, change: EntryChange): boolean {
+    // out of view meanwhile, or nothing to tell
+    if (this.inView.get(rid) !== entry) return true;
+    const event = resEventOf(change);
+    if (!event) return true;
+    for (const r of event.refs) if (!this.inView.has(r)) return false;
+    // still subscribed, but no more events come for it (the cache let go of the entry)
+    if (event.name === 'delete') entry.watchers.delete(this);
+    const name = this.toClient(rid);
+    this.write(sharedFrame(change, name, () => `{"event":${JSON.stringify(`${name}.${event.name}`)},"data":${event.json}}`));
+    // a replaced or removed reference may leave resources no subscription reaches (none when all are direct)
+    if ((event.name === 'change' || event.name === 'remove') && this.inView.size > this.direct.size) this.dropUnreachable();
+    return true;
+  }
+
+  /** The event in its step: with the resources it brings that the client lacks, loaded first. */
+  private async forward(entry: CacheEntry, rid: string, change: EntryChange): Promise<void> {
+    if (this.forwardShared(entry, rid, change)) return;
+    const event = resEventOf(change)!;
+    const set = await this.bringIntoView(event.refs);
+    this.send({ event: `${this.toClient(rid)}.${event.name}`, data: { ...event.data, ...set } });
+    if (event.name === 'change') this.dropUnreachable();
   }
 
   private readonly onCustomEvent = (name: string, event: string, payload: unknown): void => {
     if (!this.inView.has(name)) return;
-    this.enqueue(() => this.send({ event: `${this.toClient(name)}.${event}`, data: payload ?? null }));
+    const send = () => this.write(customEventFrame(this.toClient(name), event, payload));
+    if (this.steps > 0) this.enqueue(send);
+    else send();
   };
 
   /** A new token or a `reaccess`: each direct subscription the client may no longer get ends with an unsubscribe event. */
@@ -489,8 +592,11 @@ class ResWebSocketImpl implements ResWebSocket {
   private readonly sessions = new Set<ResSession>();
   private restarting = false;
   private allClosed: (() => void) | undefined;
+  readonly maxUnsentBytes: number;
 
   constructor(readonly opts: ResWebSocketOptions) {
+    this.maxUnsentBytes = opts.maxUnsentBytes ?? defaultMaxUnsentBytes;
+    // compression off, and must stay so: messages are written to the TCP socket directly (frames.ts)
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxMessageBytes });
     this.wss.on('error', (e) => opts.logger.error('RES WebSocket server error', { error: e.message }));
   }
@@ -532,7 +638,7 @@ class ResWebSocketImpl implements ResWebSocket {
         ws.close(serviceRestart, 'Service restart');
         return;
       }
-      this.sessions.add(new ResSession(ws, conn, this));
+      this.sessions.add(new ResSession(ws, socket, conn, this));
     });
     this.wss.off('headers', addHeaders);
   }
