@@ -7,11 +7,16 @@
  * subscriber, and none of ws's sender cost (two writes and a callback per
  * frame).
  *
+ * `writeBatched` gathers the frames a socket gets in one tick (several
+ * events of one NATS read, when the gateway is behind) into one write.
+ *
  * This is safe only while the WebSocketServer runs without compression
  * (perMessageDeflate off): ws then writes its own frames (control frames,
  * messages sent through it) whole and synchronously too, so the two never
  * interleave inside a frame.
  */
+
+import type { Duplex } from 'node:stream';
 
 /** An unmasked, final text frame (RFC 6455, 5.2), header and payload in one buffer. */
 export function textFrame(text: string): Buffer {
@@ -51,4 +56,25 @@ export function sharedFrame(of: object, variant: string, text: () => string): Bu
     byVariant.set(variant, frame);
   }
   return frame;
+}
+
+/** Sockets corked in this tick, uncorked together when it ends. */
+const corked: Duplex[] = [];
+
+function uncorkAll(): void {
+  for (const socket of corked) socket.uncork();
+  corked.length = 0;
+}
+
+/**
+ * Writes a frame; what a socket gets in one tick leaves in one write
+ * (writev) as the tick ends, without delay when it gets one frame. Returns
+ * false once the socket's unsent bytes pass its high-water mark, as `write` does.
+ */
+export function writeBatched(socket: Duplex, frame: Buffer): boolean {
+  if (!socket.writableCorked) {
+    socket.cork();
+    if (corked.push(socket) === 1) process.nextTick(uncorkAll);
+  }
+  return socket.write(frame);
 }

@@ -20,9 +20,10 @@
  * Fan-out: an event that brings nothing into a client's view that the client
  * lacks is the same message for every client of the resource, so it is
  * framed once and the same bytes are written to each socket (frames.ts),
- * at once when the session has no step under way. Only an event that brings
- * a resource a client does not hold yet (a change to a new reference, an
- * add of a new item) is built for that client, with those resources in it.
+ * at once when the session has no step under way, and the events a socket
+ * gets in one tick leave in one write. Only an event that brings a resource
+ * a client does not hold yet (a change to a new reference, an add of a new
+ * item) is built for that client, with those resources in it.
  *
  * Events are deltas and cannot be skipped or merged, so a client that stops
  * reading has its events queued in its socket until the unsent bytes pass
@@ -36,7 +37,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection } from '../access/access.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease } from '../cache/cache.js';
 import { errorText } from '../log.js';
-import { sharedFrame, textFrame } from './frames.js';
+import { textFrame, writeBatched } from './frames.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
 import {
   ErrorCode,
@@ -145,14 +146,24 @@ interface ResEvent {
   refs: string[];
 }
 
-/** Each change as an event, made once for every session that forwards it (undefined: nothing to tell). */
-const resEvents = new WeakMap<EntryChange, ResEvent | undefined>();
+/**
+ * The last change made into an event, and its last frame: the cache tells
+ * every watcher of an entry of one change in turn, so each is made once for
+ * all (a client whose rid differs, a `{cid}`-tagged one, gets its own frame).
+ */
+let last: { change: EntryChange; event: ResEvent | undefined; rid: string; frame: Buffer | undefined } | undefined;
 
 function resEventOf(change: EntryChange): ResEvent | undefined {
-  if (resEvents.has(change)) return resEvents.get(change);
-  const event = toResEvent(change);
-  resEvents.set(change, event);
-  return event;
+  if (last?.change !== change) last = { change, event: toResEvent(change), rid: '', frame: undefined };
+  return last.event;
+}
+
+/** The event's frame for a client that needs nothing more with it, for the client's name of the resource. */
+function sharedEventFrame(change: EntryChange, event: ResEvent, rid: string): Buffer {
+  if (last?.change === change && last.rid === rid && last.frame) return last.frame;
+  const frame = textFrame(`{"event":${JSON.stringify(`${rid}.${event.name}`)},"data":${event.json}}`);
+  last = { change, event, rid, frame };
+  return frame;
 }
 
 function toResEvent(change: EntryChange): ResEvent | undefined {
@@ -244,16 +255,20 @@ class ResSession implements EntryWatcher {
     this.write(textFrame(JSON.stringify(message)));
   }
 
-  /** Writes a whole frame, unless the client has left too much unread: then it is disconnected instead. */
+  /**
+   * Writes a whole frame (batched per tick, see frames.ts), unless the client
+   * has left more than maxUnsentBytes of earlier ones unread: then it is
+   * disconnected instead.
+   */
   private write(frame: Buffer): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
-    const unsent = this.raw.writableLength;
-    if (unsent > this.t.maxUnsentBytes) {
-      this.t.opts.logger.warn('RES WebSocket client does not read its events; disconnected', { cid: this.conn.cid, unsentBytes: unsent });
+    // corked: written to already in this tick, whose frames are not counted
+    if (!this.raw.writableCorked && this.raw.writableLength > this.t.maxUnsentBytes) {
+      this.t.opts.logger.warn('RES WebSocket client does not read its events; disconnected', { cid: this.conn.cid, unsentBytes: this.raw.writableLength });
       this.socket.terminate();
       return;
     }
-    this.raw.write(frame);
+    writeBatched(this.raw, frame);
   }
 
   private enqueue(step: () => void | Promise<void>): Promise<void> {
@@ -526,8 +541,7 @@ class ResSession implements EntryWatcher {
     for (const r of event.refs) if (!this.inView.has(r)) return false;
     // still subscribed, but no more events come for it (the cache let go of the entry)
     if (event.name === 'delete') entry.watchers.delete(this);
-    const name = this.toClient(rid);
-    this.write(sharedFrame(change, name, () => `{"event":${JSON.stringify(`${name}.${event.name}`)},"data":${event.json}}`));
+    this.write(sharedEventFrame(change, event, this.toClient(rid)));
     // a replaced or removed reference may leave resources no subscription reaches (none when all are direct)
     if ((event.name === 'change' || event.name === 'remove') && this.inView.size > this.direct.size) this.dropUnreachable();
     return true;
