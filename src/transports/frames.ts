@@ -1,7 +1,8 @@
 /**
  * WebSocket text frames built by hand and written straight to the TCP
  * socket under a `ws` WebSocket, for the messages one event sends to many
- * sockets (graphql-ws live results, RES client protocol events). A message
+ * sockets (graphql-ws live results; every message of the RES client
+ * protocol, whose events are the same for most clients). A message
  * that is the same for many sockets is framed once and the very bytes are
  * written to each: one socket write per subscriber, no serialization per
  * subscriber, and none of ws's sender cost (two writes and a callback per

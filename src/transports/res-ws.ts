@@ -27,7 +27,7 @@
  *
  * Events are deltas and cannot be skipped or merged, so a client that stops
  * reading has its events queued in its socket until the unsent bytes pass
- * `maxUnsentBytes`; then it is disconnected (a ResClient reconnects and
+ * 8 MiB; then it is disconnected (a ResClient reconnects and
  * subscribes again, getting the current state). Resgate queues without a
  * bound instead.
  */
@@ -62,14 +62,10 @@ export interface ResWebSocketOptions extends ResTransportParts {
   maxSubscriptionsPerConnection: number;
   /** Bytes a client message may have; a larger one closes the socket with 1009 (ws's maxPayload). */
   maxMessageBytes?: number;
-  /**
-   * Bytes the gateway may have queued for a socket that does not read them;
-   * a socket past it is disconnected at its next message. Default 8 MiB.
-   */
-  maxUnsentBytes?: number;
 }
 
-const defaultMaxUnsentBytes = 8 * 1024 * 1024;
+/** Bytes a socket may leave unread before its next message disconnects it instead (see the top comment). */
+const maxUnsentBytes = 8 * 1024 * 1024;
 
 /** What a request handler returns when it has sent its reply itself (see subscribe). */
 const answered = Symbol('answered');
@@ -258,12 +254,13 @@ class ResSession implements EntryWatcher {
   /**
    * Writes a whole frame (batched per tick, see frames.ts), unless the client
    * has left more than maxUnsentBytes of earlier ones unread: then it is
-   * disconnected instead.
+   * disconnected instead (a client that cannot keep up would otherwise hold
+   * a growing backlog; a reconnect gets it the current state).
    */
   private write(frame: Buffer): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     // corked: written to already in this tick, whose frames are not counted
-    if (!this.raw.writableCorked && this.raw.writableLength > this.t.maxUnsentBytes) {
+    if (!this.raw.writableCorked && this.raw.writableLength > maxUnsentBytes) {
       this.t.opts.logger.warn('RES WebSocket client does not read its events; disconnected', { cid: this.conn.cid, unsentBytes: this.raw.writableLength });
       this.socket.terminate();
       return;
@@ -606,10 +603,8 @@ class ResWebSocketImpl implements ResWebSocket {
   private readonly sessions = new Set<ResSession>();
   private restarting = false;
   private allClosed: (() => void) | undefined;
-  readonly maxUnsentBytes: number;
 
   constructor(readonly opts: ResWebSocketOptions) {
-    this.maxUnsentBytes = opts.maxUnsentBytes ?? defaultMaxUnsentBytes;
     // compression off, and must stay so: messages are written to the TCP socket directly (frames.ts)
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxMessageBytes });
     this.wss.on('error', (e) => opts.logger.error('RES WebSocket server error', { error: e.message }));
