@@ -3,7 +3,9 @@
  * resclient 2.5): get a model and a collection with references, change, add
  * and remove events (with the resources they bring into view), calls,
  * authentication, access lost on reaccess, a reconnect after a gateway
- * drain, and one cache shared with GraphQL.
+ * drain, and one cache shared with GraphQL; with raw RES clients, an event
+ * sent with its new resources only to the clients that lack them, and a
+ * client that stops reading disconnected without holding up the others.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as resclient from 'resclient';
