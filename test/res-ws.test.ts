@@ -3,7 +3,9 @@
  * resclient 2.5): get a model and a collection with references, change, add
  * and remove events (with the resources they bring into view), calls,
  * authentication, access lost on reaccess, a reconnect after a gateway
- * drain, and one cache shared with GraphQL.
+ * drain, and one cache shared with GraphQL; with raw RES clients, an event
+ * sent with its new resources only to the clients that lack them, and a
+ * client that stops reading disconnected without holding up the others.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as resclient from 'resclient';
@@ -12,6 +14,7 @@ import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { subscribeWs, wsClient } from './helpers/live-client.js';
 import { scrape } from './helpers/metrics.js';
+import { ResgateClient } from './helpers/resgate.js';
 import { waitFor, withTimeout } from './helpers/wait.js';
 
 const sdl = /* GraphQL */ `
@@ -43,8 +46,20 @@ function resUrl(gatewayUrl: string): string {
   return gatewayUrl.replace(/^http/, 'ws').replace(/\/graphql$/, '/');
 }
 
+/**
+ * A socket for ResClient that delivers one message per event-loop task, as a
+ * browser's WebSocket does. ResClient applies a subscribe reply in a promise
+ * callback; with ws's default (several messages of one read dispatched in one
+ * tick) an event right behind the reply is applied first and then overwritten
+ * by the older state in the reply. Against Resgate too: a ResClient on Node
+ * needs this option.
+ */
+function resSocket(url: string): WebSocket {
+  return new WebSocket(url, { allowSynchronousEvents: false });
+}
+
 function client(url = resUrl(env.gw.url)): ResClient {
-  const c = new ResClient(() => new WebSocket(url), { reconnectDelay: 50 });
+  const c = new ResClient(() => resSocket(url), { reconnectDelay: 50 });
   clients.push(c);
   return c;
 }
@@ -146,13 +161,10 @@ describe('ResClient against resgraph', () => {
     env.svc.handle('access.shop.secret.>', (p) => ({ result: { get: p.token?.user === 'alice' } }));
   });
 
-  // Skipped: a known bug, open under the Resgate drop-in issue. In about one full-suite run in three, the
-  // change made after the ResClient resubscribed on the other gateway never reaches it (its model keeps the
-  // old title), although the gateway holds the resource for it. Not found yet; the test stays as the reproduction.
-  it.skip('reconnects to another gateway after a drain and picks up its resources there', async () => {
+  it('reconnects to another gateway after a drain and picks up its resources there', async () => {
     const other = await startTestGateway(env.nats.url, sdl);
     let url = resUrl(other.url);
-    const c = new ResClient(() => new WebSocket(url), { reconnectDelay: 50 });
+    const c = new ResClient(() => resSocket(url), { reconnectDelay: 50 });
     clients.push(c);
     try {
       const book: any = await c.get('shop.book.2');
@@ -278,6 +290,58 @@ describe('the RES WebSocket endpoint', () => {
     expect(user.getResourceId()).toBe('shop.user.{cid}');
     const [access] = env.svc.seen(`access.shop.user.${user.cid}`);
     expect(access.payload.cid).toBe(user.cid);
+  });
+
+  it('sends an event with the resources it brings only to the clients that lack them, and the same event to the others', async () => {
+    env.svc.model('shop.book.5', { title: 'Persuasion', author: { rid: 'shop.author.1' } });
+    const url = resUrl(env.gw.url);
+    const [holder, lacker, holder2] = await Promise.all([ResgateClient.connect(url), ResgateClient.connect(url), ResgateClient.connect(url)]);
+    try {
+      for (const c of [holder, lacker, holder2]) await c.subscribe('shop.book.5');
+      await holder.subscribe('shop.author.2');
+      await holder2.subscribe('shop.author.2');
+      await env.svc.change('shop.book.5', { author: { rid: 'shop.author.2' } });
+      await env.svc.change('shop.book.5', { title: 'Emma' });
+      const events = await Promise.all([holder, lacker, holder2].map((c) => c.waitFor(() => c.events.length === 2 && c.events)));
+      const moved = { event: 'shop.book.5.change', data: { values: { author: { rid: 'shop.author.2' } } } };
+      const retitled = { event: 'shop.book.5.change', data: { values: { title: 'Emma' } } };
+      expect(events[0]).toEqual([moved, retitled]);
+      expect(events[2]).toEqual([moved, retitled]);
+      expect(events[1]).toEqual([{ ...moved, data: { ...moved.data, models: { 'shop.author.2': { name: 'Jane' } } } }, retitled]);
+    } finally {
+      await Promise.all([holder, lacker, holder2].map((c) => c.close()));
+    }
+  });
+
+  it('disconnects a client that stops reading its events once too much is unsent, while the others get every event', async () => {
+    env.svc.model('shop.big.1', { text: '' });
+    const url = resUrl(env.gw.url);
+    const reader = await ResgateClient.connect(url);
+    const stalled = new WebSocket(url);
+    let stalledEvents = 0;
+    stalled.on('message', (d) => void (String(d).startsWith('{"event"') && stalledEvents++));
+    const closed = new Promise((resolve) => stalled.once('close', resolve));
+    await new Promise((resolve) => stalled.once('open', resolve));
+    const subscribed = new Promise((resolve) => stalled.once('message', resolve));
+    stalled.send(JSON.stringify({ id: 1, method: 'subscribe.shop.big.1' }));
+    await subscribed;
+    await reader.subscribe('shop.big.1');
+    const connections = env.gw.connections.size;
+    stalled.pause();
+    // 100 KB per event: past the 8 MiB the gateway keeps for a socket, and what the kernel buffers, within 300 events
+    const events = 300;
+    const chunk = 'x'.repeat(100_000);
+    for (let i = 1; i <= events; i++) await env.svc.change('shop.big.1', { text: `${i} ${chunk}` });
+    await reader.waitFor(() => reader.events.length === events, 15_000, 'every event at the reading client');
+    expect(reader.events.map((e) => (e.data as { values: { text: string } }).values.text.split(' ')[0])).toEqual(
+      Array.from({ length: events }, (_, i) => String(i + 1)),
+    );
+    await waitFor(() => env.gw.connections.size === connections - 1, 5000, 'the stalled client disconnected');
+    expect(env.gw.logs.some((l) => l.msg.includes('does not read its events') && (l.fields?.unsentBytes as number) > 8 * 1024 * 1024)).toBe(true);
+    stalled.resume();
+    await withTimeout(closed, 5000, 'the stalled socket closed');
+    expect(stalledEvents).toBeLessThan(events);
+    await reader.close();
   });
 
   it('answers system.tokenReset with an auth request for each RES connection holding the token id', async () => {

@@ -257,7 +257,7 @@ function keptUp(p) {
 /** Scenarios 1–3: 10, then 1,000 subscribers on one model. */
 export async function groupLive(ctx, kind, which) {
   const { sec, log } = ctx;
-  const profile = ctx.profile && kind === 'resgraph';
+  const profile = ctx.profile && kind !== 'resgate';
   return withGateway(ctx, kind, { clients: 1000, tag: 'live', profile }, async (gw, clients) => {
     const out = {};
     const say = (p) =>
@@ -308,7 +308,7 @@ export async function groupLive(ctx, kind, which) {
 async function groupTenK(ctx, kind, which) {
   const { log } = ctx;
   const n = 10_000;
-  return withGateway(ctx, kind, { clients: n, tag: '10k', profile: ctx.profile && kind === 'resgraph' }, async (gw, clients) => {
+  return withGateway(ctx, kind, { clients: n, tag: '10k', profile: ctx.profile && kind !== 'resgate' }, async (gw, clients) => {
     const out = {};
     const measure = async (label) => {
       await sleep(2000);
@@ -382,7 +382,7 @@ export async function groupHttp(ctx, kind) {
   const { procs, service, log, quick } = ctx;
   const durationSec = quick ? 3 : 10;
   const connections = 50;
-  return withGateway(ctx, kind, { tag: 'http', extra: ['http-load'], profile: ctx.profile && kind === 'resgraph' }, async (gw) => {
+  return withGateway(ctx, kind, { tag: 'http', extra: ['http-load'], profile: ctx.profile && kind !== 'resgate' }, async (gw) => {
     const load = (await procs.startNode('http-load', 'autocannon (HTTP load generator)', 'clients/http-load.mjs', { logName: `${kind}-http-load` })).rpc;
     const mode = speaksRes(kind) ? 'resgate-get' : 'cached';
     const args = { url: gw.url, mode, id: 'cmphot' };

@@ -16,6 +16,20 @@
  * Every step that reads or changes a session's view (a request's answer, an
  * event) runs in order on one chain, so a resource is sent once, in the
  * state its later events start from.
+ *
+ * Fan-out: an event that brings nothing into a client's view that the client
+ * lacks is the same message for every client of the resource, so it is
+ * framed once and the same bytes are written to each socket (frames.ts),
+ * at once when the session has no step under way, and the events a socket
+ * gets in one tick leave in one write. Only an event that brings a resource
+ * a client does not hold yet (a change to a new reference, an add of a new
+ * item) is built for that client, with those resources in it.
+ *
+ * Events are deltas and cannot be skipped or merged, so a client that stops
+ * reading has its events queued in its socket until the unsent bytes pass
+ * 8 MiB; then it is disconnected (a ResClient reconnects and
+ * subscribes again, getting the current state). Resgate queues without a
+ * bound instead.
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -23,6 +37,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Connection } from '../access/access.js';
 import type { CacheEntry, EntryChange, EntryWatcher, Lease } from '../cache/cache.js';
 import { errorText } from '../log.js';
+import { textFrame, writeBatched } from './frames.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
 import {
   ErrorCode,
@@ -48,6 +63,9 @@ export interface ResWebSocketOptions extends ResTransportParts {
   /** Bytes a client message may have; a larger one closes the socket with 1009 (ws's maxPayload). */
   maxMessageBytes?: number;
 }
+
+/** Bytes a socket may leave unread before its next message disconnects it instead (see the top comment). */
+const maxUnsentBytes = 8 * 1024 * 1024;
 
 /** What a request handler returns when it has sent its reply itself (see subscribe). */
 const answered = Symbol('answered');
@@ -113,6 +131,71 @@ function refsOf(entry: CacheEntry): string[] {
   return out;
 }
 
+/** A cache change as the event clients get: what is the same for every client of the resource. */
+interface ResEvent {
+  name: EntryChange['type'];
+  /** the event's data as an object, to which a client's resource set is added */
+  data: Record<string, unknown> | null;
+  /** the data's JSON, for the shared frame */
+  json: string;
+  /** the resources the event references (hard references): a client lacking one gets them with it */
+  refs: string[];
+}
+
+/**
+ * The last change made into an event, and its last frame: the cache tells
+ * every watcher of an entry of one change in turn, so each is made once for
+ * all (a client whose rid differs, a `{cid}`-tagged one, gets its own frame).
+ */
+let last: { change: EntryChange; event: ResEvent | undefined; rid: string; frame: Buffer | undefined } | undefined;
+
+function resEventOf(change: EntryChange): ResEvent | undefined {
+  if (last?.change !== change) last = { change, event: toResEvent(change), rid: '', frame: undefined };
+  return last.event;
+}
+
+/** The event's frame for a client that needs nothing more with it, for the client's name of the resource. */
+function sharedEventFrame(change: EntryChange, event: ResEvent, rid: string): Buffer {
+  if (last?.change === change && last.rid === rid && last.frame) return last.frame;
+  const frame = textFrame(`{"event":${JSON.stringify(`${rid}.${event.name}`)},"data":${event.json}}`);
+  last = { change, event, rid, frame };
+  return frame;
+}
+
+function toResEvent(change: EntryChange): ResEvent | undefined {
+  const hardRef = (v: unknown): v is { rid: string } => isRef(v as ResValue) && !(v as { soft?: boolean }).soft;
+  switch (change.type) {
+    case 'change': {
+      const values = Object.values(change.values);
+      // an empty change is a repaired or replaced entry: nothing a change event can say
+      if (values.length === 0) return undefined;
+      const data = { values: change.values };
+      return { name: 'change', data, json: JSON.stringify(data), refs: values.filter(hardRef).map((v) => v.rid) };
+    }
+    case 'add': {
+      const data = { idx: change.idx, value: change.value };
+      return { name: 'add', data, json: JSON.stringify(data), refs: hardRef(change.value) ? [change.value.rid] : [] };
+    }
+    case 'remove': {
+      const data = { idx: change.idx };
+      return { name: 'remove', data, json: JSON.stringify(data), refs: [] };
+    }
+    case 'delete':
+      return { name: 'delete', data: null, json: 'null', refs: [] };
+  }
+}
+
+/** Custom events: one frame per event and client rid, as they reach every session one after the other. */
+let lastCustom: { rid: string; event: string; payload: unknown; frame: Buffer } | undefined;
+
+function customEventFrame(rid: string, event: string, payload: unknown): Buffer {
+  const last = lastCustom;
+  if (last && last.rid === rid && last.event === event && last.payload === payload) return last.frame;
+  const frame = textFrame(JSON.stringify({ event: `${rid}.${event}`, data: payload ?? null }));
+  lastCustom = { rid, event, payload, frame };
+  return frame;
+}
+
 class ResSession implements EntryWatcher {
   readonly conn: Connection;
   /** direct subscriptions by rid (the service's rid: `{cid}` filled in) */
@@ -123,11 +206,15 @@ class ResSession implements EntryWatcher {
   private readonly ridOf = new Map<CacheEntry, string>();
   private readonly lease: Lease;
   private chain: Promise<void> = Promise.resolve();
+  /** steps enqueued and not finished: while there are none, an event is sent at once */
+  private steps = 0;
   private closed = false;
   private readonly onAccessChanged = () => this.enqueue(() => this.recheckAccess());
 
   constructor(
     readonly socket: WebSocket,
+    /** the upgraded TCP socket under `socket`, which messages are written to (see frames.ts) */
+    private readonly raw: Duplex,
     conn: Connection,
     private readonly t: ResWebSocketImpl,
   ) {
@@ -161,12 +248,36 @@ class ResSession implements EntryWatcher {
   // --- wire ----------------------------------------------------------------
 
   private send(message: unknown): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+    this.write(textFrame(JSON.stringify(message)));
+  }
+
+  /**
+   * Writes a whole frame (batched per tick, see frames.ts), unless the client
+   * has left more than maxUnsentBytes of earlier ones unread: then it is
+   * disconnected instead (a client that cannot keep up would otherwise hold
+   * a growing backlog; a reconnect gets it the current state).
+   */
+  private write(frame: Buffer): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    // corked: written to already in this tick, whose frames are not counted
+    if (!this.raw.writableCorked && this.raw.writableLength > maxUnsentBytes) {
+      this.t.opts.logger.warn('RES WebSocket client does not read its events; disconnected', { cid: this.conn.cid, unsentBytes: this.raw.writableLength });
+      this.socket.terminate();
+      return;
+    }
+    writeBatched(this.raw, frame);
   }
 
   private enqueue(step: () => void | Promise<void>): Promise<void> {
+    this.steps++;
     const run = this.chain.then(() => (this.closed ? undefined : step()));
-    this.chain = run.catch((e: unknown) => this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: errorText(e) }));
+    this.chain = run.then(
+      () => void this.steps--,
+      (e: unknown) => {
+        this.steps--;
+        this.t.opts.logger.error('RES WebSocket step failed', { cid: this.conn.cid, error: errorText(e) });
+      },
+    );
     return run;
   }
 
@@ -411,39 +522,42 @@ class ResSession implements EntryWatcher {
   entryChanged(entry: CacheEntry, change: EntryChange): void {
     const rid = this.ridOf.get(entry);
     if (rid === undefined) return;
-    const event = (name: string) => `${this.toClient(rid)}.${name}`;
-    this.enqueue(async () => {
-      if (this.inView.get(rid) !== entry) return;
-      switch (change.type) {
-        case 'change': {
-          // an empty change is a repaired or replaced entry: nothing a change event can say
-          if (Object.keys(change.values).length === 0) return;
-          const added = Object.values(change.values).filter((v): v is { rid: string } => isRef(v as ResValue) && !(v as { soft?: boolean }).soft);
-          const set = await this.bringIntoView(added.map((v) => v.rid));
-          this.send({ event: event('change'), data: { values: change.values, ...set } });
-          this.dropUnreachable();
-          return;
-        }
-        case 'add': {
-          const set = isRef(change.value) && !change.value.soft ? await this.bringIntoView([change.value.rid]) : {};
-          this.send({ event: event('add'), data: { idx: change.idx, value: change.value, ...set } });
-          return;
-        }
-        case 'remove':
-          this.send({ event: event('remove'), data: { idx: change.idx } });
-          this.dropUnreachable();
-          return;
-        case 'delete':
-          // still subscribed, but no more events come for it (the cache let go of the entry)
-          entry.watchers.delete(this);
-          this.send({ event: event('delete'), data: null });
-      }
-    });
+    // behind a step under way (a subscribe's reply, say), in order; else at once when it needs nothing more
+    if (this.steps > 0 || !this.forwardShared(entry, rid, change)) this.enqueue(() => this.forward(entry, rid, change));
+  }
+
+  /**
+   * Sends the event as the frame shared by every client of the resource,
+   * when it references nothing this client lacks; false when it does.
+   */
+  private forwardShared(entry: CacheEntry, rid: string, change: EntryChange): boolean {
+    // out of view meanwhile, or nothing to tell
+    if (this.inView.get(rid) !== entry) return true;
+    const event = resEventOf(change);
+    if (!event) return true;
+    for (const r of event.refs) if (!this.inView.has(r)) return false;
+    // still subscribed, but no more events come for it (the cache let go of the entry)
+    if (event.name === 'delete') entry.watchers.delete(this);
+    this.write(sharedEventFrame(change, event, this.toClient(rid)));
+    // a replaced or removed reference may leave resources no subscription reaches (none when all are direct)
+    if ((event.name === 'change' || event.name === 'remove') && this.inView.size > this.direct.size) this.dropUnreachable();
+    return true;
+  }
+
+  /** The event in its step: with the resources it brings that the client lacks, loaded first. */
+  private async forward(entry: CacheEntry, rid: string, change: EntryChange): Promise<void> {
+    if (this.forwardShared(entry, rid, change)) return;
+    const event = resEventOf(change)!;
+    const set = await this.bringIntoView(event.refs);
+    this.send({ event: `${this.toClient(rid)}.${event.name}`, data: { ...event.data, ...set } });
+    if (event.name === 'change') this.dropUnreachable();
   }
 
   private readonly onCustomEvent = (name: string, event: string, payload: unknown): void => {
     if (!this.inView.has(name)) return;
-    this.enqueue(() => this.send({ event: `${this.toClient(name)}.${event}`, data: payload ?? null }));
+    const send = () => this.write(customEventFrame(this.toClient(name), event, payload));
+    if (this.steps > 0) this.enqueue(send);
+    else send();
   };
 
   /** A new token or a `reaccess`: each direct subscription the client may no longer get ends with an unsubscribe event. */
@@ -491,6 +605,7 @@ class ResWebSocketImpl implements ResWebSocket {
   private allClosed: (() => void) | undefined;
 
   constructor(readonly opts: ResWebSocketOptions) {
+    // compression off, and must stay so: messages are written to the TCP socket directly (frames.ts)
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxMessageBytes });
     this.wss.on('error', (e) => opts.logger.error('RES WebSocket server error', { error: e.message }));
   }
@@ -532,7 +647,7 @@ class ResWebSocketImpl implements ResWebSocket {
         ws.close(serviceRestart, 'Service restart');
         return;
       }
-      this.sessions.add(new ResSession(ws, conn, this));
+      this.sessions.add(new ResSession(ws, socket, conn, this));
     });
     this.wss.off('headers', addHeaders);
   }

@@ -37,6 +37,7 @@ import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
 import { internalGraphQLError } from '../resolvers/resolvers.js';
 import { clientError, DocumentCache } from './documents.js';
+import { sharedFrame, textFrame } from './frames.js';
 import { httpInfoOf, type StreamTransportParts } from './http.js';
 import type { OperationSpan } from '../telemetry/tracing.js';
 
@@ -84,46 +85,10 @@ interface Operation {
 /** Keep-alive pings go out in this many slices per period. */
 const keepAliveSlices = 48;
 
-/**
- * An unmasked, final WebSocket text frame (RFC 6455, 5.2), header and
- * payload in one buffer: one socket write, and for a shared state the same
- * bytes for every socket.
- */
-function textFrame(text: string): Buffer {
-  const n = Buffer.byteLength(text);
-  const header = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(header + n);
-  frame[0] = 0x81; // FIN, opcode 1 (text)
-  if (n < 126) {
-    frame[1] = n;
-  } else if (n < 65536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(n, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeBigUInt64BE(BigInt(n), 2);
-  }
-  frame.write(text, header);
-  return frame;
-}
-
-/** Frames of shared states, per operation id: subscribers with the same id get the very same bytes. */
-const frames = new WeakMap<object, Map<string, Buffer>>();
-
+/** A live result's frame: subscribers of a shared state with the same operation id get the very same bytes. */
 function nextFrame(id: string, payload: LivePayload): Buffer {
-  const frame = () => textFrame(`{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`);
-  if (!payload.cacheKey) return frame();
-  let byId = frames.get(payload.cacheKey);
-  if (!byId) {
-    byId = new Map();
-    frames.set(payload.cacheKey, byId);
-  }
-  let f = byId.get(id);
-  if (!f) {
-    f = frame();
-    byId.set(id, f);
-  }
-  return f;
+  const text = () => `{"id":${JSON.stringify(id)},"type":"next","payload":${payload.json}}`;
+  return payload.cacheKey ? sharedFrame(payload.cacheKey, id, text) : textFrame(text());
 }
 
 class Session {
@@ -269,10 +234,9 @@ class Session {
    * drain and then takes only the newest state, so a slow socket skips
    * states instead of queuing a backlog.
    *
-   * Frames go straight to the TCP socket, whole (see
-   * docs/architecture.md#why-our-own-websocket-loop). ws writes its own
-   * frames (control frames, our other messages) whole and synchronously too,
-   * and compression is off, so the two never interleave inside a frame.
+   * Frames go straight to the TCP socket, whole and shared by every
+   * subscriber of a state (see frames.ts and
+   * docs/architecture.md#why-our-own-websocket-loop).
    */
   private pump(id: string, op: Operation, stream: LiveStream, span: OperationSpan | undefined): void {
     const pull = () => {
