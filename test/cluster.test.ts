@@ -225,9 +225,14 @@ describe('a fleet of three gateways on a three-node NATS cluster', () => {
     await allAt(seq, [...onGateway(0), ...onGateway(1)]);
     expect(onGateway(2).every((c) => c.last! < seq)).toBe(true);
 
-    // node 2 dies: gateway 2 reconnects to another node, re-gets and diffs
+    // node 2 dies: gateway 2 reconnects to another node, re-gets and diffs.
+    // The re-get is awaited for itself: events node 2 wrote to its socket
+    // just before it froze can still bring gateway 2's clients up to date
+    // before the reconnect is even noticed.
+    const reget = svc.nextRequest(`get.${rid}`, 15_000);
     await publishers[2].close();
     await cluster.nodes[2].kill();
+    await reget;
     await allAt(seq, onGateway(2));
     expect(svc.count(`get.${rid}`)).toBeGreaterThan(gets);
     const moved = [...(await resgraphConnections(0)), ...(await resgraphConnections(1))];
