@@ -24,7 +24,7 @@ import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
-import { ErrorCode, parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
+import { ErrorCode } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { ServedSchema, type SchemaGeneration } from './resolvers/served.js';
 import { SchemaError, loadResourceSchema, type LoadedSchema } from './schema/schema.js';
@@ -263,6 +263,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
+  cache.accessResetListeners.add((patterns) => connections.resetAccess(patterns));
   cache.unheardListeners.add((rid) => connections.forgetUnheard(rid));
 
   const graphqlPath = opts.graphqlPath ?? defaults.graphqlPath;
@@ -398,7 +399,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     }
     natsConn = nc;
     res.attach(nc);
-    listenToSystemSubjects(res, cache, connections, authenticator, log);
+    // in the same tick as attach: subscribed before any request is sent
+    connections.listenForTokens(res);
+    authenticator.listenForTokenResets(connections);
+    cache.listenForResets();
     watchConnection(nc, nats, res, cache, connections, log);
     return nc;
   });
@@ -667,46 +671,4 @@ function watchConnection(
       void cache.resetAll(); // never rejects
     },
   }).catch((e: unknown) => log.error('following the NATS connection failed', { error: errorText(e) }));
-}
-
-/**
- * Service-wide messages: connection tokens and system resets. ResClient's
- * subscribe drops payloads that are not JSON or nest too deep, and logs a
- * handler that throws; these handlers log what does not parse.
- */
-function listenToSystemSubjects(
-  res: ResClient,
-  cache: ResourceCache,
-  connections: ConnectionRegistry,
-  authenticator: Authenticator,
-  log: Logger,
-): void {
-  res.subscribe(subjects.connAll, (subject, payload) => {
-    const [, cid, event] = subject.split('.');
-    if (event !== 'token') return;
-    const conn = connections.get(cid);
-    if (!conn) return;
-    const token = parsed(subject, payload, parseTokenEvent);
-    if (token) conn.setToken(token.token, token.tid);
-  });
-  res.subscribe(subjects.systemTokenReset, (subject, payload) => {
-    const reset = parsed(subject, payload, parseTokenReset);
-    if (reset) authenticator.tokenReset(connections, reset.tids, reset.subject);
-  });
-  res.subscribe(subjects.systemReset, (subject, payload) => {
-    const reset = parsed(subject, payload, parseSystemReset);
-    if (!reset) return;
-    if (reset.access.length > 0) connections.resetAccess(reset.access);
-    if (reset.resources.length > 0) void cache.resetMatching(reset.resources); // never rejects
-  });
-
-  /** A payload parsed, or undefined (and logged) when it is malformed. */
-  function parsed<T>(subject: string, payload: unknown, parse: (payload: unknown) => T): T | undefined {
-    try {
-      return parse(payload);
-    } catch (e) {
-      log.warn('malformed message ignored', { subject, reason: (e as Error).message });
-      return undefined;
-    }
-  }
 }

@@ -249,6 +249,20 @@ export class ResClient {
     });
   }
 
+  /**
+   * A message's payload checked by `parse` (a parse helper of protocol.ts),
+   * or undefined when it is malformed: that is logged with the subject, and
+   * the caller ignores the message.
+   */
+  parseMessage<T>(subject: string, payload: unknown, parse: (payload: unknown) => T): T | undefined {
+    try {
+      return parse(payload);
+    } catch (e) {
+      this.log.warn('malformed message ignored', { subject, reason: (e as Error).message });
+      return undefined;
+    }
+  }
+
   /** Publishes a message (tests and fixtures; the gateway itself only requests). */
   publish(subject: string, payload: unknown): void {
     this.connection().publish(subject, encoder.encode(JSON.stringify(payload)));
