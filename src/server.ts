@@ -651,7 +651,7 @@ function watchConnection(
 ): void {
   followConnection(nc, state.attempts!, {
     lost(reason) {
-      res.reconnecting = true;
+      res.connectionLost();
       state.problem = reason ?? 'lost the connection; reconnecting';
       log.warn('lost the NATS connection; reconnecting', reason ? { reason } : {});
     },
@@ -665,7 +665,7 @@ function watchConnection(
     },
     reconnected() {
       state.problem = undefined;
-      res.reconnected();
+      res.connectionRestored();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
       void cache.resetAll(); // never rejects

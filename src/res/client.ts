@@ -128,12 +128,17 @@ export class ResClient {
     return this.nc !== undefined && !this.nc.isClosed() && !this.reconnecting;
   }
 
-  /** set while nats.js is reconnecting (see watchStatus) */
-  reconnecting = false;
+  /** while nats.js is reconnecting: not `connected`, and a missing responder is retried (see `retryNoRespondersUntil`) */
+  private reconnecting = false;
   private reconnectedAt = -Infinity;
 
+  /** Tells the client NATS lost the connection and is reconnecting. */
+  connectionLost(): void {
+    this.reconnecting = true;
+  }
+
   /** Tells the client NATS is back: see `retryNoRespondersUntil`. */
-  reconnected(): void {
+  connectionRestored(): void {
     this.reconnecting = false;
     this.reconnectedAt = Date.now();
   }
