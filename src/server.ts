@@ -16,7 +16,6 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
 import type { TracerProvider } from '@opentelemetry/api';
-import type { Duplex } from 'node:stream';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
 import { ResourceCache } from './cache/cache.js';
 import { defaults } from './config/defaults.js';
@@ -24,7 +23,6 @@ import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
-import { ErrorCode } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { ServedSchema, type SchemaGeneration } from './resolvers/served.js';
 import { SchemaError, loadResourceSchema, type LoadedSchema } from './schema/schema.js';
@@ -43,7 +41,8 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import type { FleetHooks } from './fleet/workers.js';
-import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
+import { originVerdict, parseAllowOrigin } from './transports/origin.js';
+import { routeRequests, routeUpgrades } from './transports/router.js';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 import type { GatewayTracing } from './telemetry/tracing.js';
 
@@ -334,21 +333,18 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     !(opts.resgateApi ?? defaults.resgateApi)
       ? undefined
       : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, connections, authenticator, logger: log, maxBodyBytes: limits.maxBodyBytes });
-  const server = createServer((req, response) => {
-    const path = pathOf(req);
-    if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
-    if (draining) response.setHeader('connection', 'close');
-    if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
-    // before anything reaches a service: a refused page gets no auth or access request made for it
-    if (applyOriginPolicy(origins, req, response)) return;
-    const api = resApi?.owns(path) ? resApi : undefined;
-    if (draining) return api ? api.refuseWhileDraining(response) : refuse(response);
-    requests.track(req, response);
-    if (api) return api.handle(req, response);
-    if (singleConnectionSse.handles(req, path)) return singleConnectionSse.handle(req, response);
-    if (fastPath(req, response, path)) return;
-    void yoga(req, response);
-  });
+  const server = createServer(
+    routeRequests({
+      yoga,
+      origins,
+      metrics: separateMetrics ? undefined : metrics,
+      resApi,
+      singleConnectionSse,
+      fastPath,
+      track: (req, response) => requests.track(req, response),
+      draining: () => draining,
+    }),
+  );
   const host = opts.host ?? defaults.host;
   const urlHost = host.includes(':') ? `[${host}]` : host;
   // a failed listen (a port in use) rejects: once() also takes the server's 'error'
@@ -381,12 +377,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection,
           maxMessageBytes: limits.maxBodyBytes,
         });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = pathOf(req);
-    if (path === graphqlPath) return ws.upgrade(req, socket, head);
-    if (resWs && path === resWsPath) return resWs.upgrade(req, socket, head);
-    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  });
+  server.on('upgrade', routeUpgrades({ graphqlPath, ws, resWs, resWsPath }));
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
 
@@ -520,21 +511,6 @@ function reloadServedSchema(path: string | undefined, served: ServedSchema, live
     streamsEnded: streams.ended,
   });
   return { ok: true, generation: next.number, streamsContinued: streams.continued, streamsEnded: streams.ended };
-}
-
-function pathOf(req: IncomingMessage): string {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
-}
-
-/** A GraphQL request that arrives while draining: 503, and go elsewhere. */
-function refuse(response: ServerResponse): void {
-  const body = JSON.stringify({
-    errors: [{ message: 'The gateway is shutting down; send the request to another instance', extensions: { code: ErrorCode.unavailable } }],
-  });
-  response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0', connection: 'close' });
-  response.end(body);
 }
 
 /** Resolves true when `p` settles within `ms`, false otherwise. */
