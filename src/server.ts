@@ -4,19 +4,20 @@
  * gateway started before its broker stays up, answers with clear errors and
  * reports itself not ready until NATS is reachable.
  *
- * Shutdown is a drain (see `Gateway.drain`): new work is refused, live
- * clients are told to reconnect elsewhere, work in flight finishes, then the
- * NATS connection drains.
+ * Shutdown is a drain (see `Gateway.drain` and drain.ts): new work is
+ * refused, live clients are told to reconnect elsewhere, work in flight
+ * finishes, then the NATS connection drains.
  *
  * A schema reload (see `Gateway.reloadSchema`) swaps the served schema
  * generation under running streams: nothing reconnects.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
 import type { TracerProvider } from '@opentelemetry/api';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
+import { RequestTracker, drainGateway, type DrainResult } from './drain.js';
 import { ResourceCache } from './cache/cache.js';
 import { defaults } from './config/defaults.js';
 import { consoleLogger, errorText, type Logger } from './log.js';
@@ -176,13 +177,7 @@ export type SchemaReload =
   | { ok: true; generation: number; streamsContinued: number; streamsEnded: number }
   | { ok: false; errors: string[] };
 
-/** How a drain went. */
-export interface DrainResult {
-  /** the timeout ran out: connections still open and requests still running were closed */
-  forced: boolean;
-  /** how long it took, in ms */
-  ms: number;
-}
+export type { DrainResult } from './drain.js';
 
 export interface Gateway {
   /** the GraphQL endpoint's URL */
@@ -415,49 +410,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const url = `http://${urlHost}:${port}${graphqlPath}`;
   const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
 
-  const drain = (timeoutMs = opts.drainTimeout ?? defaults.drainTimeout) =>
-    (closing ??= (async () => {
-      const started = Date.now();
-      const deadline = started + timeoutMs;
-      draining = true;
-      schemaWatcher?.close();
-      log.info('draining: refusing new work, asking live clients to reconnect elsewhere', {
-        timeoutMs,
-        webSockets: ws.wss.clients.size,
-        sseStreams: requests.streams.size,
-        requestsInFlight: requests.oneShot.size,
-      });
-      const wsClosed = Promise.all([ws.closeForRestart(), resWs?.closeForRestart()]);
-      requests.endStreams(multipart.endForRestart());
-      requests.closeAfterAnswer();
-      server.closeIdleConnections();
-      const finished = await within(Promise.all([wsClosed, requests.idle()]), deadline - Date.now());
-      if (!finished) {
-        log.warn('drain timed out; closing what is left', {
-          timeoutMs,
-          webSockets: ws.wss.clients.size,
-          requestsInFlight: requests.oneShot.size + requests.streams.size,
-        });
-        ws.terminate();
-        resWs?.terminate();
-      }
-      ws.wss.close();
-      resWs?.wss.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      cache.clear();
-      // draining NATS takes a moment when the broker is there; without one it could wait for ever
-      const nc = natsConn;
-      const natsDrained = await within(res.drain(), Math.max(deadline - Date.now(), 1000));
-      if (!natsDrained) {
-        log.warn('NATS drain timed out; closing the connection');
-        await nc?.close();
-      }
-      await metricsServer?.close();
-      // the spans of the work the drain just ended, too
-      await tracing?.flush().catch((e: unknown) => log.warn('flushing traces failed', { error: errorText(e) }));
-      return { forced: !finished || !natsDrained, ms: Date.now() - started };
-    })());
+  const drain = (timeoutMs = opts.drainTimeout ?? defaults.drainTimeout): Promise<DrainResult> => {
+    if (closing) return closing;
+    draining = true;
+    const parts = { server, ws, resWs, requests, multipart, cache, res, natsConnection: () => natsConn, metricsServer, tracing, schemaWatcher, logger: log };
+    return (closing = drainGateway(parts, timeoutMs));
+  };
 
   return {
     url,
@@ -511,70 +469,6 @@ function reloadServedSchema(path: string | undefined, served: ServedSchema, live
     streamsEnded: streams.ended,
   });
   return { ok: true, generation: next.number, streamsContinued: streams.continued, streamsEnded: streams.ended };
-}
-
-/** Resolves true when `p` settles within `ms`, false otherwise. */
-async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(ms, 0))));
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * The HTTP requests in flight, for the drain: one-shot GraphQL requests
- * (queries, mutations, GraphiQL) are waited for; streams (SSE, multipart
- * subscriptions and `@live`) are ended.
- */
-class RequestTracker {
-  readonly oneShot = new Set<ServerResponse>();
-  readonly streams = new Map<ServerResponse, IncomingMessage>();
-  private waiters: (() => void)[] = [];
-
-  track(req: IncomingMessage, response: ServerResponse): void {
-    const accept = req.headers.accept ?? '';
-    const stream = accept.includes('text/event-stream') || accept.includes('multipart/mixed');
-    if (stream) this.streams.set(response, req);
-    else this.oneShot.add(response);
-    response.once('close', () => {
-      this.oneShot.delete(response);
-      this.streams.delete(response);
-      this.check();
-    });
-  }
-
-  /**
-   * Ends every stream's connection without a `complete` event: to the
-   * client it is a lost connection, which SSE clients answer by connecting
-   * again (to another instance), not a finished subscription. Streams in
-   * `endingThemselves` (multipart subscriptions, which first say why) are left to end.
-   */
-  endStreams(endingThemselves: ReadonlySet<ServerResponse> = new Set()): void {
-    for (const [response, req] of this.streams) if (!endingThemselves.has(response)) req.socket.end();
-  }
-
-  /** Asks the clients of requests in flight not to reuse their connection: it closes after the answer. */
-  closeAfterAnswer(): void {
-    for (const response of this.oneShot) if (!response.headersSent) response.setHeader('connection', 'close');
-  }
-
-  /** Resolves when no request is in flight. */
-  idle(): Promise<void> {
-    return new Promise((resolve) => {
-      this.waiters.push(resolve);
-      this.check();
-    });
-  }
-
-  private check(): void {
-    if (this.oneShot.size > 0 || this.streams.size > 0) return;
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
 }
 
 /** The NATS connection's trouble, shared by the connecting code and the probes. */
