@@ -4,27 +4,26 @@
  * gateway started before its broker stays up, answers with clear errors and
  * reports itself not ready until NATS is reachable.
  *
- * Shutdown is a drain (see `Gateway.drain`): new work is refused, live
- * clients are told to reconnect elsewhere, work in flight finishes, then the
- * NATS connection drains.
+ * Shutdown is a drain (see `Gateway.drain` and drain.ts): new work is
+ * refused, live clients are told to reconnect elsewhere, work in flight
+ * finishes, then the NATS connection drains.
  *
  * A schema reload (see `Gateway.reloadSchema`) swaps the served schema
  * generation under running streams: nothing reconnects.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConnectionOptions, NatsConnection } from 'nats';
 import type { TracerProvider } from '@opentelemetry/api';
-import type { Duplex } from 'node:stream';
 import { AccessChecker, ConnectionRegistry } from './access/access.js';
+import { RequestTracker, drainGateway, type DrainResult } from './drain.js';
 import { ResourceCache } from './cache/cache.js';
 import { defaults } from './config/defaults.js';
 import { consoleLogger, errorText, type Logger } from './log.js';
 import { ResClient } from './res/client.js';
 import { ConnectAttempts, connectWithRetry, followConnection, reconnectingOptions } from './res/nats-connection.js';
 import { natsConnectOptions, redactServers, type NatsClientOptions } from './res/nats-options.js';
-import { ErrorCode, parseSystemReset, parseTokenEvent, parseTokenReset, subjects } from './res/protocol.js';
 import { Authenticator, parseHeaderAuth } from './access/auth.js';
 import { ServedSchema, type SchemaGeneration } from './resolvers/served.js';
 import { SchemaError, loadResourceSchema, type LoadedSchema } from './schema/schema.js';
@@ -43,7 +42,8 @@ import { LiveEngine } from './live/engine.js';
 import { GatewayMetrics, startMetricsServer } from './metrics/metrics.js';
 import { useLiveResults } from './live/plugin.js';
 import type { FleetHooks } from './fleet/workers.js';
-import { applyOriginPolicy, originVerdict, parseAllowOrigin } from './transports/origin.js';
+import { originVerdict, parseAllowOrigin } from './transports/origin.js';
+import { routeRequests, routeUpgrades } from './transports/router.js';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 import type { GatewayTracing } from './telemetry/tracing.js';
 
@@ -177,13 +177,7 @@ export type SchemaReload =
   | { ok: true; generation: number; streamsContinued: number; streamsEnded: number }
   | { ok: false; errors: string[] };
 
-/** How a drain went. */
-export interface DrainResult {
-  /** the timeout ran out: connections still open and requests still running were closed */
-  forced: boolean;
-  /** how long it took, in ms */
-  ms: number;
-}
+export type { DrainResult } from './drain.js';
 
 export interface Gateway {
   /** the GraphQL endpoint's URL */
@@ -263,6 +257,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
   cache.reaccessListeners.add((rid) => connections.reaccess(rid));
+  cache.accessResetListeners.add((patterns) => connections.resetAccess(patterns));
   cache.unheardListeners.add((rid) => connections.forgetUnheard(rid));
 
   const graphqlPath = opts.graphqlPath ?? defaults.graphqlPath;
@@ -333,21 +328,18 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     !(opts.resgateApi ?? defaults.resgateApi)
       ? undefined
       : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, connections, authenticator, logger: log, maxBodyBytes: limits.maxBodyBytes });
-  const server = createServer((req, response) => {
-    const path = pathOf(req);
-    if (path === '/metrics' && metrics && !separateMetrics) return void metrics.serve(req, response);
-    if (draining) response.setHeader('connection', 'close');
-    if (path === '/healthz' || path === '/readyz') return void yoga(req, response);
-    // before anything reaches a service: a refused page gets no auth or access request made for it
-    if (applyOriginPolicy(origins, req, response)) return;
-    const api = resApi?.owns(path) ? resApi : undefined;
-    if (draining) return api ? api.refuseWhileDraining(response) : refuse(response);
-    requests.track(req, response);
-    if (api) return api.handle(req, response);
-    if (singleConnectionSse.handles(req, path)) return singleConnectionSse.handle(req, response);
-    if (fastPath(req, response, path)) return;
-    void yoga(req, response);
-  });
+  const server = createServer(
+    routeRequests({
+      yoga,
+      origins,
+      metrics: separateMetrics ? undefined : metrics,
+      resApi,
+      singleConnectionSse,
+      fastPath,
+      track: (req, response) => requests.track(req, response),
+      draining: () => draining,
+    }),
+  );
   const host = opts.host ?? defaults.host;
   const urlHost = host.includes(':') ? `[${host}]` : host;
   // a failed listen (a port in use) rejects: once() also takes the server's 'error'
@@ -380,12 +372,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection,
           maxMessageBytes: limits.maxBodyBytes,
         });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = pathOf(req);
-    if (path === graphqlPath) return ws.upgrade(req, socket, head);
-    if (resWs && path === resWsPath) return resWs.upgrade(req, socket, head);
-    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  });
+  server.on('upgrade', routeUpgrades({ graphqlPath, ws, resWs, resWsPath }));
   let closing: Promise<DrainResult> | undefined;
   let natsConn: NatsConnection | undefined;
 
@@ -398,7 +385,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     }
     natsConn = nc;
     res.attach(nc);
-    listenToSystemSubjects(res, cache, connections, authenticator, log);
+    // in the same tick as attach: subscribed before any request is sent
+    connections.listenForTokens(res);
+    authenticator.listenForTokenResets(connections);
+    cache.listenForResets();
     watchConnection(nc, nats, res, cache, connections, log);
     return nc;
   });
@@ -420,49 +410,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const url = `http://${urlHost}:${port}${graphqlPath}`;
   const metricsUrl = metricsServer?.url ?? (metrics ? `http://${urlHost}:${port}/metrics` : undefined);
 
-  const drain = (timeoutMs = opts.drainTimeout ?? defaults.drainTimeout) =>
-    (closing ??= (async () => {
-      const started = Date.now();
-      const deadline = started + timeoutMs;
-      draining = true;
-      schemaWatcher?.close();
-      log.info('draining: refusing new work, asking live clients to reconnect elsewhere', {
-        timeoutMs,
-        webSockets: ws.wss.clients.size,
-        sseStreams: requests.streams.size,
-        requestsInFlight: requests.oneShot.size,
-      });
-      const wsClosed = Promise.all([ws.closeForRestart(), resWs?.closeForRestart()]);
-      requests.endStreams(multipart.endForRestart());
-      requests.closeAfterAnswer();
-      server.closeIdleConnections();
-      const finished = await within(Promise.all([wsClosed, requests.idle()]), deadline - Date.now());
-      if (!finished) {
-        log.warn('drain timed out; closing what is left', {
-          timeoutMs,
-          webSockets: ws.wss.clients.size,
-          requestsInFlight: requests.oneShot.size + requests.streams.size,
-        });
-        ws.terminate();
-        resWs?.terminate();
-      }
-      ws.wss.close();
-      resWs?.wss.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      cache.clear();
-      // draining NATS takes a moment when the broker is there; without one it could wait for ever
-      const nc = natsConn;
-      const natsDrained = await within(res.drain(), Math.max(deadline - Date.now(), 1000));
-      if (!natsDrained) {
-        log.warn('NATS drain timed out; closing the connection');
-        await nc?.close();
-      }
-      await metricsServer?.close();
-      // the spans of the work the drain just ended, too
-      await tracing?.flush().catch((e: unknown) => log.warn('flushing traces failed', { error: errorText(e) }));
-      return { forced: !finished || !natsDrained, ms: Date.now() - started };
-    })());
+  const drain = (timeoutMs = opts.drainTimeout ?? defaults.drainTimeout): Promise<DrainResult> => {
+    if (closing) return closing;
+    draining = true;
+    const parts = { server, ws, resWs, requests, multipart, cache, res, natsConnection: () => natsConn, metricsServer, tracing, schemaWatcher, logger: log };
+    return (closing = drainGateway(parts, timeoutMs));
+  };
 
   return {
     url,
@@ -518,85 +471,6 @@ function reloadServedSchema(path: string | undefined, served: ServedSchema, live
   return { ok: true, generation: next.number, streamsContinued: streams.continued, streamsEnded: streams.ended };
 }
 
-function pathOf(req: IncomingMessage): string {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
-}
-
-/** A GraphQL request that arrives while draining: 503, and go elsewhere. */
-function refuse(response: ServerResponse): void {
-  const body = JSON.stringify({
-    errors: [{ message: 'The gateway is shutting down; send the request to another instance', extensions: { code: ErrorCode.unavailable } }],
-  });
-  response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0', connection: 'close' });
-  response.end(body);
-}
-
-/** Resolves true when `p` settles within `ms`, false otherwise. */
-async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(ms, 0))));
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * The HTTP requests in flight, for the drain: one-shot GraphQL requests
- * (queries, mutations, GraphiQL) are waited for; streams (SSE, multipart
- * subscriptions and `@live`) are ended.
- */
-class RequestTracker {
-  readonly oneShot = new Set<ServerResponse>();
-  readonly streams = new Map<ServerResponse, IncomingMessage>();
-  private waiters: (() => void)[] = [];
-
-  track(req: IncomingMessage, response: ServerResponse): void {
-    const accept = req.headers.accept ?? '';
-    const stream = accept.includes('text/event-stream') || accept.includes('multipart/mixed');
-    if (stream) this.streams.set(response, req);
-    else this.oneShot.add(response);
-    response.once('close', () => {
-      this.oneShot.delete(response);
-      this.streams.delete(response);
-      this.check();
-    });
-  }
-
-  /**
-   * Ends every stream's connection without a `complete` event: to the
-   * client it is a lost connection, which SSE clients answer by connecting
-   * again (to another instance), not a finished subscription. Streams in
-   * `endingThemselves` (multipart subscriptions, which first say why) are left to end.
-   */
-  endStreams(endingThemselves: ReadonlySet<ServerResponse> = new Set()): void {
-    for (const [response, req] of this.streams) if (!endingThemselves.has(response)) req.socket.end();
-  }
-
-  /** Asks the clients of requests in flight not to reuse their connection: it closes after the answer. */
-  closeAfterAnswer(): void {
-    for (const response of this.oneShot) if (!response.headersSent) response.setHeader('connection', 'close');
-  }
-
-  /** Resolves when no request is in flight. */
-  idle(): Promise<void> {
-    return new Promise((resolve) => {
-      this.waiters.push(resolve);
-      this.check();
-    });
-  }
-
-  private check(): void {
-    if (this.oneShot.size > 0 || this.streams.size > 0) return;
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-}
-
 /** The NATS connection's trouble, shared by the connecting code and the probes. */
 interface NatsState {
   problem: string | undefined;
@@ -647,7 +521,7 @@ function watchConnection(
 ): void {
   followConnection(nc, state.attempts!, {
     lost(reason) {
-      res.reconnecting = true;
+      res.connectionLost();
       state.problem = reason ?? 'lost the connection; reconnecting';
       log.warn('lost the NATS connection; reconnecting', reason ? { reason } : {});
     },
@@ -661,52 +535,10 @@ function watchConnection(
     },
     reconnected() {
       state.problem = undefined;
-      res.reconnected();
+      res.connectionRestored();
       log.info('reconnected to NATS; resynchronizing the cache', { server: nc.getServer() });
       connections.resetAccess(['>']);
       void cache.resetAll(); // never rejects
     },
   }).catch((e: unknown) => log.error('following the NATS connection failed', { error: errorText(e) }));
-}
-
-/**
- * Service-wide messages: connection tokens and system resets. ResClient's
- * subscribe drops payloads that are not JSON or nest too deep, and logs a
- * handler that throws; these handlers log what does not parse.
- */
-function listenToSystemSubjects(
-  res: ResClient,
-  cache: ResourceCache,
-  connections: ConnectionRegistry,
-  authenticator: Authenticator,
-  log: Logger,
-): void {
-  res.subscribe(subjects.connAll, (subject, payload) => {
-    const [, cid, event] = subject.split('.');
-    if (event !== 'token') return;
-    const conn = connections.get(cid);
-    if (!conn) return;
-    const token = parsed(subject, payload, parseTokenEvent);
-    if (token) conn.setToken(token.token, token.tid);
-  });
-  res.subscribe(subjects.systemTokenReset, (subject, payload) => {
-    const reset = parsed(subject, payload, parseTokenReset);
-    if (reset) authenticator.tokenReset(connections, reset.tids, reset.subject);
-  });
-  res.subscribe(subjects.systemReset, (subject, payload) => {
-    const reset = parsed(subject, payload, parseSystemReset);
-    if (!reset) return;
-    if (reset.access.length > 0) connections.resetAccess(reset.access);
-    if (reset.resources.length > 0) void cache.resetMatching(reset.resources); // never rejects
-  });
-
-  /** A payload parsed, or undefined (and logged) when it is malformed. */
-  function parsed<T>(subject: string, payload: unknown, parse: (payload: unknown) => T): T | undefined {
-    try {
-      return parse(payload);
-    } catch (e) {
-      log.warn('malformed message ignored', { subject, reason: (e as Error).message });
-      return undefined;
-    }
-  }
 }

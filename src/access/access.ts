@@ -7,7 +7,8 @@
  * `system.reset` names the resource (see
  * docs/protocol-notes.md#access-is-per-token-and-resource), or the cache
  * stops listening to the resource's events, after which a `reaccess` would
- * go unheard.
+ * go unheard. The token comes from `conn.<cid>.token`, which the registry
+ * listens to.
  */
 import { randomBytes } from 'node:crypto';
 import type { ResClient } from '../res/client.js';
@@ -18,7 +19,9 @@ import {
   canCall,
   internalError,
   matchesPattern,
+  parseTokenEvent,
   splitRid,
+  subjects,
   type AccessVerdict,
   type RequestPayload,
 } from '../res/protocol.js';
@@ -144,6 +147,24 @@ export class ConnectionRegistry {
 
   all(): IterableIterator<Connection> {
     return this.byCid.values();
+  }
+
+  /**
+   * Subscribes to `conn.<cid>.token`: a service sets a connection's token
+   * (docs/protocol-notes.md#auth-requests-need-no-access). To be called once
+   * the ResClient is attached, before any request, so the token a service
+   * publishes before its auth reply is already heard; nats.js renews the
+   * subscription after a reconnect.
+   */
+  listenForTokens(res: ResClient): void {
+    res.subscribe(subjects.connAll, (subject, payload) => {
+      const [, cid, event] = subject.split('.');
+      if (event !== 'token') return;
+      const conn = this.byCid.get(cid);
+      if (!conn) return;
+      const token = res.parseMessage(subject, payload, parseTokenEvent);
+      if (token) conn.setToken(token.token, token.tid);
+    });
   }
 
   /** A `reaccess` event: every connection forgets its verdict for this rid. */

@@ -2,14 +2,14 @@
  * Authentication requests the gateway makes on its own: header auth (the
  * configured `auth.<rid>.<method>` called with a connection's HTTP headers
  * before anything else runs, so a cookie or bearer token becomes a RES
- * token) and `system.tokenReset` (re-authenticate every connection holding
- * one of the reset token ids). Services answer by publishing
- * `conn.<cid>.token`, which the gateway applies before the auth reply
- * arrives (see docs/protocol-notes.md#auth-requests-need-no-access).
+ * token) and `system.tokenReset`, which it listens to (re-authenticate
+ * every connection holding one of the reset token ids). Services answer by
+ * publishing `conn.<cid>.token`, which the connections apply before the
+ * auth reply arrives (see docs/protocol-notes.md#auth-requests-need-no-access).
  */
 import type { Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
-import { ResError, isValidResourceName, type RequestPayload } from '../res/protocol.js';
+import { ResError, isValidResourceName, parseTokenReset, subjects, type RequestPayload } from '../res/protocol.js';
 import type { ResponseMeta } from '../res/meta.js';
 import type { Connection, ConnectionRegistry } from './access.js';
 
@@ -75,8 +75,20 @@ export class Authenticator {
     }
   }
 
+  /**
+   * Subscribes to `system.tokenReset` for the connections of the registry.
+   * To be called once the ResClient is attached; nats.js renews the
+   * subscription after a reconnect.
+   */
+  listenForTokenResets(connections: ConnectionRegistry): void {
+    this.res.subscribe(subjects.systemTokenReset, (subject, payload) => {
+      const reset = this.res.parseMessage(subject, payload, parseTokenReset);
+      if (reset) this.tokenReset(connections, reset.tids, reset.subject);
+    });
+  }
+
   /** `system.tokenReset`: one auth request to `subject` per connection whose token id is listed. */
-  tokenReset(connections: ConnectionRegistry, tids: string[], subject: string): void {
+  private tokenReset(connections: ConnectionRegistry, tids: string[], subject: string): void {
     const reset = new Set(tids);
     for (const conn of connections.all()) {
       if (conn.tid === undefined || !reset.has(conn.tid)) continue;

@@ -2,8 +2,9 @@
  * ResourceCache owns the gateway's synchronized copy of every resource a
  * client looks at: one entry per rid (state, value, holders), one NATS event
  * subscription per resource name, event application in arrival order, resets
- * (re-get and diff) and delayed eviction. It never decides access; it only
- * tells listeners that a `reaccess` arrived.
+ * (re-get and diff, on `system.reset`) and delayed eviction. It never
+ * decides access; it only tells listeners that a `reaccess` arrived or a
+ * `system.reset` named access patterns.
  *
  * Rules it implements (see docs/protocol-notes.md#events-between-get-and-subscribe):
  * - subscribe to a name's events before sending its first `get`;
@@ -38,6 +39,7 @@ import {
   parseQueryEvent,
   parseQueryReply,
   parseRemoveEvent,
+  parseSystemReset,
   reservedEvents,
   splitRid,
   subjects,
@@ -190,6 +192,8 @@ export class ResourceCache {
    * by a `reaccess`, so it must be forgotten
    */
   readonly unheardListeners = new Set<(rid: string) => void>();
+  /** told the resource name patterns of a `system.reset`'s `access`: verdicts for them must be asked again */
+  readonly accessResetListeners = new Set<(patterns: string[]) => void>();
   /** told about custom events: (resource name, event name, payload) */
   readonly customEventListeners = new Set<(name: string, event: string, payload: unknown) => void>();
   /**
@@ -323,6 +327,21 @@ export class ResourceCache {
   /** How many leases hold a rid. */
   holdsOf(rid: string): number {
     return this.holdCounts.get(rid) ?? 0;
+  }
+
+  /**
+   * Subscribes to `system.reset` (docs/protocol-notes.md#system-reset): its
+   * `access` patterns go to the access reset listeners first, then the
+   * matching cached resources are re-got. To be called once the ResClient
+   * is attached, before any request; nats.js renews it after a reconnect.
+   */
+  listenForResets(): void {
+    this.res.subscribe(subjects.systemReset, (subject, payload) => {
+      const reset = this.res.parseMessage(subject, payload, parseSystemReset);
+      if (!reset) return;
+      if (reset.access.length > 0) for (const l of this.accessResetListeners) l(reset.access);
+      if (reset.resources.length > 0) void this.resetMatching(reset.resources); // never rejects
+    });
   }
 
   /** Re-gets every cached resource whose name matches one of the patterns, and applies the difference; never rejects. */

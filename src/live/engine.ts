@@ -118,8 +118,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   private revision = 0;
   /** called once when the stream closes, whoever closes it */
   onClose: () => void = () => undefined;
-  /** called when `take` has something new (for transports that pull without awaiting) */
-  onAvailable: (() => void) | undefined;
+  /** called when `take` has something new: see `notifyWhenAvailable` */
+  private onAvailable: (() => void) | undefined;
   /** told when `onAvailable` throws (the engine logs it) */
   onAvailableFailed: (e: unknown) => void = () => undefined;
   observer: LiveObserver | undefined;
@@ -222,6 +222,20 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     this.undelivered = undefined;
     this.wakeUp();
     this.onClose();
+  }
+
+  /**
+   * Calls `pull` whenever `take` has something new, until `stopNotifying`:
+   * for transports that pull without awaiting. It runs inside the engine's
+   * run; what it throws is logged, and the stream goes on.
+   */
+  notifyWhenAvailable(pull: () => void): void {
+    this.onAvailable = pull;
+  }
+
+  /** The transport takes no more from this stream. */
+  stopNotifying(): void {
+    this.onAvailable = undefined;
   }
 
   private wakeUp(): void {

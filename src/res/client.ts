@@ -128,12 +128,17 @@ export class ResClient {
     return this.nc !== undefined && !this.nc.isClosed() && !this.reconnecting;
   }
 
-  /** set while nats.js is reconnecting (see watchStatus) */
-  reconnecting = false;
+  /** while nats.js is reconnecting: not `connected`, and a missing responder is retried (see `retryNoRespondersUntil`) */
+  private reconnecting = false;
   private reconnectedAt = -Infinity;
 
+  /** Tells the client NATS lost the connection and is reconnecting. */
+  connectionLost(): void {
+    this.reconnecting = true;
+  }
+
   /** Tells the client NATS is back: see `retryNoRespondersUntil`. */
-  reconnected(): void {
+  connectionRestored(): void {
     this.reconnecting = false;
     this.reconnectedAt = Date.now();
   }
@@ -247,6 +252,20 @@ export class ResClient {
         }
       },
     });
+  }
+
+  /**
+   * A message's payload checked by `parse` (a parse helper of protocol.ts),
+   * or undefined when it is malformed: that is logged with the subject, and
+   * the caller ignores the message.
+   */
+  parseMessage<T>(subject: string, payload: unknown, parse: (payload: unknown) => T): T | undefined {
+    try {
+      return parse(payload);
+    } catch (e) {
+      this.log.warn('malformed message ignored', { subject, reason: (e as Error).message });
+      return undefined;
+    }
   }
 
   /** Publishes a message (tests and fixtures; the gateway itself only requests). */

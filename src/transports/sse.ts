@@ -301,7 +301,7 @@ export class SingleConnectionSse {
         const next = stream.take();
         if (next === undefined) return;
         if (next === 'done') {
-          stream.onAvailable = undefined;
+          stream.stopNotifying();
           span?.end();
           this.complete(reservation, id, op);
           return;
@@ -311,12 +311,12 @@ export class SingleConnectionSse {
       }
     };
     op.stop = () => {
-      stream.onAvailable = undefined;
+      stream.stopNotifying();
       reservation.waiting.delete(pull);
       span?.end();
       void stream.return();
     };
-    stream.onAvailable = pull;
+    stream.notifyWhenAvailable(pull);
     pull();
   }
 

@@ -245,7 +245,7 @@ class Session {
         const next = stream.take();
         if (next === undefined) return;
         if (next === 'done') {
-          stream.onAvailable = undefined;
+          stream.stopNotifying();
           span?.end();
           this.complete(id, op);
           return;
@@ -256,12 +256,12 @@ class Session {
       }
     };
     op.stop = () => {
-      stream.onAvailable = undefined;
+      stream.stopNotifying();
       this.draining.delete(pull);
       span?.end();
       void stream.return();
     };
-    stream.onAvailable = pull;
+    stream.notifyWhenAvailable(pull);
     pull();
   }
 
