@@ -33,10 +33,6 @@ export function diff(from: Json, to: Json, base = ''): PatchOperation[] {
 }
 
 function diffInto(from: Json, to: Json, path: string, ops: PatchOperation[]): void {
-  // graphql-jit leaves a list item that failed undefined where graphql-js
-  // writes null; both are null on the wire, and a patch must say so
-  if (from === undefined) from = null;
-  if (to === undefined) to = null;
   if (from === to) return;
   if (isObject(from) && isObject(to)) {
     for (const key of Object.keys(from)) {
@@ -44,7 +40,7 @@ function diffInto(from: Json, to: Json, path: string, ops: PatchOperation[]): vo
     }
     for (const key of Object.keys(to)) {
       const p = `${path}/${segment(key)}`;
-      if (!Object.prototype.hasOwnProperty.call(from, key)) ops.push({ op: 'add', path: p, value: to[key] ?? null });
+      if (!Object.prototype.hasOwnProperty.call(from, key)) ops.push({ op: 'add', path: p, value: to[key] });
       else diffInto(from[key], to[key], p, ops);
     }
     return;
@@ -102,7 +98,7 @@ function diffList(from: Json[], to: Json[], path: string, ops: PatchOperation[])
     const paired = Math.min(removes, adds);
     for (let k = 0; k < paired; k++) diffInto(from[i++], to[j++], `${path}/${pos++}`, ops);
     for (let k = paired; k < removes; k++, i++) ops.push({ op: 'remove', path: `${path}/${pos}` });
-    for (let k = paired; k < adds; k++) ops.push({ op: 'add', path: `${path}/${pos++}`, value: to[j++] ?? null });
+    for (let k = paired; k < adds; k++) ops.push({ op: 'add', path: `${path}/${pos++}`, value: to[j++] });
   }
   // the tail's indexes are final now that the middle is patched
   for (let k = tail.length - 1; k >= 0; k--) {
