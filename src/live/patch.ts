@@ -7,7 +7,7 @@
  * `replace`, however long the list.
  */
 import { editScript } from '../cache/diff.js';
-import { jsonEqual } from '../res/protocol.js';
+import { isPlainObject, jsonEqual } from '../res/protocol.js';
 
 export type PatchOperation =
   | { op: 'add'; path: string; value: unknown }
@@ -15,10 +15,6 @@ export type PatchOperation =
   | { op: 'replace'; path: string; value: unknown };
 
 type Json = unknown;
-
-function isObject(v: Json): v is Record<string, Json> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** A JSON Pointer segment (RFC 6901): `~` and `/` escaped. */
 function segment(key: string | number): string {
@@ -34,7 +30,7 @@ export function diff(from: Json, to: Json, base = ''): PatchOperation[] {
 
 function diffInto(from: Json, to: Json, path: string, ops: PatchOperation[]): void {
   if (from === to) return;
-  if (isObject(from) && isObject(to)) {
+  if (isPlainObject(from) && isPlainObject(to)) {
     for (const key of Object.keys(from)) {
       if (!Object.prototype.hasOwnProperty.call(to, key)) ops.push({ op: 'remove', path: `${path}/${segment(key)}` });
     }
@@ -56,7 +52,7 @@ const sameIdentity = (x: string, y: string) => x === y;
 
 /** What makes two list items "the same item" across results. */
 function identity(item: Json): string {
-  if (isObject(item) && (typeof item.id === 'string' || typeof item.id === 'number')) return `#${item.id}`;
+  if (isPlainObject(item) && (typeof item.id === 'string' || typeof item.id === 'number')) return `#${item.id}`;
   return JSON.stringify(item);
 }
 

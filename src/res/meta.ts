@@ -6,7 +6,7 @@
  * meta as values; it writes no response (access/meta.ts collects a
  * connection's meta, the transports apply it).
  */
-import { ErrorCode, ResError, accessDenied, internalError, notFound, timeoutError } from './protocol.js';
+import { ErrorCode, ResError, accessDenied, internalError, isPlainObject, notFound, timeoutError } from './protocol.js';
 
 /** A parsed meta object: a status in 300–599 (others are ignored) and headers by canonical name. */
 export interface ResponseMeta {
@@ -35,10 +35,6 @@ const protectedHeaders = new Set([
 export function canonicalHeaderName(name: string): string {
   if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) return name;
   return name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**

@@ -237,7 +237,8 @@ export function isData(v: ResValue | undefined): v is DataValue {
   return typeof v === 'object' && v !== null && 'data' in v;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** A JSON object (not an array, not null). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
