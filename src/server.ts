@@ -30,6 +30,7 @@ import { SchemaError, loadResourceSchema, type LoadedSchema } from './schema/sch
 import { watchSchemaFiles } from './schema/watch.js';
 import { createHttpTransport, type GatewayYoga, type StreamTransportParts } from './transports/http.js';
 import { createQueryFastPath } from './transports/fast-http.js';
+import { ClientLifecycle } from './transports/lifecycle.js';
 import { createResApi } from './transports/res-api.js';
 import { attachResWebSocket } from './transports/res-ws.js';
 import { documentLimitPlugins, limitsWithDefaults } from './transports/limits.js';
@@ -240,6 +241,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const connections = new ConnectionRegistry();
   const access = new AccessChecker(res);
   const authenticator = new Authenticator(res, log, opts.headerAuth ? parseHeaderAuth(opts.headerAuth) : undefined);
+  const lifecycle = new ClientLifecycle({ cache, connections, authenticator });
   const served = new ServedSchema({ cache, access, res, logger: log }, loaded);
   const live = new LiveEngine({
     cache,
@@ -270,15 +272,13 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   });
   const yoga = createHttpTransport({
     schema: served.current.schema,
-    cache,
-    connections,
+    lifecycle,
     logger: log,
     graphqlEndpoint: graphqlPath,
     natsConnected: () => res.connected,
     natsError: () => nats.problem,
     draining: () => draining,
     fleet: opts.fleet,
-    authenticator,
     graphiql: opts.graphiql ?? defaults.graphiql,
     maxBodyBytes: limits.maxBodyBytes,
     plugins: [
@@ -298,9 +298,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const fastPath = createQueryFastPath({
     yoga,
     served,
-    cache,
-    connections,
-    authenticator,
+    lifecycle,
     graphqlPath,
     logger: log,
     maxBodyBytes: limits.maxBodyBytes,
@@ -312,6 +310,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     path: graphqlPath,
     connections,
     authenticator,
+    lifecycle,
     live,
     cache,
     served,
@@ -327,7 +326,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const resApi =
     !(opts.resgateApi ?? defaults.resgateApi)
       ? undefined
-      : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, connections, authenticator, logger: log, maxBodyBytes: limits.maxBodyBytes });
+      : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, connections, authenticator, lifecycle, logger: log, maxBodyBytes: limits.maxBodyBytes });
   const server = createServer(
     routeRequests({
       yoga,
@@ -367,6 +366,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           res,
           connections,
           authenticator,
+          lifecycle,
           logger: log,
           acceptOrigin,
           maxSubscriptionsPerConnection: opts.maxSubscriptionsPerConnection ?? defaults.maxSubscriptionsPerConnection,

@@ -12,28 +12,25 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
-import { Connection, type ConnectionRegistry } from '../access/access.js';
-import type { Authenticator } from '../access/auth.js';
-import type { ResourceCache } from '../cache/cache.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText, type Logger } from '../log.js';
 import { run as runOperation } from '../resolvers/compiled.js';
-import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import { internalGraphQLError } from '../resolvers/resolvers.js';
 import type { SchemaGeneration, ServedSchema } from '../resolvers/served.js';
 import { clientError, DocumentCache } from './documents.js';
 import { bodyTooLarge } from './limits.js';
 import type { TrustedDocuments } from './trusted-documents.js';
 import type { OperationSpan, OperationTracer } from '../telemetry/tracing.js';
-import { headersOf, httpInfoOf, type GatewayYoga } from './http.js';
+import { headersOf, type GatewayYoga } from './http.js';
+import type { ClientLifecycle } from './lifecycle.js';
 import { nodeHeaders, writeHeadWithMeta } from './response-meta.js';
 
 export interface QueryFastPathOptions {
   yoga: GatewayYoga;
   /** the schema being served: its current generation's executable schema, mapping and resolvers */
   served: ServedSchema;
-  cache: ResourceCache;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
+  /** each request's connection, header auth and context */
+  lifecycle: ClientLifecycle;
   graphqlPath: string;
   logger: Logger;
   /** Bytes a request body may have: a larger one is answered 413 without being read whole. */
@@ -108,16 +105,13 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
   };
 
   const execute = async (req: IncomingMessage, res: ServerResponse, body: Body, p: Exclude<Prepared, 'yoga'>, span: OperationSpan | undefined) => {
-    const conn = new Connection('http', () => httpInfoOf(req));
-    opts.connections.add(conn);
-    const lease = opts.cache.newLease();
+    const contextValue = opts.lifecycle.openRequest('http', req);
+    const { conn } = contextValue;
     try {
-      // registered first, so the service's conn.<cid>.token reaches it before the auth reply
-      await opts.authenticator.authenticate(conn);
+      await opts.lifecycle.authenticate(conn);
       // with the root verdicts known, a query of cached resources runs synchronously
       const { schema, resolvers } = p.generation;
       await resolvers.askRootAccess(schema, p.operation, body.variables ?? undefined, conn);
-      const contextValue: GatewayContext = { conn, lease };
       const result = await runOperation({
         schema,
         document: p.document,
@@ -131,8 +125,7 @@ export function createQueryFastPath(opts: QueryFastPathOptions) {
       if (writeHeadWithMeta(res, 200, headers, conn.meta?.answer())) res.end(json);
       else res.end();
     } finally {
-      lease.release();
-      opts.connections.delete(conn);
+      opts.lifecycle.finish(contextValue);
     }
   };
 

@@ -2,13 +2,13 @@
  * The HTTP transport: graphql-yoga serving `POST`/`GET` /graphql, SSE and
  * GraphiQL (graphiql.ts), plus the `/healthz` and `/readyz` probes. Cross-cutting work is done in Yoga
  * plugins around the one execution pipeline: a Connection per HTTP request,
- * and the execution's cache lease released when the execution ends. No
- * business rules live here.
+ * and the execution's context released when the execution ends, both through
+ * the client lifecycle (lifecycle.ts). No business rules live here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createYoga, isAsyncIterable, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { GraphQLSchema } from 'graphql';
-import { Connection, type AccessChecker, type ConnectionRegistry, type HttpInfo } from '../access/access.js';
+import type { AccessChecker, Connection, ConnectionRegistry, HttpInfo } from '../access/access.js';
 import type { Authenticator } from '../access/auth.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
@@ -19,6 +19,7 @@ import type { ServedSchema } from '../resolvers/served.js';
 import type { FleetHooks } from '../fleet/workers.js';
 import { csrfPrevention } from './csrf.js';
 import { graphiqlPage, useGraphiQLAssets } from './graphiql.js';
+import type { ClientLifecycle } from './lifecycle.js';
 import { rememberConnection, responseMeta } from './response-meta.js';
 import { requestBodyLimit } from './limits.js';
 import type { TrustedDocuments } from './trusted-documents.js';
@@ -33,8 +34,8 @@ export interface ServerContext {
 
 export interface HttpTransportOptions {
   schema: GraphQLSchema;
-  cache: ResourceCache;
-  connections: ConnectionRegistry;
+  /** each HTTP request's connection (header auth run for it before the operation) and each execution's context */
+  lifecycle: ClientLifecycle;
   logger: Logger;
   graphqlEndpoint: string;
   /** whether the NATS connection is up, for /readyz */
@@ -47,8 +48,6 @@ export interface HttpTransportOptions {
   fleet?: Pick<FleetHooks, 'readiness'>;
   /** extra envelop plugins (limits, live results) */
   plugins?: Plugin[];
-  /** header auth, run for each HTTP request before the operation */
-  authenticator: Authenticator;
   /** GraphiQL (from the bundled copy) at the GraphQL path for browsers. Default true. */
   graphiql?: boolean;
   /** Bytes a request body may have (413 above it). */
@@ -66,6 +65,7 @@ export interface ResTransportParts {
   res: ResClient;
   connections: ConnectionRegistry;
   authenticator: Authenticator;
+  lifecycle: ClientLifecycle;
   logger: Logger;
 }
 
@@ -75,6 +75,7 @@ export interface StreamTransportParts {
   path: string;
   connections: ConnectionRegistry;
   authenticator: Authenticator;
+  lifecycle: ClientLifecycle;
   live: LiveEngine;
   cache: ResourceCache;
   /** the schema being served (its current generation: the mapping, and the executable schema Yoga serves) */
@@ -122,7 +123,7 @@ export function httpInfo(request: Request, remoteAddr?: string): HttpInfo {
 }
 
 export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
-  const { connections } = opts;
+  const { lifecycle } = opts;
   return createYoga<ServerContext, GatewayContext>({
     schema: opts.schema,
     graphqlEndpoint: opts.graphqlEndpoint,
@@ -141,22 +142,19 @@ export function createHttpTransport(opts: HttpTransportOptions): GatewayYoga {
     },
     context: async ({ request, connection, req }) => {
       // a WebSocket operation runs as its socket's connection; an HTTP request is a connection of its own
-      if (connection) return { conn: connection, lease: opts.cache.newLease() };
+      if (connection) return lifecycle.context(connection);
       const sse = request.headers.get('accept')?.includes('text/event-stream') ?? false;
-      // the HTTP details are read only if an auth request needs them
-      const conn = new Connection(sse ? 'sse' : 'http', () => httpInfo(request, req?.socket?.remoteAddress));
-      connections.add(conn);
-      rememberConnection(request, conn);
-      // registered first, so the service's conn.<cid>.token reaches it before the auth reply
-      await opts.authenticator.authenticate(conn);
-      return { conn, lease: opts.cache.newLease() };
+      const ctx = lifecycle.openRequest(sse ? 'sse' : 'http', () => httpInfo(request, req?.socket?.remoteAddress));
+      rememberConnection(request, ctx.conn);
+      await lifecycle.authenticate(ctx.conn);
+      return ctx;
     },
     plugins: [
       probes(opts.natsConnected, opts.draining ?? (() => false), opts.natsError ?? (() => undefined), opts.fleet),
       csrfPrevention(),
       (opts.graphiql ?? true) && useGraphiQLAssets(opts.graphqlEndpoint),
       responseMeta(),
-      releaseAfterExecution(connections),
+      releaseAfterExecution(lifecycle),
       requestBodyLimit(opts.maxBodyBytes),
       ...(opts.plugins ?? []),
     ],
@@ -203,10 +201,10 @@ function probes(
  * entries may be evicted (after the cache's delay). An HTTP request's
  * connection ends with it.
  */
-function releaseAfterExecution(connections: ConnectionRegistry): Plugin<GatewayContext & ServerContext> {
+function releaseAfterExecution(lifecycle: ClientLifecycle): Plugin<GatewayContext & ServerContext> {
   const release = (ctx: GatewayContext & ServerContext) => {
-    ctx.lease.release();
-    if (!ctx.connection) connections.delete(ctx.conn);
+    if (ctx.connection) lifecycle.release(ctx);
+    else lifecycle.finish(ctx);
   };
   return {
     onExecute({ args }) {
