@@ -10,7 +10,8 @@
  * the `x-graphql-event-stream-token` header or the `token` query parameter.
  *
  * One reservation is one Connection (one cid, one token for access), from
- * the `PUT` until its stream closes. Operations are parsed and validated
+ * the `PUT` until its stream closes, and each operation runs with a context
+ * of its own (lifecycle.ts). Operations are parsed and validated
  * through Yoga's envelop, as on WebSockets; live operations come from the
  * live engine and are written only when the stream's socket can take them,
  * so a slow reader gets the newest state rather than a backlog. Everything
@@ -27,14 +28,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
 import { TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
 import { isAsyncIterable } from 'graphql-yoga';
-import { Connection } from '../access/access.js';
+import type { Connection } from '../access/access.js';
 import type { LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
-import { internalGraphQLError } from '../resolvers/resolvers.js';
+import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import { ErrorCode } from '../res/protocol.js';
 import { clientError, DocumentCache } from './documents.js';
-import { httpInfoOf, type StreamTransportParts } from './http.js';
+import type { StreamTransportParts } from './http.js';
 import { readBodyWithin } from './limits.js';
 import { defaults } from '../config/defaults.js';
 import type { OperationSpan } from '../telemetry/tracing.js';
@@ -186,16 +187,14 @@ export class SingleConnectionSse {
   /** `PUT`: a new stream's token. Its connection authenticates with this request's headers (header auth). */
   private async reserve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const token = randomUUID();
-    const conn = new Connection('sse', () => httpInfoOf(req));
+    const conn = this.opts.lifecycle.connect('sse', req);
     const reservation = new Reservation(token, conn);
     this.reservations.set(token, reservation);
-    this.opts.connections.add(conn);
     const timer = setTimeout(() => {
       if (!reservation.stream) this.close(reservation);
     }, this.opts.reservationTimeout ?? defaults.sseReservationTimeout);
     timer.unref();
-    // registered first, so the service's conn.<cid>.token reaches it before the auth reply
-    await this.opts.authenticator.authenticate(conn);
+    await this.opts.lifecycle.authenticate(conn);
     res.writeHead(201, { 'content-type': 'text/plain; charset=utf-8' });
     res.end(token);
   }
@@ -227,7 +226,7 @@ export class SingleConnectionSse {
     reservation.ops.clear();
     reservation.waiting.clear();
     this.reservations.delete(reservation.token);
-    this.opts.connections.delete(reservation.conn);
+    this.opts.lifecycle.close(reservation.conn);
   }
 
   private async operation(reservation: Reservation, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -262,10 +261,11 @@ export class SingleConnectionSse {
     const args = { schema, document: prepared.document, operationName: body.operationName, variableValues: body.variables };
     const route = liveRoute(prepared.operation, body.variables, mapping);
     if (route) {
-      const subscribe = () => this.opts.live.subscribe({ ...args, contextValue: { conn: reservation.conn, lease: this.opts.cache.newLease() } }, route);
+      const contextValue = this.opts.lifecycle.context(reservation.conn);
+      const subscribe = () => this.opts.live.subscribe({ ...args, contextValue }, route);
       // in its span, so the first run's requests and the stream's updates find it
       const span = this.opts.tracing?.operation(prepared.operation, 'sse');
-      return this.pump(reservation, id, op, span ? span.run(subscribe) : subscribe(), span);
+      return this.pump(reservation, id, op, span ? span.run(subscribe) : subscribe(), contextValue, span);
     }
     try {
       const { execute, subscribe, contextFactory } = this.opts.yoga.getEnveloped(initial);
@@ -291,7 +291,8 @@ export class SingleConnectionSse {
    * buffer is full, waits for it to drain and then takes only the newest
    * state (LiveStream.take), as the WebSocket transport does.
    */
-  private pump(reservation: Reservation, id: string, op: Operation, stream: LiveStream, span: OperationSpan | undefined): void {
+  private pump(reservation: Reservation, id: string, op: Operation, stream: LiveStream, ctx: GatewayContext, span: OperationSpan | undefined): void {
+    const { lifecycle } = this.opts;
     const pull = () => {
       while (!reservation.waiting.has(pull)) {
         if (!reservation.writable) {
@@ -302,6 +303,7 @@ export class SingleConnectionSse {
         if (next === undefined) return;
         if (next === 'done') {
           stream.stopNotifying();
+          lifecycle.release(ctx);
           span?.end();
           this.complete(reservation, id, op);
           return;
@@ -313,6 +315,7 @@ export class SingleConnectionSse {
     op.stop = () => {
       stream.stopNotifying();
       reservation.waiting.delete(pull);
+      lifecycle.release(ctx);
       span?.end();
       void stream.return();
     };

@@ -2,7 +2,8 @@
  * The WebSocket transport: the graphql-transport-ws protocol (graphql-ws's
  * message types and close codes) on the HTTP server's port and GraphQL path.
  * Each socket is one Connection (its own cid for access and call requests),
- * registered while the socket is open.
+ * registered while the socket is open, and each operation runs with a
+ * context of its own (lifecycle.ts).
  *
  * Operations are parsed and validated through Yoga's envelop pipeline, so
  * HTTP and WebSocket share plugins and limits. Live operations then take a
@@ -31,14 +32,14 @@ import {
 } from 'graphql-ws';
 import { isAsyncIterable } from 'graphql-yoga';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { Connection } from '../access/access.js';
+import type { Connection } from '../access/access.js';
 import type { LivePayload, LiveStream } from '../live/engine.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
-import { internalGraphQLError } from '../resolvers/resolvers.js';
+import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import { clientError, DocumentCache } from './documents.js';
 import { sharedFrame, textFrame } from './frames.js';
-import { httpInfoOf, type StreamTransportParts } from './http.js';
+import type { StreamTransportParts } from './http.js';
 import type { OperationSpan } from '../telemetry/tracing.js';
 
 export interface WebSocketTransportOptions extends StreamTransportParts {
@@ -109,10 +110,8 @@ class Session {
     private readonly req: IncomingMessage,
     private readonly transport: WebSocketTransportImpl,
   ) {
-    // the HTTP details are read only if an auth request needs them
-    this.conn = new Connection('ws', () => httpInfoOf(req));
+    this.conn = transport.opts.lifecycle.connect('ws', req);
     this.slot = transport.nextSlot++ % keepAliveSlices;
-    transport.opts.connections.add(this.conn);
     this.initTimer = setTimeout(() => {
       if (!this.initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
     }, transport.opts.connectionInitWaitTimeout ?? 3000);
@@ -170,7 +169,7 @@ class Session {
 
   /** Header auth runs before the connection is acknowledged, so no operation runs without its token. */
   private async init(params: Record<string, unknown> | undefined): Promise<void> {
-    await this.transport.opts.authenticator.authenticate(this.conn, params);
+    await this.transport.opts.lifecycle.authenticate(this.conn, params);
     if (this.closed) return;
     this.acknowledged = true;
     this.send({ type: MessageType.ConnectionAck });
@@ -195,10 +194,11 @@ class Session {
         // live: no per-operation envelop; the engine runs it from the cache
         op.finite = false;
         this.transport.closeIfIdle(this);
-        const subscribe = () => this.transport.opts.live.subscribe({ ...args, contextValue: { conn: this.conn, lease: this.transport.opts.cache.newLease() } }, route);
+        const contextValue = this.transport.opts.lifecycle.context(this.conn);
+        const subscribe = () => this.transport.opts.live.subscribe({ ...args, contextValue }, route);
         // in its span, so the first run's requests and the stream's updates find it
         const span = this.transport.opts.tracing?.operation(operation, 'ws');
-        this.pump(id, op, span ? span.run(subscribe) : subscribe(), span);
+        this.pump(id, op, span ? span.run(subscribe) : subscribe(), contextValue, span);
         return;
       }
       const { execute, subscribe, contextFactory } = this.transport.opts.yoga.getEnveloped(initial);
@@ -238,7 +238,8 @@ class Session {
    * subscriber of a state (see frames.ts and
    * docs/architecture.md#why-our-own-websocket-loop).
    */
-  private pump(id: string, op: Operation, stream: LiveStream, span: OperationSpan | undefined): void {
+  private pump(id: string, op: Operation, stream: LiveStream, ctx: GatewayContext, span: OperationSpan | undefined): void {
+    const { lifecycle } = this.transport.opts;
     const pull = () => {
       // until the stream has nothing new (a final result is followed by its end)
       while (!this.draining.has(pull)) {
@@ -246,6 +247,7 @@ class Session {
         if (next === undefined) return;
         if (next === 'done') {
           stream.stopNotifying();
+          lifecycle.release(ctx);
           span?.end();
           this.complete(id, op);
           return;
@@ -258,6 +260,7 @@ class Session {
     op.stop = () => {
       stream.stopNotifying();
       this.draining.delete(pull);
+      lifecycle.release(ctx);
       span?.end();
       void stream.return();
     };
@@ -304,7 +307,7 @@ class Session {
     for (const op of this.ops.values()) op.stop();
     this.ops.clear();
     this.draining.clear();
-    this.transport.opts.connections.delete(this.conn);
+    this.transport.opts.lifecycle.close(this.conn);
     this.transport.sessionClosed(this);
   }
 
