@@ -308,11 +308,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const streamParts: StreamTransportParts = {
     yoga,
     path: graphqlPath,
-    connections,
-    authenticator,
     lifecycle,
     live,
-    cache,
     served,
     logger: log,
     trusted,
@@ -326,7 +323,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const resApi =
     !(opts.resgateApi ?? defaults.resgateApi)
       ? undefined
-      : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, connections, authenticator, lifecycle, logger: log, maxBodyBytes: limits.maxBodyBytes });
+      : createResApi({ path: opts.apiPath ?? defaults.apiPath, cache, access, res, lifecycle, logger: log, maxBodyBytes: limits.maxBodyBytes });
   const server = createServer(
     routeRequests({
       yoga,
@@ -364,8 +361,6 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
           cache,
           access,
           res,
-          connections,
-          authenticator,
           lifecycle,
           logger: log,
           acceptOrigin,

@@ -8,8 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createYoga, isAsyncIterable, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { GraphQLSchema } from 'graphql';
-import type { AccessChecker, Connection, ConnectionRegistry, HttpInfo } from '../access/access.js';
-import type { Authenticator } from '../access/auth.js';
+import type { AccessChecker, Connection, HttpInfo } from '../access/access.js';
 import type { ResourceCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
@@ -63,8 +62,7 @@ export interface ResTransportParts {
   cache: ResourceCache;
   access: AccessChecker;
   res: ResClient;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
+  /** each client's connection, header auth and the lease of what it reads */
   lifecycle: ClientLifecycle;
   logger: Logger;
 }
@@ -73,11 +71,9 @@ export interface ResTransportParts {
 export interface StreamTransportParts {
   yoga: GatewayYoga;
   path: string;
-  connections: ConnectionRegistry;
-  authenticator: Authenticator;
+  /** each client's connection, header auth and the context of each operation */
   lifecycle: ClientLifecycle;
   live: LiveEngine;
-  cache: ResourceCache;
   /** the schema being served (its current generation: the mapping, and the executable schema Yoga serves) */
   served: ServedSchema;
   logger: Logger;

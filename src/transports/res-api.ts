@@ -10,12 +10,13 @@
  * a call's resource reply is 200 with its `Location`, a null result is 204.
  *
  * Each request is a connection of its own (transport `res`), like a GraphQL
- * HTTP request: header auth runs first, then one access request per rid.
+ * HTTP request (lifecycle.ts): header auth runs first, then one access
+ * request per rid.
  * It owns no resource state: what it reads is held by a lease until the
  * response is written.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Connection } from '../access/access.js';
+import type { Connection } from '../access/access.js';
 import type { CacheEntry, Lease } from '../cache/cache.js';
 import { errorText, type Logger } from '../log.js';
 import { isDirectStatus, mergeHeader, statusError, type ResponseMeta } from '../res/meta.js';
@@ -36,7 +37,7 @@ import {
 import { mayBeForged } from './csrf.js';
 import { readBodyWithin } from './limits.js';
 import { defaults } from '../config/defaults.js';
-import { headersOf, httpInfoOf, type ResTransportParts } from './http.js';
+import { headersOf, type ResTransportParts } from './http.js';
 
 /** `path`: the API's root path: `/api` serves `/api/<rid as path>`. */
 export interface ResApiOptions extends ResTransportParts {
@@ -235,22 +236,19 @@ export function createResApi(opts: ResApiOptions): ResApi {
 
   /** Runs one request as a connection of its own: header auth, then `work`, then the answer with the replies' meta. */
   async function exchange(req: IncomingMessage, res: ServerResponse, work: (conn: Connection, lease: Lease) => Promise<Outcome>): Promise<void> {
-    const conn = new Connection('res', () => httpInfoOf(req), true);
-    opts.connections.add(conn);
-    const lease = cache.newLease();
+    const ctx = opts.lifecycle.openRequest('res', req, true);
+    const { conn } = ctx;
     try {
-      // registered first, so the service's conn.<cid>.token reaches it before the auth reply
-      await opts.authenticator.authenticate(conn);
+      await opts.lifecycle.authenticate(conn);
       let outcome: Outcome;
       try {
-        outcome = stopped(conn) ?? (await work(conn, lease));
+        outcome = stopped(conn) ?? (await work(conn, ctx.lease));
       } catch (e) {
         outcome = { error: asResError(e, log) };
       }
       answer(res, outcome, conn.meta?.merged);
     } finally {
-      lease.release();
-      opts.connections.delete(conn);
+      opts.lifecycle.finish(ctx);
     }
   }
 

@@ -10,7 +10,7 @@
  * layer: a resource a ResClient and a GraphQL subscription both watch costs
  * one get and one NATS event subscription. What a session holds in view
  * (its direct subscriptions and every resource their hard references reach)
- * is held by its lease and watched in the cache; a resource that falls out
+ * is held by its view's lease (lifecycle.ts) and watched in the cache; a resource that falls out
  * of view is let go without a word, as the client drops it too.
  *
  * Every step that reads or changes a session's view (a request's answer, an
@@ -34,8 +34,8 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { Connection } from '../access/access.js';
-import type { CacheEntry, EntryChange, EntryWatcher, Lease } from '../cache/cache.js';
+import type { Connection } from '../access/access.js';
+import type { CacheEntry, EntryChange, EntryWatcher } from '../cache/cache.js';
 import { errorText } from '../log.js';
 import { textFrame, writeBatched } from './frames.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
@@ -53,7 +53,8 @@ import {
   type ResValue,
   type Response,
 } from '../res/protocol.js';
-import { httpInfoOf, type ResTransportParts } from './http.js';
+import type { GatewayContext } from '../resolvers/resolvers.js';
+import type { ResTransportParts } from './http.js';
 
 export interface ResWebSocketOptions extends ResTransportParts {
   /** Whether the page that opens a socket may (its `Origin`); refused upgrades get 403. */
@@ -204,7 +205,8 @@ class ResSession implements EntryWatcher {
   private readonly inView = new Map<string, CacheEntry | ResError>();
   /** the rid each watched entry is in view as */
   private readonly ridOf = new Map<CacheEntry, string>();
-  private readonly lease: Lease;
+  /** the connection and the lease holding what is in view, for the socket's whole life */
+  private readonly view: GatewayContext;
   private chain: Promise<void> = Promise.resolve();
   /** steps enqueued and not finished: while there are none, an event is sent at once */
   private steps = 0;
@@ -219,7 +221,7 @@ class ResSession implements EntryWatcher {
     private readonly t: ResWebSocketImpl,
   ) {
     this.conn = conn;
-    this.lease = t.opts.cache.newLease();
+    this.view = t.opts.lifecycle.context(conn);
     conn.accessListeners.add(this.onAccessChanged);
     t.opts.cache.customEventListeners.add(this.onCustomEvent);
     socket.on('message', (data: RawData) => this.onMessage(data.toString()));
@@ -466,7 +468,7 @@ class ResSession implements EntryWatcher {
       if (missing.length === 0) return found;
       await Promise.all(
         missing.map(async (rid) => {
-          this.lease.hold(rid);
+          this.view.lease.hold(rid);
           await this.t.opts.cache.load(rid).catch((e: unknown) => failed.set(rid, ResError.is(e) ? e : this.unexpected(e)));
         }),
       );
@@ -478,7 +480,7 @@ class ResSession implements EntryWatcher {
     const found = await this.loadClosure(roots);
     for (const [rid, v] of found) {
       this.inView.set(rid, v);
-      this.lease.hold(rid);
+      this.view.lease.hold(rid);
       if (ResError.is(v)) continue;
       v.watchers.add(this);
       this.ridOf.set(v, rid);
@@ -514,7 +516,7 @@ class ResSession implements EntryWatcher {
       v.watchers.delete(this);
       this.ridOf.delete(v);
     }
-    this.lease.retainOnly(new Set([...reachable].filter((r) => this.inView.has(r))));
+    this.view.lease.retainOnly(new Set([...reachable].filter((r) => this.inView.has(r))));
   }
 
   // --- events ----------------------------------------------------------------
@@ -587,13 +589,12 @@ class ResSession implements EntryWatcher {
 
   private onClosed(): void {
     this.closed = true;
-    this.conn.accessListeners.delete(this.onAccessChanged);
     this.t.opts.cache.customEventListeners.delete(this.onCustomEvent);
     for (const entry of this.ridOf.keys()) entry.watchers.delete(this);
     this.ridOf.clear();
     this.inView.clear();
-    this.lease.release();
-    this.t.opts.connections.delete(this.conn);
+    // the view's lease, the connection's registration and its access listeners
+    this.t.opts.lifecycle.finish(this.view);
     this.t.sessionClosed(this);
   }
 }
@@ -626,13 +627,11 @@ class ResWebSocketImpl implements ResWebSocket {
     if (this.restarting) return refuseUpgrade(socket, 503, {});
     // refused before anything reaches a service
     if (!this.opts.acceptOrigin(req)) return refuseUpgrade(socket, 403, {});
-    const conn = new Connection('res', () => httpInfoOf(req), false);
-    // registered first, so the service's conn.<cid>.token reaches it before the auth reply
-    this.opts.connections.add(conn);
-    const { meta, error } = await this.opts.authenticator.authenticate(conn, undefined, { isHttp: true });
+    const conn = this.opts.lifecycle.connect('res', req, false);
+    const { meta, error } = await this.opts.lifecycle.authenticate(conn, undefined, { isHttp: true });
     const header = mergeHeader({}, meta?.header);
     if (isDirectStatus(meta) || socket.destroyed) {
-      this.opts.connections.delete(conn);
+      this.opts.lifecycle.close(conn);
       if (!isDirectStatus(meta)) return;
       const body = meta.status >= 400 ? JSON.stringify(errorObject(error ?? statusError(meta.status))) : undefined;
       return refuseUpgrade(socket, meta.status, header, body);
@@ -643,7 +642,7 @@ class ResWebSocketImpl implements ResWebSocket {
     this.wss.once('headers', addHeaders);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       if (this.restarting) {
-        this.opts.connections.delete(conn);
+        this.opts.lifecycle.close(conn);
         ws.close(serviceRestart, 'Service restart');
         return;
       }
