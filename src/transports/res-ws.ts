@@ -10,8 +10,9 @@
  * layer: a resource a ResClient and a GraphQL subscription both watch costs
  * one get and one NATS event subscription. What a session holds in view
  * (its direct subscriptions and every resource their hard references reach)
- * is held by its view's lease (lifecycle.ts) and watched in the cache; a resource that falls out
- * of view is let go without a word, as the client drops it too.
+ * is held by its view's lease (lifecycle.ts) and watched in the cache; a
+ * resource that falls out of view is let go without a word, as the client
+ * drops it too.
  *
  * Every step that reads or changes a session's view (a request's answer, an
  * event) runs in order on one chain, so a resource is sent once, in the
