@@ -28,7 +28,7 @@ import {
   type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
-import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
+import type { CacheEntry, EntryChange, Lease, LeaseListener, ResourceCache } from '../cache/cache.js';
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
@@ -289,8 +289,6 @@ interface Run {
   roots: Set<string>;
   /** when the earliest event it reflects arrived (performance.now()) */
   eventAt: number | undefined;
-  /** the cache's change count when it started */
-  changesAtStart: number;
   /** the connection whose verdicts it used, and how often they had changed when it started */
   conn: Connection;
   accessChangesAtStart: number;
@@ -300,10 +298,10 @@ interface Run {
 const terminalCodes = new Set<string>([ErrorCode.notFound, ErrorCode.accessDenied]);
 
 /** A distinct live operation: one execution and one serialization per change, for all its subscribers. */
-class LiveQuery implements EntryWatcher {
+class LiveQuery {
   readonly subscribers = new Set<LiveStream>();
+  /** the last finished run's lease: it holds and hears what that run read */
   private lease: Lease | undefined;
-  private watched = new Set<CacheEntry>();
   /** rids whose access was checked in the last run: roots and soft references */
   accessed = new Set<string>();
   /** the root rids of the last run: their deletion or lost access ends the stream */
@@ -327,14 +325,24 @@ class LiveQuery implements EntryWatcher {
     public conn: Connection,
   ) {}
 
-  entryChanged(entry: CacheEntry, change: EntryChange): void {
+  /** every run's lease tells entryChanged: one listener for the query's life */
+  private readonly heard: LeaseListener = (entry, change, eventAt) => this.entryChanged(entry, change, eventAt);
+
+  /**
+   * The query's reaction to a change of a resource it read, heard by the
+   * last run's lease or by the lease of a run in flight (which may have
+   * read the resource before it changed: its result is then followed by
+   * one more run, see `run`).
+   */
+  entryChanged(entry: CacheEntry, change: EntryChange, eventAt: number): void {
+    if (this.disposed) return;
     if (change.type === 'delete' && this.roots.has(entry.rid)) {
       // the resource the client asked for is gone: end the stream rather than ask the service again
       const gone = errorResult(ErrorCode.notFound, 'Not found');
       for (const sub of [...this.subscribers]) sub.end(gone);
       return;
     }
-    this.eventAt ??= this.engine.cache.eventArrivedAt ?? performance.now();
+    this.eventAt ??= eventAt;
     this.schedule();
   }
 
@@ -369,7 +377,9 @@ class LiveQuery implements EntryWatcher {
   /**
    * Runs the operation. A run served from the cache finishes synchronously,
    * without a promise; one that waits for the service is followed by one
-   * more run if changes arrived meanwhile.
+   * more run if changes arrived meanwhile: its own lease hears a change to
+   * what it read already, so a resource that changed after the run read it
+   * is read again.
    */
   run(): void {
     if (this.running) {
@@ -389,7 +399,7 @@ class LiveQuery implements EntryWatcher {
 
   /** Executes; finishes at once when the execution is synchronous, else returns the promise of finishing. */
   private start(): Promise<void> | undefined {
-    const lease = this.engine.cache.newLease();
+    const lease = this.engine.cache.newLease(this.heard);
     const accessed = new Set<string>();
     const roots = new Set<string>();
     const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
@@ -398,7 +408,6 @@ class LiveQuery implements EntryWatcher {
       accessed,
       roots,
       eventAt: this.eventAt,
-      changesAtStart: this.engine.cache.changes,
       conn: this.conn,
       accessChangesAtStart: this.conn.accessChanges,
     };
@@ -434,7 +443,6 @@ class LiveQuery implements EntryWatcher {
     this.lease = lease;
     this.accessed = run.accessed;
     this.roots = run.roots;
-    this.rewatch(lease);
     if (run.conn.accessChanges !== run.accessChangesAtStart) {
       // the token changed or verdicts were dropped while the run waited for
       // the service: it may have used a stale verdict, so it shows nothing;
@@ -442,13 +450,6 @@ class LiveQuery implements EntryWatcher {
       this.eventAt ??= eventAt;
       this.schedule();
       return;
-    }
-    // A run that waited for the service read some entries before others; one
-    // that changed after it was read, before this run watched it, told
-    // nobody: the result may hold its old value, so run once more.
-    if (this.engine.cache.changes !== run.changesAtStart && this.readChanged(run.changesAtStart)) {
-      this.eventAt ??= performance.now();
-      this.schedule();
     }
     const json = JSON.stringify(result);
     if (this.last?.json === json) return;
@@ -464,28 +465,8 @@ class LiveQuery implements EntryWatcher {
     }
   }
 
-  /** Whether an entry the last run read has changed since the run started. */
-  private readChanged(since: number): boolean {
-    for (const e of this.watched) if (e.changedAt > since) return true;
-    return false;
-  }
-
-  /** Watches exactly the entries the last run read. */
-  private rewatch(lease: Lease): void {
-    const now = new Set<CacheEntry>();
-    for (const rid of lease.rids) {
-      const e = this.engine.cache.entryOf(rid);
-      if (e) now.add(e);
-    }
-    for (const e of this.watched) if (!now.has(e)) e.watchers.delete(this);
-    for (const e of now) e.watchers.add(this);
-    this.watched = now;
-  }
-
   dispose(): void {
     this.disposed = true;
-    for (const e of this.watched) e.watchers.delete(this);
-    this.watched.clear();
     this.lease?.release();
     this.lease = undefined;
   }
@@ -586,7 +567,8 @@ export class LiveEngine {
   private readonly queries = new Map<string, LiveQuery>();
   private readonly eventStreams = new Set<SchemaBoundStream>();
   private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
-  private readonly listeners = new Map<Connection, () => void>();
+  /** per connection with live results: the unsubscribe of its access listener */
+  private readonly stopRechecking = new Map<Connection, () => void>();
   /** executions run, for tests and metrics */
   executions = 0;
 
@@ -721,9 +703,8 @@ export class LiveEngine {
     if (!subs) {
       subs = new Map();
       this.byConnection.set(sub.conn, subs);
-      const listener = () => this.accessChanged(sub.conn);
-      this.listeners.set(sub.conn, listener);
-      sub.conn.accessListeners.add(listener);
+      const conn = sub.conn;
+      this.stopRechecking.set(conn, conn.onAccessChanged(() => this.accessChanged(conn)));
     }
     subs.set(sub, q);
     if (!joining) {
@@ -757,8 +738,8 @@ export class LiveEngine {
     subs.delete(sub);
     if (subs.size === 0) {
       this.byConnection.delete(sub.conn);
-      sub.conn.accessListeners.delete(this.listeners.get(sub.conn)!);
-      this.listeners.delete(sub.conn);
+      this.stopRechecking.get(sub.conn)?.();
+      this.stopRechecking.delete(sub.conn);
     }
     q.subscribers.delete(sub);
     if (q.subscribers.size === 0) {
