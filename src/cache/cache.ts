@@ -681,8 +681,8 @@ export class ResourceCache {
 
   /**
    * Tells the leases holding the entry's rid of a change: the hot path of
-   * every fan-out, so it walks that rid's holders only and allocates
-   * nothing. A lease released by a listener meanwhile is not told (a Map
+   * every fan-out, so it walks that rid's holders only, without copying
+   * them. A lease released by a listener meanwhile is not told (a Map
    * iteration skips deleted keys); one a listener adds is (it holds the
    * rid by then).
    */
