@@ -12,11 +12,11 @@ import type { ExecutionResult } from 'graphql';
 import type { Connection } from '../access/access.js';
 import { diff, type PatchOperation } from './patch.js';
 
+/** What a traced stream tells of each update it pushes (see LiveTracer in engine.ts). */
 export interface PushTracer {
   /** a result went to the transport; the event behind it arrived at `eventAt` (performance.now()) */
   pushed(eventAt: number): void;
 }
-
 
 /** Hears what streams do with results: hand them to the transport, or replace or drop them unsent. */
 export interface LiveObserver {
