@@ -258,9 +258,9 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const nats: NatsState = { problem: undefined };
   metrics?.watch({ connections, cache, live, natsConnected: () => res.connected, ready: () => res.connected && !draining });
 
-  cache.reaccessListeners.add((rid) => connections.reaccess(rid));
-  cache.accessResetListeners.add((patterns) => connections.resetAccess(patterns));
-  cache.unheardListeners.add((rid) => connections.forgetUnheard(rid));
+  cache.onReaccess((rid) => connections.reaccess(rid));
+  cache.onAccessReset((patterns) => connections.resetAccess(patterns));
+  cache.onUnheard((rid) => connections.forgetUnheard(rid));
 
   const graphqlPath = opts.graphqlPath ?? defaults.graphqlPath;
   const multipart = new MultipartSubscriptions({ heartbeatMs: opts.multipartHeartbeat, logger: log });

@@ -15,8 +15,8 @@ import type { TestService } from './helpers/res-service.js';
 import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { gql, type TestGateway } from './helpers/gateway.js';
 import { librarySdl } from './helpers/sdl.js';
-import { nextEntryChange, waitFor } from './helpers/wait.js';
-import type { Lease } from '../src/cache/cache.js';
+import { nextEntryChange, waitFor, withTimeout } from './helpers/wait.js';
+import type { EntryChange, Lease } from '../src/cache/cache.js';
 
 let env: TestEnv;
 let svc: TestService;
@@ -131,18 +131,19 @@ describe('events', () => {
       return undefined;
     });
     const seen: unknown[] = [];
+    // held before the load: a change applied while the get is pending would be told
+    const watching = gw.cache.newLease((_e, c) => seen.push(c));
+    watching.hold('library.book.7');
     const r = await gql(gw.url, '{ book(id: 7) { title } }');
     expect(r).toEqual({ data: { book: { title: 'After' } } });
-    lease.hold('library.book.7');
-    const entry = gw.cache.peek('library.book.7')!;
-    entry.watchers.add({ entryChanged: (_e, c) => seen.push(c) });
-    expect(entry.value).toEqual({ title: 'After', n: 1 });
-    expect(entry.changedAt).toBe(0);
+    expect(gw.cache.peek('library.book.7')!.value).toEqual({ title: 'After', n: 1 });
+    expect(seen).toEqual([]);
     // a later event is applied normally, and is the only change ever reported
     const applied = nextEntryChange(gw.cache, 'library.book.7');
     await svc.event('library.book.7', 'change', { values: { n: 2 } });
     await applied;
     expect(seen).toEqual([{ type: 'change', values: { n: 2 } }]);
+    watching.release();
   });
 
   it('does not duplicate an item whose add event arrives before the get response', async () => {
@@ -334,6 +335,36 @@ describe('query resources and resets', () => {
     expect(await gql(gw.url, '{ book(id: 33) { title meta } list(id: 33) }')).toEqual({
       data: { book: { title: 'After', meta: null }, list: ['a', 'c', 'd'] },
     });
+  });
+
+  it('tells a lease that held a query rid before the service normalized it of the normalized entry\'s changes, timed', async () => {
+    svc.model('library.book.30', { title: 'Thirty' });
+    svc.model('library.book.31', { title: 'Thirty-one' });
+    let items = [{ rid: 'library.book.30' }];
+    svc.handle('get.library.books', (payload) =>
+      payload?.query === 'text=lease&limit=20' || payload?.query === 'limit=20&text=lease'
+        ? { result: { collection: items, query: 'limit=20&text=lease' } }
+        : { error: { code: 'system.notFound', message: 'Not found' } },
+    );
+    const heard: { change: EntryChange; eventAt: number }[] = [];
+    let tell: () => void = () => undefined;
+    const watching = gw.cache.newLease((_e, change, eventAt) => {
+      heard.push({ change, eventAt });
+      tell();
+    });
+    // held before the load, under the spelling the service then normalizes
+    watching.hold('library.books?text=lease&limit=20');
+    expect(await gql(gw.url, '{ search(text: "lease") { title } }')).toEqual({ data: { search: [{ title: 'Thirty' }] } });
+    items = [{ rid: 'library.book.30' }, { rid: 'library.book.31' }];
+    const before = performance.now();
+    const told = new Promise<void>((resolve) => (tell = resolve));
+    await svc.publish('system.reset', { resources: ['library.books'] });
+    await withTimeout(told, 2000, 'the lease to hear the reset');
+    expect(heard.map((h) => h.change)).toEqual([{ type: 'add', idx: 1, value: { rid: 'library.book.31' } }]);
+    // a reset's change is timed from when its reply was applied
+    expect(heard[0].eventAt).toBeGreaterThanOrEqual(before);
+    expect(heard[0].eventAt).toBeLessThanOrEqual(performance.now());
+    watching.release();
   });
 });
 

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuthor, addBook, closeClients, startLiveEnv, type LiveEnv } from './helpers/live-fixture.js';
 import { subscribeSse, subscribeWs, wsClient } from './helpers/live-client.js';
+import { gate, nextEntryChange } from './helpers/wait.js';
 
 let env: LiveEnv;
 
@@ -103,5 +104,31 @@ describe('live updates', () => {
     expect(await s.next()).toEqual({ data: { book: { title: 'Over SSE again' } } });
     expect(s.pending).toBe(0);
     await closeClients(env.gw, s);
+  });
+
+  it('ends at the new value of a resource that changed while the run waited for another', async () => {
+    const { svc, gw } = env;
+    addAuthor(svc, 40, 'Slow');
+    addBook(svc, 40, 'Read before', 40);
+    const author = gate();
+    svc.handle('get.library.author.40', async () => {
+      await author.promise;
+      return { result: { model: { name: 'Slow', born: 1920 } } };
+    });
+    const asked = svc.nextRequest('get.library.author.40');
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { book(id: 40) { title author { name } } }');
+    // the run has read the book and waits for its author
+    await asked;
+    const applied = nextEntryChange(gw.cache, 'library.book.40');
+    await svc.change('library.book.40', { title: 'Changed meanwhile' });
+    await applied;
+    author.open();
+    const changed = { data: { book: { title: 'Changed meanwhile', author: { name: 'Slow' } } } };
+    // the run's result may hold the old title; the run that follows it reads the new one
+    let r = await s.next();
+    if (r.data?.book && (r.data.book as { title: string }).title !== 'Changed meanwhile') r = await s.next();
+    expect(r).toEqual(changed);
+    await closeClients(gw, client);
   });
 });

@@ -60,8 +60,7 @@ export class Connection {
   readonly verdicts = new Map<string, Promise<AccessVerdict>>();
   /** the verdicts that have arrived, readable without waiting (a re-run from the cache then runs synchronously) */
   readonly known = new Map<string, AccessVerdict>();
-  /** told when the token changes or verdicts are dropped, so live results can re-check */
-  readonly accessListeners = new Set<() => void>();
+  private readonly accessListeners = new Set<() => void>();
   /** how many times the token changed or verdicts were dropped: work that began before then may hold a stale verdict */
   accessChanges = 0;
 
@@ -95,6 +94,12 @@ export class Connection {
     if (query !== undefined) p.query = query;
     if (this.isHttp) p.isHttp = true;
     return p;
+  }
+
+  /** Hears when the token changes or verdicts are dropped, so live results can re-check; returns the unsubscribe. */
+  onAccessChanged(listener: () => void): () => void {
+    this.accessListeners.add(listener);
+    return () => void this.accessListeners.delete(listener);
   }
 
   setToken(token: unknown, tid?: string): void {

@@ -4,7 +4,9 @@
  * subscription per resource name, event application in arrival order, resets
  * (re-get and diff, on `system.reset`) and delayed eviction. It never
  * decides access; it only tells listeners that a `reaccess` arrived or a
- * `system.reset` named access patterns.
+ * `system.reset` named access patterns. It is the only owner of who hears
+ * about which rid: a Lease made with a listener is told of every change to
+ * each rid it holds, from its hold until its release.
  *
  * Rules it implements (see docs/protocol-notes.md#events-between-get-and-subscribe):
  * - subscribe to a name's events before sending its first `get`;
@@ -55,17 +57,19 @@ import { defaults } from '../config/defaults.js';
 
 export type EntryState = 'loading' | 'ready' | 'error' | 'deleted';
 
-/** What happened to an entry, as told to its watchers. */
+/** What happened to an entry, as told to the leases that hold it. */
 export type EntryChange =
   | { type: 'change'; values: ChangeValues }
   | { type: 'add'; idx: number; value: ResValue }
   | { type: 'remove'; idx: number }
   | { type: 'delete' };
 
-/** Something that wants to hear about changes to entries it watches (the live engine). */
-export interface EntryWatcher {
-  entryChanged(entry: CacheEntry, change: EntryChange): void;
-}
+/**
+ * Told of a change to an entry a lease holds. `eventAt` is performance.now()
+ * when the NATS message behind the change arrived (for a change a reset's or
+ * a query request's reply brought: when that reply was applied).
+ */
+export type LeaseListener = (entry: CacheEntry, change: EntryChange, eventAt: number) => void;
 
 export class CacheEntry {
   state: EntryState = 'loading';
@@ -73,8 +77,6 @@ export class CacheEntry {
   model: Model | undefined;
   collection: Collection | undefined;
   error: ResError | undefined;
-  /** the cache's change count at this entry's last change: a reader from before then holds an old value */
-  changedAt = 0;
   /** a get in flight (first load or reset); events meanwhile are dropped */
   inFlightGet: Promise<void> | undefined;
   /** a `reaccess` that arrived while a get was pending */
@@ -89,7 +91,6 @@ export class CacheEntry {
    */
   deferred: (() => void)[] | undefined;
   evictTimer: NodeJS.Timeout | undefined;
-  readonly watchers = new Set<EntryWatcher>();
 
   constructor(
     /** changes only when the service normalizes a query (see ResourceCache.rekey) */
@@ -127,20 +128,29 @@ export interface ResourceCacheOptions {
   resyncConcurrency?: number;
 }
 
+/** Hears a custom event: the resource name, the event name and its payload. */
+export type CustomEventListener = (name: string, event: string, payload: unknown) => void;
+
 /** Hears each resource event as it arrives: its name (`change`, `add`, ...; `custom` for the others). */
 export interface EventObserver {
   event(type: string): void;
 }
 
 /**
- * A set of rids one holder (an execution, a subscription) keeps in the cache.
- * Holding twice through one lease counts once; `release` lets go of all.
+ * A set of rids one holder (an execution, a subscription) keeps in the cache,
+ * and the holder's watch on them: its listener, if it has one, hears every
+ * change to a rid from the moment `hold` returns (also while the rid is still
+ * loading) until `release` or `retainOnly` lets go of it. Holding twice
+ * through one lease counts once; `release` lets go of all.
  */
 export class Lease {
   readonly rids = new Set<string>();
   /** rids whose `reaccess` events this lease listens for (see ResourceCache.watchAccess) */
   private readonly accessRids = new Set<string>();
-  constructor(private readonly cache: ResourceCache) {}
+  constructor(
+    private readonly cache: ResourceCache,
+    readonly onChange: LeaseListener | undefined,
+  ) {}
 
   /** Listens for the rid's `reaccess` until released, whether or not the resource gets cached. */
   watchAccess(rid: string): void {
@@ -152,7 +162,7 @@ export class Lease {
   hold(rid: string): void {
     if (this.rids.has(rid)) return;
     this.rids.add(rid);
-    this.cache.hold(rid);
+    this.cache.hold(rid, this);
   }
 
   /** Keeps only the rids in `keep`, releasing the others. */
@@ -160,13 +170,13 @@ export class Lease {
     for (const rid of this.rids) {
       if (!keep.has(rid)) {
         this.rids.delete(rid);
-        this.cache.release(rid);
+        this.cache.release(rid, this);
       }
     }
   }
 
   release(): void {
-    for (const rid of this.rids) this.cache.release(rid);
+    for (const rid of this.rids) this.cache.release(rid, this);
     this.rids.clear();
     for (const rid of this.accessRids) this.cache.unwatchAccess(rid);
     this.accessRids.clear();
@@ -182,27 +192,16 @@ export class ResourceCache {
   private readonly entries = new Map<string, CacheEntry>();
   /** requested query rids that the service normalized to another rid */
   private readonly aliases = new Map<string, string>();
-  /** how many leases hold each rid; kept apart from entries so a hold can precede the load */
-  private readonly holdCounts = new Map<string, number>();
-  /** told when a `reaccess` event arrives for a cached rid, or one a lease watches (Lease.watchAccess) */
-  readonly reaccessListeners = new Set<(rid: string) => void>();
   /**
-   * told when the cache stops hearing a rid's events (evicted, and no lease
-   * watches its access): a verdict kept for it could no longer be withdrawn
-   * by a `reaccess`, so it must be forgotten
+   * The leases that hold each rid, with how many of each lease's rids name it
+   * (two query strings a service normalizes to one); kept apart from entries
+   * so a hold can precede the load. A change is told to these leases only.
    */
-  readonly unheardListeners = new Set<(rid: string) => void>();
-  /** told the resource name patterns of a `system.reset`'s `access`: verdicts for them must be asked again */
-  readonly accessResetListeners = new Set<(patterns: string[]) => void>();
-  /** told about custom events: (resource name, event name, payload) */
-  readonly customEventListeners = new Set<(name: string, event: string, payload: unknown) => void>();
-  /**
-   * While an arriving event is handled, its arrival time (performance.now());
-   * watchers told of a change read it to time the way to the client.
-   */
-  eventArrivedAt: number | undefined;
-  /** changes applied to entries so far (see CacheEntry.changedAt) */
-  changes = 0;
+  private readonly holders = new Map<string, Map<Lease, number>>();
+  private readonly reaccessListeners = new Set<(rid: string) => void>();
+  private readonly unheardListeners = new Set<(rid: string) => void>();
+  private readonly accessResetListeners = new Set<(patterns: string[]) => void>();
+  private readonly customEventListeners = new Set<CustomEventListener>();
   private readonly observer: EventObserver | undefined;
   private readonly resync: ResyncQueue<CacheEntry>;
 
@@ -216,16 +215,41 @@ export class ResourceCache {
 
   /** Number of cached entries and NATS event subscriptions (for metrics and leak tests). */
   get stats(): { entries: number; subscriptions: number; held: number } {
-    return { entries: this.entries.size, subscriptions: this.groups.size, held: this.holdCounts.size };
+    return { entries: this.entries.size, subscriptions: this.groups.size, held: this.holders.size };
   }
 
-  newLease(): Lease {
-    return new Lease(this);
+  /** How many custom event listeners are subscribed (for leak tests). */
+  get customEventListenerCount(): number {
+    return this.customEventListeners.size;
   }
 
-  /** The entry for a rid in any state, for watching (a failed one tells its watchers when a reset repairs it). */
-  entryOf(rid: string): CacheEntry | undefined {
-    return this.entries.get(this.aliases.get(rid) ?? rid);
+  /** A lease; with `onChange`, it hears every change to the rids it holds (see Lease). */
+  newLease(onChange?: LeaseListener): Lease {
+    return new Lease(this, onChange);
+  }
+
+  /** Hears each `reaccess` event for a cached rid, or one a lease watches (Lease.watchAccess). */
+  onReaccess(listener: (rid: string) => void): () => void {
+    return subscribe(this.reaccessListeners, listener);
+  }
+
+  /**
+   * Hears when the cache stops hearing a rid's events (evicted, and no lease
+   * watches its access): a verdict kept for it could no longer be withdrawn
+   * by a `reaccess`, so it must be forgotten.
+   */
+  onUnheard(listener: (rid: string) => void): () => void {
+    return subscribe(this.unheardListeners, listener);
+  }
+
+  /** Hears the resource name patterns of a `system.reset`'s `access`: verdicts for them must be asked again. */
+  onAccessReset(listener: (patterns: string[]) => void): () => void {
+    return subscribe(this.accessResetListeners, listener);
+  }
+
+  /** Hears every custom event (resource name, event name, payload) of a resource name the cache subscribes to. */
+  onCustomEvent(listener: CustomEventListener): () => void {
+    return subscribe(this.customEventListeners, listener);
   }
 
   /** The entry for a rid if it is loaded and current; no request is sent. */
@@ -256,9 +280,12 @@ export class ResourceCache {
     return this.resultOf(entry);
   }
 
-  hold(rid: string): void {
+  /** Called by Lease.hold only: the lease hears the rid's changes from now on. */
+  hold(rid: string, lease: Lease): void {
     const key = this.aliases.get(rid) ?? rid;
-    this.holdCounts.set(key, this.holdsOf(key) + 1);
+    let leases = this.holders.get(key);
+    if (!leases) this.holders.set(key, (leases = new Map()));
+    leases.set(lease, (leases.get(lease) ?? 0) + 1);
     const e = this.entries.get(key);
     if (e?.evictTimer) {
       clearTimeout(e.evictTimer);
@@ -266,14 +293,16 @@ export class ResourceCache {
     }
   }
 
-  release(rid: string): void {
+  /** Called by Lease only: the lease no longer hears the rid. */
+  release(rid: string, lease: Lease): void {
     const key = this.aliases.get(rid) ?? rid;
-    const n = this.holdsOf(key) - 1;
-    if (n > 0) {
-      this.holdCounts.set(key, n);
-      return;
-    }
-    this.holdCounts.delete(key);
+    const leases = this.holders.get(key);
+    const n = leases?.get(lease);
+    if (!leases || n === undefined) return;
+    if (n > 1) leases.set(lease, n - 1);
+    else leases.delete(lease);
+    if (leases.size > 0) return;
+    this.holders.delete(key);
     const e = this.entries.get(key);
     if (e) this.scheduleEviction(e);
     else this.dropAliasesOf(key);
@@ -324,9 +353,11 @@ export class ResourceCache {
     this.groups.delete(name);
   }
 
-  /** How many leases hold a rid. */
+  /** How many holds leases have on a rid. */
   holdsOf(rid: string): number {
-    return this.holdCounts.get(rid) ?? 0;
+    let n = 0;
+    for (const holds of this.holders.get(rid)?.values() ?? []) n += holds;
+    return n;
   }
 
   /**
@@ -436,12 +467,7 @@ export class ResourceCache {
       const sub = this.res.subscribe(subjects.events(name), (subject, payload) => {
         const event = subject.slice(subjects.eventPrefix.length + name.length + 1);
         this.observer?.event(reservedEvents.has(event) ? event : 'custom');
-        this.eventArrivedAt = performance.now();
-        try {
-          this.onEvent(name, event, payload);
-        } finally {
-          this.eventArrivedAt = undefined;
-        }
+        this.onEvent(name, event, payload, performance.now());
       });
       group = { sub, entries: new Map(), accessWatches: new Map() };
       this.groups.set(name, group);
@@ -501,17 +527,21 @@ export class ResourceCache {
     this.entries.delete(requested);
     group.entries.delete(entry.query ?? '');
     this.aliases.set(requested, canonical);
-    const held = this.holdsOf(requested);
-    if (held > 0) {
-      this.holdCounts.delete(requested);
-      this.holdCounts.set(canonical, this.holdsOf(canonical) + held);
+    // the leases holding the requested rid hear the canonical one's changes from now on
+    const moved = this.holders.get(requested);
+    const held = moved !== undefined;
+    if (moved) {
+      this.holders.delete(requested);
+      const leases = this.holders.get(canonical);
+      if (!leases) this.holders.set(canonical, moved);
+      else for (const [lease, n] of moved) leases.set(lease, (leases.get(lease) ?? 0) + n);
     }
     const existing = this.entries.get(canonical);
     if (existing) {
       // keep the entry that is already there; this one was only a second name for it
       if (entry.evictTimer) clearTimeout(entry.evictTimer);
       entry.evictTimer = undefined;
-      if (held > 0 && existing.evictTimer) {
+      if (held && existing.evictTimer) {
         clearTimeout(existing.evictTimer);
         existing.evictTimer = undefined;
       }
@@ -537,7 +567,7 @@ export class ResourceCache {
 
   // --- events --------------------------------------------------------------
 
-  private onEvent(name: string, event: string, payload: unknown): void {
+  private onEvent(name: string, event: string, payload: unknown, eventAt: number): void {
     const group = this.groups.get(name);
     if (!group) return;
     if (event === 'reaccess') {
@@ -565,27 +595,27 @@ export class ResourceCache {
       // events racing a pending get are already in its response: dropped; those
       // after the response are not, and wait until it is stored (see
       // docs/protocol-notes.md#events-between-get-and-subscribe)
-      entry.deferred?.push(() => this.applyEvent(entry, event, payload));
+      entry.deferred?.push(() => this.applyEvent(entry, event, payload, eventAt));
       return;
     }
     if (entry.state !== 'ready') return;
-    this.applyEvent(entry, event, payload);
+    this.applyEvent(entry, event, payload, eventAt);
   }
 
   /** Applies one model or collection event; returns false when it did not fit. */
-  private applyEvent(entry: CacheEntry, event: string, payload: unknown): boolean {
+  private applyEvent(entry: CacheEntry, event: string, payload: unknown, eventAt: number): boolean {
     try {
       switch (event) {
         case 'change':
-          return this.applyChange(entry, parseChangeEvent(payload));
+          return this.applyChange(entry, parseChangeEvent(payload), eventAt);
         case 'add': {
           const { value, idx } = parseAddEvent(payload);
-          return this.applyAdd(entry, idx, value);
+          return this.applyAdd(entry, idx, value, eventAt);
         }
         case 'remove':
-          return this.applyRemove(entry, parseRemoveEvent(payload).idx);
+          return this.applyRemove(entry, parseRemoveEvent(payload).idx, eventAt);
         case 'delete':
-          this.applyDelete(entry);
+          this.applyDelete(entry, eventAt);
           return true;
         default:
           return true; // create, unsubscribe and the like carry no state
@@ -602,7 +632,7 @@ export class ResourceCache {
     return false;
   }
 
-  private applyChange(entry: CacheEntry, values: ChangeValues): boolean {
+  private applyChange(entry: CacheEntry, values: ChangeValues, eventAt: number): boolean {
     const model = entry.model;
     if (entry.kind !== 'model' || !model) return this.misfit(entry, 'change', 'change event on a collection');
     // only properties whose value really changed are reported (see docs/protocol-notes.md#unchanged-values-are-not-changes)
@@ -619,43 +649,52 @@ export class ResourceCache {
       changed[key] = value;
       any = true;
     }
-    if (any) this.notify(entry, { type: 'change', values: changed });
+    if (any) this.notify(entry, { type: 'change', values: changed }, eventAt);
     return true;
   }
 
-  private applyAdd(entry: CacheEntry, idx: number, value: ResValue): boolean {
+  private applyAdd(entry: CacheEntry, idx: number, value: ResValue, eventAt: number): boolean {
     const list = entry.collection;
     if (entry.kind !== 'collection' || !list) return this.misfit(entry, 'add', 'add event on a model');
     if (idx < 0 || idx > list.length) return this.misfit(entry, 'add', `idx ${idx} out of range 0..${list.length}`);
     list.splice(idx, 0, value);
-    this.notify(entry, { type: 'add', idx, value });
+    this.notify(entry, { type: 'add', idx, value }, eventAt);
     return true;
   }
 
-  private applyRemove(entry: CacheEntry, idx: number): boolean {
+  private applyRemove(entry: CacheEntry, idx: number, eventAt: number): boolean {
     const list = entry.collection;
     if (entry.kind !== 'collection' || !list) return this.misfit(entry, 'remove', 'remove event on a model');
     if (idx < 0 || idx >= list.length) return this.misfit(entry, 'remove', `idx ${idx} out of range 0..${list.length - 1}`);
     list.splice(idx, 1);
-    this.notify(entry, { type: 'remove', idx });
+    this.notify(entry, { type: 'remove', idx }, eventAt);
     return true;
   }
 
-  private applyDelete(entry: CacheEntry): void {
+  private applyDelete(entry: CacheEntry, eventAt: number): void {
     entry.state = 'deleted';
     entry.error = notFound();
-    this.notify(entry, { type: 'delete' });
-    // the next load asks the service again; holders are told through their watch
+    this.notify(entry, { type: 'delete' }, eventAt);
+    // the next load asks the service again; holders heard it through their lease
     this.remove(entry);
   }
 
-  private notify(entry: CacheEntry, change: EntryChange): void {
-    entry.changedAt = ++this.changes;
-    for (const w of [...entry.watchers]) {
+  /**
+   * Tells the leases holding the entry's rid of a change: the hot path of
+   * every fan-out, so it walks that rid's holders only, without copying
+   * them. A lease released by a listener meanwhile is not told (a Map
+   * iteration skips deleted keys); one a listener adds is (it holds the
+   * rid by then).
+   */
+  private notify(entry: CacheEntry, change: EntryChange, eventAt: number): void {
+    const leases = this.holders.get(entry.rid);
+    if (!leases) return;
+    for (const lease of leases.keys()) {
+      if (!lease.onChange) continue;
       try {
-        w.entryChanged(entry, change);
+        lease.onChange(entry, change, eventAt);
       } catch (e) {
-        this.log.error('entry watcher failed', { rid: entry.rid, error: (e as Error).message });
+        this.log.error('lease listener failed', { rid: entry.rid, error: (e as Error).message });
       }
     }
   }
@@ -697,19 +736,20 @@ export class ResourceCache {
       reply = parseQueryReply(await this.res.queryRequest(subject, entry.query!));
     } catch (e) {
       if (isServiceNotFound(e) && entry.state === 'ready' && !entry.inFlightGet) {
-        this.applyDelete(entry);
+        this.applyDelete(entry, performance.now());
         return;
       }
       this.log.warn('query request failed', { rid: entry.rid, subject, reason: (e as Error).message });
       return;
     }
     if (entry.state !== 'ready') return;
+    const appliedAt = performance.now();
     if (reply.kind === 'events') {
       for (const { event, data } of reply.events) {
-        if (!this.applyEvent(entry, event, data)) return;
+        if (!this.applyEvent(entry, event, data, appliedAt)) return;
       }
     } else if (reply.kind === 'value') {
-      this.applyDifference(entry, reply.value);
+      this.applyDifference(entry, reply.value, appliedAt);
     }
   }
 
@@ -755,14 +795,14 @@ export class ResourceCache {
       } catch (e) {
         if (isServiceNotFound(e)) {
           entry.inFlightGet = undefined;
-          this.applyDelete(entry);
+          this.applyDelete(entry, performance.now());
           return;
         }
         this.log.warn('reset get failed; keeping the cached value', { rid: entry.rid, reason: (e as Error).message });
       } finally {
         entry.inFlightGet = undefined;
       }
-      if (result) this.applyDifference(entry, result);
+      if (result) this.applyDifference(entry, result, performance.now());
       this.runDeferred(entry);
       this.afterGet(entry);
     })();
@@ -770,7 +810,7 @@ export class ResourceCache {
     return reget;
   }
 
-  /** Asks again for a held resource whose get failed; watchers hear when it is there now. */
+  /** Asks again for a held resource whose get failed; its holders hear when it is there now. */
   private retryFailed(entry: CacheEntry): Promise<void> {
     const retry = (async () => {
       try {
@@ -782,7 +822,7 @@ export class ResourceCache {
       } finally {
         entry.inFlightGet = undefined;
       }
-      this.notify(entry, { type: 'change', values: {} });
+      this.notify(entry, { type: 'change', values: {} }, performance.now());
       this.runDeferred(entry);
       this.afterGet(entry);
     })();
@@ -791,7 +831,7 @@ export class ResourceCache {
   }
 
   /** Applies the difference between the cached value and a fresh one as events. */
-  private applyDifference(entry: CacheEntry, fresh: GetResult): void {
+  private applyDifference(entry: CacheEntry, fresh: GetResult, eventAt: number): void {
     if (entry.state !== 'ready') return;
     if (fresh.kind !== entry.kind) {
       // A resource never changes kind: a service that says so is broken.
@@ -805,14 +845,20 @@ export class ResourceCache {
     }
     if (fresh.kind === 'model') {
       const values = diffModel(entry.model ?? {}, fresh.value);
-      if (values) this.applyChange(entry, values);
+      if (values) this.applyChange(entry, values, eventAt);
       return;
     }
     for (const edit of diffCollection(entry.collection ?? [], fresh.value)) {
-      if (edit.op === 'add') this.applyAdd(entry, edit.idx, edit.value);
-      else this.applyRemove(entry, edit.idx);
+      if (edit.op === 'add') this.applyAdd(entry, edit.idx, edit.value, eventAt);
+      else this.applyRemove(entry, edit.idx, eventAt);
     }
   }
+}
+
+/** Adds a listener to a set; the function returned removes it. */
+function subscribe<L>(listeners: Set<L>, listener: L): () => void {
+  listeners.add(listener);
+  return () => void listeners.delete(listener);
 }
 
 /** A service's own system.notFound, as opposed to no service answering (see NoRespondersError). */

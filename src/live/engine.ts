@@ -1,24 +1,20 @@
 /**
- * The live engine owns live results: a subscription to a mirrored `@get`
- * field runs once, holds every rid it read, and runs again from the cache
- * whenever an event changes one of them. Events that arrive together are
- * coalesced into one run; identical operations (same document, variables
- * and token) share one LiveQuery, so one execution and one serialization
- * serve all their subscribers. Streams end with `system.accessDenied` when a
- * subscriber loses access, with `system.notFound` when the root resource
- * is deleted, and with `system.schemaChanged` when a schema reload leaves
- * their operation invalid; the others move to the new schema unbroken.
- * `@event` streams, which graphql-js runs, are followed across reloads too
- * (`followEventStream`).
+ * The live engine is the registry of live results: a subscription to a
+ * mirrored `@get` field (or a `@live` query) becomes a LiveStream of the
+ * LiveQuery for its operation; identical operations (same document,
+ * variables and token) share one LiveQuery, so one execution and one
+ * serialization serve all their subscribers. It owns subscribe, attach and
+ * detach, the per-connection limit, access re-checks (a stream ends with
+ * `system.accessDenied` when its subscriber loses access; a new token moves
+ * it to the LiveQuery of its new identity) and schema switches (a stream
+ * whose operation a reload leaves invalid ends with `system.schemaChanged`;
+ * the others move to the new schema unbroken). `@event` streams, which
+ * graphql-js runs, are followed across reloads too (`followEventStream`).
  *
- * It does not know transports: subscribers are async iterables of
- * ExecutionResults, consumed by graphql-ws, SSE or a test alike. A live
- * result is a state, not an event log: a stream hands its consumer the
- * newest state each time it asks, so a consumer slower than the changes
- * skips intermediate states but always ends at the latest one.
+ * Runs and their coalescing are the LiveQuery's (query.ts); what a client
+ * is handed, and when, is the LiveStream's (stream.ts).
  */
 import {
-  GraphQLError,
   print,
   validate,
   type DocumentNode,
@@ -28,14 +24,15 @@ import {
   type OperationDefinitionNode,
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
-import type { CacheEntry, EntryChange, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
+import type { ResourceCache } from '../cache/cache.js';
 import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
-import { run as runOperation } from '../resolvers/compiled.js';
-import { internalGraphQLError, toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
+import { toGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
 import type { ServedSchema } from '../resolvers/served.js';
-import { diff, type PatchOperation } from './patch.js';
 import { defaults } from '../config/defaults.js';
+import { SchemaBoundStream } from './event-stream.js';
+import { errorResult, LiveQuery, terminalError } from './query.js';
+import { LiveStream, type LiveMode, type LiveObserver, type PushTracer } from './stream.js';
 
 export interface LiveEngineOptions {
   cache: ResourceCache;
@@ -60,448 +57,6 @@ export interface LiveTracer {
   stream(args: ExecutionArgs): PushTracer | undefined;
 }
 
-export interface PushTracer {
-  /** a result went to the transport; the event behind it arrived at `eventAt` (performance.now()) */
-  pushed(eventAt: number): void;
-}
-
-/** Hears what streams do with results: hand them to the transport, or replace or drop them unsent. */
-export interface LiveObserver {
-  /** a result handed to the transport; `latencyMs` since the event behind it, when one is */
-  pushed(latencyMs: number | undefined): void;
-  /** a newer state replaced one the consumer had not pulled yet */
-  coalesced(): void;
-  /** a state the consumer had not pulled was discarded: the result went back to what it has, or the stream ended */
-  dropped(): void;
-}
-
-/** A result as delivered: serialized once, shared by every stream of a LiveQuery. */
-interface LiveState {
-  result: ExecutionResult;
-  json: string;
-  /** patches from earlier states to this one, computed and serialized once for all patch streams (see LiveStream.payload) */
-  patchesFrom?: Map<LiveState, { ops: PatchOperation[]; json: string }>;
-}
-
-/** One payload for a consumer: the result and its JSON. */
-export interface LivePayload {
-  value: ExecutionResult;
-  json: string;
-  /**
-   * The same object in every subscriber's payload of one state (full results
-   * only): what a transport makes of the payload, such as its frame, can be
-   * cached by it.
-   */
-  cacheKey?: object;
-}
-
-/** How a stream sends updates: whole results, or JSON Patch from the previous result (`@live`). */
-export type LiveMode = 'full' | 'patch';
-
-/** One client's stream of a LiveQuery: an async iterator that always yields the newest state. */
-export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
-  /**
-   * Whether this stream's own access was checked. The stream that starts a
-   * LiveQuery is checked by its executions; one that joins is checked before
-   * it receives anything, also when it joins before the first result (then
-   * against what that first run read).
-   */
-  access: 'unchecked' | 'checking' | 'checked' = 'unchecked';
-  /** the last state handed to the consumer */
-  private delivered: LiveState | undefined;
-  /** a newer state the consumer has not asked for yet */
-  private undelivered: LiveState | undefined;
-  private final: ExecutionResult | undefined;
-  private ending = false;
-  private closed = false;
-  private wake: (() => void) | undefined;
-  private revision = 0;
-  /** called once when the stream closes, whoever closes it */
-  onClose: () => void = () => undefined;
-  /** called when `take` has something new: see `notifyWhenAvailable` */
-  private onAvailable: (() => void) | undefined;
-  /** told when `onAvailable` throws (the engine logs it) */
-  onAvailableFailed: (e: unknown) => void = () => undefined;
-  observer: LiveObserver | undefined;
-  tracer: PushTracer | undefined;
-  /** when the earliest event behind the undelivered state arrived (performance.now()) */
-  private undeliveredEventAt: number | undefined;
-
-  constructor(
-    readonly conn: Connection,
-    readonly mode: LiveMode,
-    /** the operation reads a per-connection (`{cid}`) resource: shared only within its connection */
-    readonly perConnection: boolean,
-  ) {}
-
-  /** Offers a new state; dropped when the stream already has (or is about to get) the same result. */
-  offer(state: LiveState, eventAt?: number): void {
-    if (this.ending || this.closed) return;
-    if ((this.undelivered ?? this.delivered)?.json === state.json) return;
-    if (this.delivered?.json === state.json) {
-      // back to what the consumer has (A → B → A before it pulled B): nothing to send
-      if (this.undelivered) this.observer?.dropped();
-      this.undelivered = undefined;
-      this.undeliveredEventAt = undefined;
-      return;
-    }
-    if (this.undelivered) this.observer?.coalesced();
-    // a state that replaces an undelivered one answers the earliest event still waiting too
-    const earlier = this.undelivered ? this.undeliveredEventAt : undefined;
-    this.undeliveredEventAt = earlier === undefined ? eventAt : eventAt === undefined ? earlier : Math.min(earlier, eventAt);
-    this.undelivered = state;
-    this.wakeUp();
-  }
-
-  /** Ends the stream, after a final result if given (an error that ends it). */
-  end(final?: ExecutionResult): void {
-    if (this.ending || this.closed) return;
-    this.ending = true;
-    if (this.undelivered) this.observer?.dropped();
-    this.undelivered = undefined;
-    this.final = final;
-    this.wakeUp();
-  }
-
-  /**
-   * What the consumer gets now, without waiting: the next payload (with its
-   * JSON, serialized once and shared when the payload is a shared state),
-   * `'done'` once the stream has ended, or undefined when nothing is new.
-   * A transport that writes to sockets calls this whenever the socket can
-   * take a frame, so a slow socket skips states instead of queuing them.
-   */
-  take(): LivePayload | 'done' | undefined {
-    if (this.undelivered) {
-      const state = this.undelivered;
-      this.undelivered = undefined;
-      const payload = this.payload(state);
-      this.delivered = state;
-      const eventAt = this.undeliveredEventAt;
-      this.undeliveredEventAt = undefined;
-      this.observer?.pushed(eventAt === undefined ? undefined : performance.now() - eventAt);
-      // an update caused by an event; the first result and a joiner's copy answer none
-      if (this.tracer && eventAt !== undefined) this.tracer.pushed(eventAt);
-      return payload;
-    }
-    if (this.ending && this.final) {
-      const value = this.final;
-      this.final = undefined;
-      this.observer?.pushed(undefined);
-      return { value, json: JSON.stringify(value) };
-    }
-    if (this.ending || this.closed) {
-      this.close();
-      return 'done';
-    }
-    return undefined;
-  }
-
-  async next(): Promise<IteratorResult<ExecutionResult>> {
-    for (;;) {
-      const t = this.take();
-      if (t === 'done') return { value: undefined, done: true };
-      if (t) return { value: t.value, done: false };
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  async return(): Promise<IteratorResult<ExecutionResult>> {
-    this.close();
-    return { value: undefined, done: true };
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  private close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.ending = true;
-    if (this.undelivered) this.observer?.dropped();
-    this.undelivered = undefined;
-    this.wakeUp();
-    this.onClose();
-  }
-
-  /**
-   * Calls `pull` whenever `take` has something new, until `stopNotifying`:
-   * for transports that pull without awaiting. It runs inside the engine's
-   * run; what it throws is logged, and the stream goes on.
-   */
-  notifyWhenAvailable(pull: () => void): void {
-    this.onAvailable = pull;
-  }
-
-  /** The transport takes no more from this stream. */
-  stopNotifying(): void {
-    this.onAvailable = undefined;
-  }
-
-  private wakeUp(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-    try {
-      this.onAvailable?.();
-    } catch (e) {
-      // the transport's callback runs inside the engine's run (a microtask, a
-      // NATS callback): its failure must stay with this stream
-      this.onAvailableFailed(e);
-    }
-  }
-
-  /**
-   * The payload for a state: the result itself, or for a patch stream the
-   * first result with `revision: 1` and then `{patch, revision}` from what
-   * this stream last delivered (the format @n1ru4l/graphql-live-query-patch
-   * applies on the client).
-   */
-  private payload(state: LiveState): LivePayload {
-    if (this.mode === 'full') return { value: state.result, json: state.json, cacheKey: state };
-    const from = this.delivered;
-    this.revision++;
-    if (!from || this.revision === 1) {
-      const value = { ...state.result, revision: 1 } as ExecutionResult;
-      return { value, json: JSON.stringify(value) };
-    }
-    state.patchesFrom ??= new Map();
-    let patch = state.patchesFrom.get(from);
-    if (!patch) {
-      const ops = diff(from.result.data ?? null, state.result.data ?? null);
-      patch = { ops, json: JSON.stringify(ops) };
-      state.patchesFrom.set(from, patch);
-    }
-    const value: Record<string, unknown> = { patch: patch.ops, revision: this.revision };
-    let json = `{"patch":${patch.json},"revision":${this.revision}`;
-    if (state.result.errors) {
-      value.errors = state.result.errors;
-      json += `,"errors":${JSON.stringify(state.result.errors)}`;
-    }
-    return { value: value as ExecutionResult, json: json + '}' };
-  }
-}
-
-/** What one execution of a LiveQuery read, and the event it answers. */
-interface Run {
-  lease: Lease;
-  accessed: Set<string>;
-  roots: Set<string>;
-  /** when the earliest event it reflects arrived (performance.now()) */
-  eventAt: number | undefined;
-  /** the cache's change count when it started */
-  changesAtStart: number;
-  /** the connection whose verdicts it used, and how often they had changed when it started */
-  conn: Connection;
-  accessChangesAtStart: number;
-}
-
-/** Root errors that end a live result: the resource is gone, or the client may no longer see it. */
-const terminalCodes = new Set<string>([ErrorCode.notFound, ErrorCode.accessDenied]);
-
-/** A distinct live operation: one execution and one serialization per change, for all its subscribers. */
-class LiveQuery implements EntryWatcher {
-  readonly subscribers = new Set<LiveStream>();
-  private lease: Lease | undefined;
-  private watched = new Set<CacheEntry>();
-  /** rids whose access was checked in the last run: roots and soft references */
-  accessed = new Set<string>();
-  /** the root rids of the last run: their deletion or lost access ends the stream */
-  roots = new Set<string>();
-  last: LiveState | undefined;
-  private running: Promise<void> | undefined;
-  private dirty = false;
-  private scheduled = false;
-  disposed = false;
-  /** when the earliest event not yet reflected in a run arrived (performance.now()), for push latency */
-  private eventAt: number | undefined;
-
-  constructor(
-    readonly key: string,
-    private readonly engine: LiveEngine,
-    /** what runs: the operation as a query, on the schema it last validated against (a reload moves it to the new one) */
-    public args: ExecutionArgs,
-    /** the document as the client sent it (a subscription, or a `@live` query), which a reload validates again */
-    readonly source: DocumentNode,
-    /** the connection whose identity runs the query (any subscriber's: they share one token) */
-    public conn: Connection,
-  ) {}
-
-  entryChanged(entry: CacheEntry, change: EntryChange): void {
-    if (change.type === 'delete' && this.roots.has(entry.rid)) {
-      // the resource the client asked for is gone: end the stream rather than ask the service again
-      const gone = errorResult(ErrorCode.notFound, 'Not found');
-      for (const sub of [...this.subscribers]) sub.end(gone);
-      return;
-    }
-    this.eventAt ??= this.engine.cache.eventArrivedAt ?? performance.now();
-    this.schedule();
-  }
-
-  /**
-   * Runs again soon. nats.js hands over every message of one socket read in
-   * one synchronous loop, so a microtask runs after all the events that
-   * arrived together: they make one run, without waiting for the next turn
-   * of the event loop.
-   */
-  schedule(): void {
-    if (this.scheduled || this.disposed) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.guarded(() => this.run());
-    });
-  }
-
-  /**
-   * Runs work that no caller waits for (a microtask, a promise's callback):
-   * a throw there would end the process, so it is logged instead, and the
-   * subscribers keep their last result until the next change runs again.
-   */
-  private guarded(work: () => void): void {
-    try {
-      work();
-    } catch (e) {
-      this.engine.log.error('live query run failed', { error: errorText(e) });
-    }
-  }
-
-  /**
-   * Runs the operation. A run served from the cache finishes synchronously,
-   * without a promise; one that waits for the service is followed by one
-   * more run if changes arrived meanwhile.
-   */
-  run(): void {
-    if (this.running) {
-      this.dirty = true;
-      return;
-    }
-    const waiting = this.start();
-    if (!waiting) return;
-    this.running = waiting.finally(() => {
-      this.running = undefined;
-      if (this.dirty && !this.disposed) {
-        this.dirty = false;
-        this.schedule();
-      }
-    });
-  }
-
-  /** Executes; finishes at once when the execution is synchronous, else returns the promise of finishing. */
-  private start(): Promise<void> | undefined {
-    const lease = this.engine.cache.newLease();
-    const accessed = new Set<string>();
-    const roots = new Set<string>();
-    const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
-    const run: Run = {
-      lease,
-      accessed,
-      roots,
-      eventAt: this.eventAt,
-      changesAtStart: this.engine.cache.changes,
-      conn: this.conn,
-      accessChangesAtStart: this.conn.accessChanges,
-    };
-    this.eventAt = undefined;
-    this.engine.executions++;
-    let result: ExecutionResult | Promise<ExecutionResult>;
-    try {
-      result = runOperation({ ...this.args, contextValue });
-    } catch (e) {
-      result = this.failed(e);
-    }
-    if (!(result instanceof Promise)) {
-      this.finish(result, run);
-      return undefined;
-    }
-    return result.catch((e: unknown) => this.failed(e)).then((r) => this.guarded(() => this.finish(r, run)));
-  }
-
-  private failed(e: unknown): ExecutionResult {
-    this.engine.log.error('live query execution failed', { error: errorText(e) });
-    return { errors: [internalGraphQLError()] };
-  }
-
-  /** Takes a run's dependencies and hands its result, serialized once, to every subscriber. */
-  private finish(result: ExecutionResult, run: Run): void {
-    const { lease, eventAt } = run;
-    if (this.disposed) {
-      lease.release();
-      return;
-    }
-    // hold the new dependency set before letting go of the old one, so shared entries are never evicted
-    this.lease?.release();
-    this.lease = lease;
-    this.accessed = run.accessed;
-    this.roots = run.roots;
-    this.rewatch(lease);
-    if (run.conn.accessChanges !== run.accessChangesAtStart) {
-      // the token changed or verdicts were dropped while the run waited for
-      // the service: it may have used a stale verdict, so it shows nothing;
-      // a new run asks again
-      this.eventAt ??= eventAt;
-      this.schedule();
-      return;
-    }
-    // A run that waited for the service read some entries before others; one
-    // that changed after it was read, before this run watched it, told
-    // nobody: the result may hold its old value, so run once more.
-    if (this.engine.cache.changes !== run.changesAtStart && this.readChanged(run.changesAtStart)) {
-      this.eventAt ??= performance.now();
-      this.schedule();
-    }
-    const json = JSON.stringify(result);
-    if (this.last?.json === json) return;
-    const state: LiveState = { result, json };
-    this.last = state;
-    const terminal = terminalError(result);
-    for (const sub of [...this.subscribers]) {
-      if (sub.access !== 'checked') {
-        // joined before this first result: its access check comes first
-        if (sub.access === 'unchecked') this.engine.joinInBackground(sub, this);
-      } else if (terminal) sub.end(result);
-      else sub.offer(state, eventAt);
-    }
-  }
-
-  /** Whether an entry the last run read has changed since the run started. */
-  private readChanged(since: number): boolean {
-    for (const e of this.watched) if (e.changedAt > since) return true;
-    return false;
-  }
-
-  /** Watches exactly the entries the last run read. */
-  private rewatch(lease: Lease): void {
-    const now = new Set<CacheEntry>();
-    for (const rid of lease.rids) {
-      const e = this.engine.cache.entryOf(rid);
-      if (e) now.add(e);
-    }
-    for (const e of this.watched) if (!now.has(e)) e.watchers.delete(this);
-    for (const e of now) e.watchers.add(this);
-    this.watched = now;
-  }
-
-  dispose(): void {
-    this.disposed = true;
-    for (const e of this.watched) e.watchers.delete(this);
-    this.watched.clear();
-    this.lease?.release();
-    this.lease = undefined;
-  }
-}
-
-/** The first error on a root field whose code ends a live result, if any. */
-function terminalError(result: ExecutionResult): GraphQLError | undefined {
-  return result.errors?.find(
-    (e) => e.path?.length === 1 && terminalCodes.has(String(e.extensions?.code)),
-  ) as GraphQLError | undefined;
-}
-
-function errorResult(code: string, message: string): ExecutionResult {
-  return { errors: [new GraphQLError(message, { extensions: { code } })] };
-}
-
 /**
  * What keeps an operation from running on a schema: the client's document
  * validated, and for a subscription also the query form that runs
@@ -524,57 +79,6 @@ export interface SchemaSwitch {
   ended: number;
 }
 
-/**
- * An `@event` stream as graphql-js runs it, which a schema reload may end
- * with a final result: a `next` waiting for the next event gets that result
- * instead, and then the stream is done.
- */
-class SchemaBoundStream implements AsyncIterableIterator<ExecutionResult> {
-  private ended = false;
-  private final: ExecutionResult | undefined;
-
-  constructor(
-    private readonly source: AsyncIterator<ExecutionResult>,
-    readonly document: DocumentNode,
-    private readonly untrack: (s: SchemaBoundStream) => void,
-    private readonly log: Logger,
-  ) {}
-
-  async next(): Promise<IteratorResult<ExecutionResult>> {
-    if (!this.ended) {
-      const r = await this.source.next();
-      if (!this.ended) {
-        if (r.done) this.untrack(this);
-        return r;
-      }
-    }
-    const value = this.final;
-    this.final = undefined;
-    return value ? { value, done: false } : { value: undefined, done: true };
-  }
-
-  async return(): Promise<IteratorResult<ExecutionResult>> {
-    this.ended = true;
-    this.final = undefined;
-    this.untrack(this);
-    await this.source.return?.();
-    return { value: undefined, done: true };
-  }
-
-  /** Ends the stream after `final`; the source stops (its pending `next` settles as done). */
-  end(final: ExecutionResult): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.final = final;
-    this.untrack(this);
-    this.source.return?.().catch((e: unknown) => this.log.error('ending an event stream failed', { error: errorText(e) }));
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-}
-
 export class LiveEngine {
   readonly cache: ResourceCache;
   readonly log: Logger;
@@ -586,7 +90,8 @@ export class LiveEngine {
   private readonly queries = new Map<string, LiveQuery>();
   private readonly eventStreams = new Set<SchemaBoundStream>();
   private readonly byConnection = new Map<Connection, Map<LiveStream, LiveQuery>>();
-  private readonly listeners = new Map<Connection, () => void>();
+  /** per connection with live results: the unsubscribe of its access listener */
+  private readonly stopRechecking = new Map<Connection, () => void>();
   /** executions run, for tests and metrics */
   executions = 0;
 
@@ -721,9 +226,8 @@ export class LiveEngine {
     if (!subs) {
       subs = new Map();
       this.byConnection.set(sub.conn, subs);
-      const listener = () => this.accessChanged(sub.conn);
-      this.listeners.set(sub.conn, listener);
-      sub.conn.accessListeners.add(listener);
+      const conn = sub.conn;
+      this.stopRechecking.set(conn, conn.onAccessChanged(() => this.accessChanged(conn)));
     }
     subs.set(sub, q);
     if (!joining) {
@@ -757,8 +261,8 @@ export class LiveEngine {
     subs.delete(sub);
     if (subs.size === 0) {
       this.byConnection.delete(sub.conn);
-      sub.conn.accessListeners.delete(this.listeners.get(sub.conn)!);
-      this.listeners.delete(sub.conn);
+      this.stopRechecking.get(sub.conn)?.();
+      this.stopRechecking.delete(sub.conn);
     }
     q.subscribers.delete(sub);
     if (q.subscribers.size === 0) {

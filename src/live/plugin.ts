@@ -21,7 +21,8 @@ import type { Plugin } from 'graphql-yoga';
 import type { ServedSchema } from '../resolvers/served.js';
 import type { ResourceMapping } from '../schema/schema.js';
 import { cidPlaceholder, type RidTemplate } from '../schema/template.js';
-import type { LiveEngine, LiveMode } from './engine.js';
+import type { LiveEngine } from './engine.js';
+import type { LiveMode } from './stream.js';
 
 /** How a live operation streams: shared or per connection, full results or patches. */
 export interface LiveRoute {

@@ -14,7 +14,8 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConnectionRegistry } from '../access/access.js';
 import type { EventObserver, ResourceCache } from '../cache/cache.js';
-import type { LiveEngine, LiveObserver } from '../live/engine.js';
+import type { LiveEngine } from '../live/engine.js';
+import type { LiveObserver } from '../live/stream.js';
 import type { RequestKind, RequestObserver } from '../res/client.js';
 import { reservedEvents } from '../res/protocol.js';
 

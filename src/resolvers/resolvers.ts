@@ -31,7 +31,7 @@ import {
 } from 'graphql';
 import type { AccessChecker, Connection } from '../access/access.js';
 import type { MetaSource, ResponseMetaCollector } from '../access/meta.js';
-import type { CacheEntry, EntryWatcher, Lease, ResourceCache } from '../cache/cache.js';
+import type { CacheEntry, Lease, ResourceCache } from '../cache/cache.js';
 import { errorText, type Logger } from '../log.js';
 import type { ResClient } from '../res/client.js';
 import {
@@ -203,20 +203,18 @@ export class Resolvers {
           // The resource's delete ends the stream, after the events before it:
           // events matched by name would otherwise flow on from whatever
           // resource takes the name next (Resgate unsubscribes on delete).
-          const deleted: EntryWatcher = {
-            entryChanged: (_e, change) => {
-              if (change.type === 'delete') inTurn((ok) => ok && endWith(notFound()));
-            },
-          };
-          this.cache.customEventListeners.add(listener);
-          ctx.conn.accessListeners.add(recheck);
-          entry.watchers.add(deleted);
+          const deletion = this.cache.newLease((_e, change) => {
+            if (change.type === 'delete') inTurn((ok) => ok && endWith(notFound()));
+          });
+          const stopListening = this.cache.onCustomEvent(listener);
+          const stopRechecking = ctx.conn.onAccessChanged(recheck);
+          deletion.hold(rid);
           // deleted before the first pull started this executor
           if (entry.state === 'deleted') inTurn((ok) => ok && endWith(notFound()));
           await stop;
-          this.cache.customEventListeners.delete(listener);
-          ctx.conn.accessListeners.delete(recheck);
-          entry.watchers.delete(deleted);
+          stopListening();
+          stopRechecking();
+          deletion.release();
         }, new FixedBuffer(1000));
       } catch (e) {
         throw toGraphQLError(e, this.log);

@@ -45,7 +45,8 @@ import { getOperationAST, type ExecutionArgs, type OperationDefinitionNode } fro
 import type { Plugin } from 'graphql-yoga';
 import { headers as natsHeaders, type MsgHdrs } from 'nats';
 import type { ConnectionTransport } from '../access/access.js';
-import type { LiveTracer, PushTracer } from '../live/engine.js';
+import type { LiveTracer } from '../live/engine.js';
+import type { PushTracer } from '../live/stream.js';
 import type { RequestKind, RequestTracer, TracedRequest } from '../res/client.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 

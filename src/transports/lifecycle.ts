@@ -17,7 +17,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Connection, type ConnectionRegistry, type ConnectionTransport, type HttpInfo } from '../access/access.js';
 import type { Authenticator, HeaderAuthOutcome } from '../access/auth.js';
-import type { ResourceCache } from '../cache/cache.js';
+import type { LeaseListener, ResourceCache } from '../cache/cache.js';
 import type { GatewayContext } from '../resolvers/resolvers.js';
 import { httpInfoOf } from './http.js';
 
@@ -65,9 +65,13 @@ export class ClientLifecycle {
     return this.authenticator.authenticate(conn, params, opts);
   }
 
-  /** The context of one execution or one stream of a connection: what it reads is held until `release`. */
-  context(conn: Connection): GatewayContext {
-    return { conn, lease: this.cache.newLease() };
+  /**
+   * The context of one execution or one stream of a connection: what it
+   * reads is held until `release`; `onChange` hears every change to it
+   * meanwhile (a view that pushes changes itself, as a ResClient socket's).
+   */
+  context(conn: Connection, onChange?: LeaseListener): GatewayContext {
+    return { conn, lease: this.cache.newLease(onChange) };
   }
 
   /** The execution or stream has ended: what it read may be evicted (after the cache's delay). */
@@ -76,13 +80,13 @@ export class ClientLifecycle {
   }
 
   /**
-   * The client has gone: messages addressed to its cid find no connection,
-   * and nothing listens for its access any more. The contexts it gave out
-   * are released by their own ends (the transport stops its streams first).
+   * The client has gone: messages addressed to its cid find no connection.
+   * The contexts it gave out are released by their own ends, and whoever
+   * listens for its access (its live streams, a ResClient socket's view)
+   * stops with them: the transport stops its streams first.
    */
   close(conn: Connection): void {
     this.connections.delete(conn);
-    conn.accessListeners.clear();
   }
 
   /** A request that is a connection of its own: connected and given its one context; header auth is the caller's next step. */

@@ -36,7 +36,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Connection } from '../access/access.js';
-import type { CacheEntry, EntryChange, EntryWatcher } from '../cache/cache.js';
+import type { CacheEntry, EntryChange } from '../cache/cache.js';
 import { errorText } from '../log.js';
 import { textFrame, writeBatched } from './frames.js';
 import { isDirectStatus, mergeHeader, statusError } from '../res/meta.js';
@@ -198,16 +198,17 @@ function customEventFrame(rid: string, event: string, payload: unknown): Buffer 
   return frame;
 }
 
-class ResSession implements EntryWatcher {
+class ResSession {
   readonly conn: Connection;
   /** direct subscriptions by rid (the service's rid: `{cid}` filled in) */
   private readonly direct = new Map<string, number>();
   /** what the client holds: every subscribed resource, loaded or failed */
   private readonly inView = new Map<string, CacheEntry | ResError>();
-  /** the rid each watched entry is in view as */
+  /** the rid each entry whose events the client gets is in view as */
   private readonly ridOf = new Map<CacheEntry, string>();
-  /** the connection and the lease holding what is in view, for the socket's whole life */
+  /** the connection and the lease holding what is in view, for the socket's whole life; the lease hears its changes (those of entries not in ridOf are not the client's yet) */
   private readonly view: GatewayContext;
+  private readonly stopListening: (() => void)[];
   private chain: Promise<void> = Promise.resolve();
   /** steps enqueued and not finished: while there are none, an event is sent at once */
   private steps = 0;
@@ -222,9 +223,8 @@ class ResSession implements EntryWatcher {
     private readonly t: ResWebSocketImpl,
   ) {
     this.conn = conn;
-    this.view = t.opts.lifecycle.context(conn);
-    conn.accessListeners.add(this.onAccessChanged);
-    t.opts.cache.customEventListeners.add(this.onCustomEvent);
+    this.view = t.opts.lifecycle.context(conn, (entry, change) => this.entryChanged(entry, change));
+    this.stopListening = [conn.onAccessChanged(this.onAccessChanged), t.opts.cache.onCustomEvent(this.onCustomEvent)];
     socket.on('message', (data: RawData) => this.onMessage(data.toString()));
     socket.once('close', () => this.onClosed());
     socket.on('error', () => undefined);
@@ -476,14 +476,13 @@ class ResSession implements EntryWatcher {
     }
   }
 
-  /** Brings the resources `roots` reach into view: watched, held, and returned as the set to send. */
+  /** Brings the resources `roots` reach into view: held, their events forwarded, and returned as the set to send. */
   private async bringIntoView(roots: string[]): Promise<ResourceSet> {
     const found = await this.loadClosure(roots);
     for (const [rid, v] of found) {
       this.inView.set(rid, v);
       this.view.lease.hold(rid);
       if (ResError.is(v)) continue;
-      v.watchers.add(this);
       this.ridOf.set(v, rid);
     }
     return this.encodeSet(found);
@@ -514,7 +513,6 @@ class ResSession implements EntryWatcher {
       if (reachable.has(rid)) continue;
       this.inView.delete(rid);
       if (ResError.is(v)) continue;
-      v.watchers.delete(this);
       this.ridOf.delete(v);
     }
     this.view.lease.retainOnly(new Set([...reachable].filter((r) => this.inView.has(r))));
@@ -522,7 +520,7 @@ class ResSession implements EntryWatcher {
 
   // --- events ----------------------------------------------------------------
 
-  entryChanged(entry: CacheEntry, change: EntryChange): void {
+  private entryChanged(entry: CacheEntry, change: EntryChange): void {
     const rid = this.ridOf.get(entry);
     if (rid === undefined) return;
     // behind a step under way (a subscribe's reply, say), in order; else at once when it needs nothing more
@@ -540,7 +538,7 @@ class ResSession implements EntryWatcher {
     if (!event) return true;
     for (const r of event.refs) if (!this.inView.has(r)) return false;
     // still subscribed, but no more events come for it (the cache let go of the entry)
-    if (event.name === 'delete') entry.watchers.delete(this);
+    if (event.name === 'delete') this.ridOf.delete(entry);
     this.write(sharedEventFrame(change, event, this.toClient(rid)));
     // a replaced or removed reference may leave resources no subscription reaches (none when all are direct)
     if ((event.name === 'change' || event.name === 'remove') && this.inView.size > this.direct.size) this.dropUnreachable();
@@ -590,8 +588,7 @@ class ResSession implements EntryWatcher {
 
   private onClosed(): void {
     this.closed = true;
-    this.t.opts.cache.customEventListeners.delete(this.onCustomEvent);
-    for (const entry of this.ridOf.keys()) entry.watchers.delete(this);
+    for (const stop of this.stopListening) stop();
     this.ridOf.clear();
     this.inView.clear();
     // the view's lease, the connection's registration and its access listeners

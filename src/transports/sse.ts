@@ -29,7 +29,7 @@ import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
 import { TOKEN_HEADER_KEY, TOKEN_QUERY_KEY } from 'graphql-sse';
 import { isAsyncIterable } from 'graphql-yoga';
 import type { Connection } from '../access/access.js';
-import type { LiveStream } from '../live/engine.js';
+import type { LiveStream } from '../live/stream.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
 import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';

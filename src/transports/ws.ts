@@ -33,7 +33,7 @@ import {
 import { isAsyncIterable } from 'graphql-yoga';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Connection } from '../access/access.js';
-import type { LivePayload, LiveStream } from '../live/engine.js';
+import type { LivePayload, LiveStream } from '../live/stream.js';
 import { liveRoute } from '../live/plugin.js';
 import { errorText } from '../log.js';
 import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';

@@ -114,21 +114,21 @@ describe('a throw inside each entry point', () => {
     const throwing = () => {
       throw new Error('listener broke');
     };
-    gw.cache.customEventListeners.add(throwing);
+    const stopThrowing = gw.cache.onCustomEvent(throwing);
     const client = wsClient(gw.url);
     const s = subscribeWs(client, 'subscription { book(id: 1) { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Steady' } } });
     await svc.event('library.book.1', 'poke', { n: 1 });
     await waitFor(() => gw.logs.slice(from).some((l) => l.msg === 'handling a message failed'), 2000, 'the failure to be logged');
-    gw.cache.customEventListeners.delete(throwing);
-    gw.cache.customEventListeners.add((_n, _e, payload) => seen.push(payload));
+    stopThrowing();
+    const stopSeeing = gw.cache.onCustomEvent((_n, _e, payload) => seen.push(payload));
     await svc.event('library.book.1', 'poke', { n: 2 });
     await waitFor(() => seen.length === 1, 2000, 'the next event');
     await svc.change('library.book.1', { title: 'After' });
     expect(await s.next()).toEqual({ data: { book: { title: 'After' } } });
     await svc.change('library.book.1', { title: 'Steady' });
     expect(await s.next()).toEqual({ data: { book: { title: 'Steady' } } });
-    gw.cache.customEventListeners.clear();
+    stopSeeing();
     await closeClients(gw, client);
     expect(crashes.seen).toEqual([]);
   });
@@ -140,7 +140,7 @@ describe('a throw inside each entry point', () => {
     const s = subscribeWs(client, 'subscription { book(id: 1) { title } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Steady' } } });
     const conn = [...gw.connections.all()].find((c) => !before.has(c))!;
-    conn.accessListeners.add(() => {
+    conn.onAccessChanged(() => {
       throw new Error('access listener broke');
     });
     const from = gw.logs.length;

@@ -2,7 +2,7 @@
  * Bounded waiting for tests: poll a condition, await a cache entry change,
  * or put a deadline on a promise. Never a fixed sleep.
  */
-import type { EntryChange, ResourceCache } from '../../src/cache/cache.js';
+import type { EntryChange, Lease, ResourceCache } from '../../src/cache/cache.js';
 
 /** Resolves with the first truthy value of `fn`, polled every few ms; rejects after `timeoutMs`. */
 export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 2000, what = 'condition'): Promise<T> {
@@ -27,26 +27,18 @@ export function withTimeout<T>(p: Promise<T>, timeoutMs = 2000, what = 'promise'
 }
 
 /**
- * Resolves with the next change the cache applies to a loaded rid (add a
- * watcher before publishing the event). Rejects if the rid is not loaded or
- * nothing changes within `timeoutMs`.
+ * Resolves with the next change the cache applies to a loaded rid, heard by
+ * a lease that holds it until then (call it before publishing the event).
+ * Rejects if the rid is not loaded or nothing changes within `timeoutMs`.
  */
 export function nextEntryChange(cache: ResourceCache, rid: string, timeoutMs = 2000): Promise<EntryChange> {
-  const entry = cache.peek(rid);
-  if (!entry) return Promise.reject(new Error(`${rid} is not cached`));
-  return withTimeout(
-    new Promise<EntryChange>((resolve) => {
-      const w = {
-        entryChanged(_e: unknown, change: EntryChange) {
-          entry.watchers.delete(w);
-          resolve(change);
-        },
-      };
-      entry.watchers.add(w);
-    }),
-    timeoutMs,
-    `a change of ${rid}`,
-  );
+  if (!cache.peek(rid)) return Promise.reject(new Error(`${rid} is not cached`));
+  let lease: Lease | undefined;
+  const changed = new Promise<EntryChange>((resolve) => {
+    lease = cache.newLease((_e, change) => resolve(change));
+    lease.hold(rid);
+  });
+  return withTimeout(changed, timeoutMs, `a change of ${rid}`).finally(() => lease?.release());
 }
 
 /** A promise with its resolve function, to hold a service handler until a test lets it go. */
