@@ -31,6 +31,7 @@ const names = [
   'resgraph_live_subscriptions',
   'resgraph_live_operations',
   'resgraph_live_executions_total',
+  'resgraph_live_incremental_total',
   'resgraph_cache_entries',
   'resgraph_cache_subscriptions',
   'resgraph_nats_connected',
@@ -120,7 +121,9 @@ describe('/metrics', () => {
     expect(delta('resgraph_res_events_total', { type: 'change' })).toBe(1);
     expect(delta('resgraph_res_events_total', { type: 'custom' })).toBe(1);
     expect(delta('resgraph_live_results_pushed_total')).toBe(1);
-    expect(delta('resgraph_live_executions_total')).toBe(1);
+    // the changed title was applied to the last result: no execution
+    expect(delta('resgraph_live_incremental_total', { outcome: 'applied', reason: '' })).toBe(1);
+    expect(delta('resgraph_live_executions_total')).toBe(0);
     expect(delta('resgraph_live_push_latency_seconds_count')).toBe(1);
     const latency = delta('resgraph_live_push_latency_seconds_sum');
     expect(latency).toBeGreaterThan(0);
@@ -139,11 +142,12 @@ describe('/metrics', () => {
     expect((await stream.next()).value).toEqual({ data: { book: { title: 'Book 4' } } });
     const before = await scrape(metricsUrl());
 
-    /** changes the title and waits for the live query to have run on it */
+    /** changes the title and waits for the live query to have applied it */
+    const applied = async () => (await scrape(metricsUrl())).value('resgraph_live_incremental_total', { outcome: 'applied', reason: '' });
     const change = async (title: string) => {
-      const runs = (await scrape(metricsUrl())).value('resgraph_live_executions_total');
+      const updates = await applied();
       await env.svc.change('library.book.4', { title });
-      await waitFor(async () => (await scrape(metricsUrl())).value('resgraph_live_executions_total') > runs, 3000, `a run after the change to ${title}`);
+      await waitFor(async () => (await applied()) > updates, 3000, `an update after the change to ${title}`);
     };
     await change('A'); // pending: A
     await change('B'); // B replaces A: coalesced

@@ -36,13 +36,13 @@ describe('coalescing', () => {
     const s = subscribeWs(client, 'subscription { book(id: 1) { title year author { name } } }');
     expect(await s.next()).toEqual({ data: { book: { title: 'Book 1', year: 1965, author: { name: 'Herbert' } } } });
 
-    const before = (await liveCounts(gw)).executions;
+    const before = (await liveCounts(gw)).updates;
     publishChange('library.book.1', { title: 'Dune' });
     publishChange('library.book.1', { year: 1966 });
     publishChange('library.author.1', { name: 'Frank Herbert' });
     await svc.nc.flush();
     expect(await s.next()).toEqual({ data: { book: { title: 'Dune', year: 1966, author: { name: 'Frank Herbert' } } } });
-    expect((await liveCounts(gw)).executions - before).toBe(1);
+    expect((await liveCounts(gw)).updates - before).toBe(1);
 
     await svc.change('library.book.1', { title: 'Dune Messiah' });
     expect(await s.next()).toEqual({ data: { book: { title: 'Dune Messiah', year: 1966, author: { name: 'Frank Herbert' } } } });
@@ -60,13 +60,13 @@ describe('de-duplication', () => {
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 2' } } });
     const b = subscribeWs(client, q);
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 2' } } });
-    expect((await liveCounts(gw)).executions - before.executions).toBe(1);
+    expect((await liveCounts(gw)).updates - before.updates).toBe(1);
     expect(await liveCounts(gw)).toMatchObject({ liveQueries: before.liveQueries + 1, subscribers: before.subscribers + 2 });
 
     await svc.change('library.book.2', { title: 'Shared' });
     expect(await a.next()).toEqual({ data: { book: { title: 'Shared' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Shared' } } });
-    expect((await liveCounts(gw)).executions - before.executions).toBe(2);
+    expect((await liveCounts(gw)).updates - before.updates).toBe(2);
     await closeClients(env.gw, client);
   });
 
@@ -80,13 +80,13 @@ describe('de-duplication', () => {
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 3' } } });
     const b = subscribeWs(c2, q, { id: 3 });
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 3' } } });
-    expect((await liveCounts(gw)).executions - before.executions).toBe(1);
+    expect((await liveCounts(gw)).updates - before.updates).toBe(1);
     expect(await liveCounts(gw)).toMatchObject({ liveQueries: before.liveQueries + 1, subscribers: before.subscribers + 2 });
 
     await svc.change('library.book.3', { title: 'Shared by two' });
     expect(await a.next()).toEqual({ data: { book: { title: 'Shared by two' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Shared by two' } } });
-    expect((await liveCounts(gw)).executions - before.executions).toBe(2);
+    expect((await liveCounts(gw)).updates - before.updates).toBe(2);
     await closeClients(env.gw, c1, c2);
   });
 
@@ -95,12 +95,12 @@ describe('de-duplication', () => {
     const c1 = wsClient(gw.url);
     const c2 = wsClient(gw.url);
     const q = 'subscription { book(id: 4) { title } }';
-    const before = (await liveCounts(gw)).executions;
+    const before = (await liveCounts(gw)).updates;
     const a = subscribeWs(c1, q);
     const b = subscribeWs(c2, q);
     expect(await a.next()).toEqual({ data: { book: { title: 'Book 4' } } });
     expect(await b.next()).toEqual({ data: { book: { title: 'Book 4' } } });
-    expect((await liveCounts(gw)).executions - before).toBe(1);
+    expect((await liveCounts(gw)).updates - before).toBe(1);
     await closeClients(env.gw, c1, c2);
   });
 

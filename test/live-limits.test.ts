@@ -90,13 +90,13 @@ describe('depth limit', () => {
     const client = wsClient(gw.url);
     const ok = subscribeWs(client, bookTitle, { id: 1 });
     await ok.next();
-    const before = (await liveCounts(gw)).executions;
+    const before = (await liveCounts(gw)).updates;
     const s = subscribeWs(client, `subscription ${tooDeep}`);
     await s.completed;
     const errors = s.error as { message: string }[];
     expect(Array.isArray(errors)).toBe(true);
     expect(errors[0].message).toMatch(/depth limit of 3/i);
-    expect((await liveCounts(gw)).executions).toBe(before);
+    expect((await liveCounts(gw)).updates).toBe(before);
 
     await svc.change('library.book.1', { title: 'Socket still open' });
     expect(await ok.next()).toEqual({ data: { book: { title: 'Socket still open' } } });

@@ -19,6 +19,7 @@ import { startTestEnv, type TestEnv } from './helpers/env.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { wsClient, type StreamResult } from './helpers/live-client.js';
 import { LiveView, mulberry32, tap } from './helpers/live-view.js';
+import { scrape } from './helpers/metrics.js';
 
 const sdl = /* GraphQL */ `
 interface Node {
@@ -411,6 +412,17 @@ describe(`live results under random events (seed ${seed})`, () => {
         expect(view.error).toBeUndefined();
       }
     }
-    console.info(`live-random: seed ${seed}, ${history.length} events, ${views.length} live operations`);
+    // how the updates were made: applied to the last result, or by running the operation again (incremental.ts)
+    const m = await scrape(env.gw.metricsUrl!);
+    const updates: Record<string, number> = {};
+    for (const line of m.text.split('\n')) {
+      const hit = /^resgraph_live_incremental_total\{outcome="(\w+)",reason="(\w*)"\} (\d+)/.exec(line);
+      if (hit && Number(hit[3]) > 0) updates[hit[2] ? `${hit[1]}:${hit[2]}` : hit[1]] = Number(hit[3]);
+    }
+    const total = Object.values(updates).reduce((a, b) => a + b, 0);
+    const share = (k: string) => `${k} ${updates[k]} (${Math.round((100 * updates[k]!) / total)}%)`;
+    console.info(`live-random: seed ${seed}, ${history.length} events, ${views.length} live operations; updates: ${Object.keys(updates).sort().map(share).join(', ')}`);
+    // the random changes of scalar properties must take the incremental path, which the comparisons above then checked
+    expect(updates.applied ?? 0).toBeGreaterThan(0);
   });
 });

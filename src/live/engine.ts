@@ -85,7 +85,7 @@ export class LiveEngine {
   private readonly access: AccessChecker;
   private readonly served: ServedSchema;
   private readonly maxPerConnection: number;
-  private readonly observer: LiveObserver | undefined;
+  readonly observer: LiveObserver | undefined;
   private readonly tracer: LiveTracer | undefined;
   private readonly queries = new Map<string, LiveQuery>();
   private readonly eventStreams = new Set<SchemaBoundStream>();

@@ -17,7 +17,7 @@ export type PatchOperation =
 type Json = unknown;
 
 /** A JSON Pointer segment (RFC 6901): `~` and `/` escaped. */
-function segment(key: string | number): string {
+export function segment(key: string | number): string {
   return typeof key === 'number' ? String(key) : key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 

@@ -4,7 +4,9 @@
  * coalesced into one run in a microtask), the lease of its last run, which
  * holds and hears every rid that run read, and its last state, serialized
  * once and offered to all its subscribers. A change reaches it in one
- * place, `entryChanged`. A root's delete ends its streams with
+ * place, `entryChanged`; the changes that arrive together are applied to
+ * the last state when they can be (incremental.ts: the fields that show
+ * them rewritten, no run), else they make one run. A root's delete ends its streams with
  * `system.notFound`; a root error that ends a live result ends them too.
  * Who subscribes, and their access, is the registry's (engine.ts).
  */
@@ -15,7 +17,8 @@ import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
-import type { LiveState, LiveStream } from './stream.js';
+import { applyChanges, ResultReads, type HeardChange } from './incremental.js';
+import { LiveState, type LiveObserver, type LiveStream } from './stream.js';
 
 /** What a LiveQuery needs from the registry that made it (engine.ts). */
 export interface LiveQueryHost {
@@ -25,6 +28,8 @@ export interface LiveQueryHost {
   executions: number;
   /** gives a subscriber that joined before the first result that result, after its own access check */
   joinInBackground(sub: LiveStream, q: LiveQuery): void;
+  /** told how changes were taken: applied to the last result, or left to a run (metrics) */
+  readonly observer: LiveObserver | undefined;
 }
 
 /** What one execution of a LiveQuery read, and the event it answers. */
@@ -32,6 +37,7 @@ interface Run {
   lease: Lease;
   accessed: Set<string>;
   roots: Set<string>;
+  reads: ResultReads;
   /** when the earliest event it reflects arrived (performance.now()) */
   eventAt: number | undefined;
   /** the connection whose verdicts it used, and how often they had changed when it started */
@@ -58,6 +64,12 @@ export class LiveQuery {
   disposed = false;
   /** when the earliest event not yet reflected in a run arrived (performance.now()), for push latency */
   private eventAt: number | undefined;
+  /** changes heard since the last state, to apply to it; undefined once the next update must run the operation */
+  private heardChanges: HeardChange[] | undefined;
+  /** the next update runs the operation (a change it cannot apply, a re-check, a reload, a change during a run) */
+  private mustRun = false;
+  /** the connection whose verdicts the last state's run used, and how often they had changed when it started */
+  private verdictsOf: { conn: Connection; changes: number } | undefined;
 
   constructor(
     readonly key: string,
@@ -88,22 +100,59 @@ export class LiveQuery {
       return;
     }
     this.eventAt ??= eventAt;
-    this.schedule();
+    // a change heard during a run, or before the first result, is in no state to apply it to
+    if (this.mustRun || this.running || !this.last?.reads) this.mustRun = true;
+    else (this.heardChanges ??= []).push({ entry, change });
+    this.update();
+  }
+
+  /** Runs the operation again soon (not from the changes heard). */
+  schedule(): void {
+    this.mustRun = true;
+    this.update();
   }
 
   /**
-   * Runs again soon. nats.js hands over every message of one socket read in
+   * Updates soon. nats.js hands over every message of one socket read in
    * one synchronous loop, so a microtask runs after all the events that
-   * arrived together: they make one run, without waiting for the next turn
-   * of the event loop.
+   * arrived together: they make one update, without waiting for the next
+   * turn of the event loop.
    */
-  schedule(): void {
+  private update(): void {
     if (this.scheduled || this.disposed) return;
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      this.guarded(() => this.run());
+      this.guarded(() => (this.applyHeard() ? undefined : this.run()));
     });
+  }
+
+  /** Applies the changes heard to the last state (incremental.ts); false when the operation must run instead. */
+  private applyHeard(): boolean {
+    const heard = this.heardChanges;
+    const last = this.last;
+    this.heardChanges = undefined;
+    if (this.mustRun || this.running || !heard || !last?.reads) return false;
+    if (this.verdictsOf?.conn !== this.conn || this.conn.accessChanges !== this.verdictsOf.changes) {
+      // verdicts were dropped since the last run (a reaccess, a reset, a new
+      // token): only a run asks them again, so nothing is shown before it
+      this.engine.observer?.incremental('fallback', 'access');
+      return false;
+    }
+    const applied = applyChanges(last.result, last.reads, heard);
+    if (typeof applied === 'string') {
+      this.engine.observer?.incremental('fallback', applied);
+      return false;
+    }
+    this.engine.observer?.incremental('applied');
+    const eventAt = this.eventAt;
+    this.eventAt = undefined;
+    if (applied.ops.length === 0) return true; // nothing the result shows changed
+    const state = new LiveState(applied.result, undefined, last.reads, { state: last, ops: applied.ops });
+    last.from = undefined;
+    this.last = state;
+    for (const sub of [...this.subscribers]) if (sub.access === 'checked') sub.offer(state, eventAt);
+    return true;
   }
 
   /**
@@ -131,6 +180,8 @@ export class LiveQuery {
       this.dirty = true;
       return;
     }
+    this.mustRun = false;
+    this.heardChanges = undefined;
     const waiting = this.start();
     if (!waiting) return;
     this.running = waiting.finally(() => {
@@ -147,11 +198,13 @@ export class LiveQuery {
     const lease = this.engine.cache.newLease(this.heard);
     const accessed = new Set<string>();
     const roots = new Set<string>();
-    const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots };
+    const reads = new ResultReads();
+    const contextValue: GatewayContext = { ...(this.args.contextValue as GatewayContext), conn: this.conn, lease, accessed, roots, reads };
     const run: Run = {
       lease,
       accessed,
       roots,
+      reads,
       eventAt: this.eventAt,
       conn: this.conn,
       accessChangesAtStart: this.conn.accessChanges,
@@ -197,8 +250,13 @@ export class LiveQuery {
       return;
     }
     const json = JSON.stringify(result);
-    if (this.last?.json === json) return;
-    const state: LiveState = { result, json };
+    this.verdictsOf = { conn: run.conn, changes: run.accessChangesAtStart };
+    if (this.last?.json === json) {
+      // the same result, perhaps from other resources (a reference moved to an equal model): later changes apply to these
+      this.last.reads = run.reads;
+      return;
+    }
+    const state = new LiveState(result, json, run.reads);
     this.last = state;
     const terminal = terminalError(result);
     for (const sub of [...this.subscribers]) {

@@ -10,6 +10,8 @@
  */
 import type { ExecutionResult } from 'graphql';
 import type { Connection } from '../access/access.js';
+import { jsonEqual } from '../res/protocol.js';
+import type { FallbackReason, ResultReads } from './incremental.js';
 import { diff, type PatchOperation } from './patch.js';
 
 /** What a traced stream tells of each update it pushes (see LiveTracer in engine.ts). */
@@ -26,14 +28,46 @@ export interface LiveObserver {
   coalesced(): void;
   /** a state the consumer had not pulled was discarded: the result went back to what it has, or the stream ended */
   dropped(): void;
+  /** changes heard by a live result were applied to its last result, or left to a run of the operation (incremental.ts) */
+  incremental(outcome: 'applied' | 'fallback', reason?: FallbackReason): void;
 }
 
-/** A result as delivered: serialized once, shared by every stream of a LiveQuery. */
-export interface LiveState {
-  result: ExecutionResult;
-  json: string;
+/**
+ * A result as delivered, shared by every stream of a LiveQuery: serialized
+ * at most once, when a stream needs its JSON (a state made by applying a
+ * change to the one before, for patch streams only, may never be).
+ */
+export class LiveState {
+  private serialized: string | undefined;
   /** patches from earlier states to this one, computed and serialized once for all patch streams (see LiveStream.payload) */
   patchesFrom?: Map<LiveState, { ops: PatchOperation[]; json: string }>;
+
+  constructor(
+    readonly result: ExecutionResult,
+    json?: string,
+    /** where the result shows what its run read (incremental.ts); a run whose equal result was not sent replaces it */
+    public reads?: ResultReads,
+    /**
+     * the state this one was made from by applying changes, with the patch
+     * that did it (never empty); forgotten once a newer state is made from
+     * this one, so that a chain of updates does not keep every old result
+     */
+    public from?: { state: LiveState; ops: PatchOperation[] },
+  ) {
+    this.serialized = json;
+  }
+
+  get json(): string {
+    return (this.serialized ??= JSON.stringify(this.result));
+  }
+
+  /** Whether both show the same result, serializing only when neither comparison by derivation nor by data settles it. */
+  sameAs(other: LiveState): boolean {
+    if (other === this) return true;
+    if (this.from?.state === other || other.from?.state === this) return false;
+    if ((this.serialized !== undefined && other.serialized !== undefined) || this.result.errors || other.result.errors) return this.json === other.json;
+    return jsonEqual(this.result.data, other.result.data);
+  }
 }
 
 /** One payload for a consumer: the result and its JSON. */
@@ -90,8 +124,8 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
   /** Offers a new state; dropped when the stream already has (or is about to get) the same result. */
   offer(state: LiveState, eventAt?: number): void {
     if (this.ending || this.closed) return;
-    if ((this.undelivered ?? this.delivered)?.json === state.json) return;
-    if (this.delivered?.json === state.json) {
+    if ((this.undelivered ?? this.delivered)?.sameAs(state)) return;
+    if (this.delivered?.sameAs(state)) {
       // back to what the consumer has (A → B → A before it pulled B): nothing to send
       if (this.undelivered) this.observer?.dropped();
       this.undelivered = undefined;
@@ -221,7 +255,7 @@ export class LiveStream implements AsyncIterableIterator<ExecutionResult> {
     state.patchesFrom ??= new Map();
     let patch = state.patchesFrom.get(from);
     if (!patch) {
-      const ops = diff(from.result.data ?? null, state.result.data ?? null);
+      const ops = state.from?.state === from ? state.from.ops : diff(from.result.data ?? null, state.result.data ?? null);
       patch = { ops, json: JSON.stringify(ops) };
       state.patchesFrom.set(from, patch);
     }

@@ -16,6 +16,7 @@ import type { ConnectionRegistry } from '../access/access.js';
 import type { EventObserver, ResourceCache } from '../cache/cache.js';
 import type { LiveEngine } from '../live/engine.js';
 import type { LiveObserver } from '../live/stream.js';
+import type { FallbackReason } from '../live/incremental.js';
 import type { RequestKind, RequestObserver } from '../res/client.js';
 import { reservedEvents } from '../res/protocol.js';
 
@@ -53,7 +54,7 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
    * are plain numbers, added to their prom-client metrics when scraped: a
    * state pushed to 10,000 sockets must not cost 10,000 prom-client calls.
    */
-  private readonly hot = { pushed: 0, coalesced: 0, dropped: 0, events: new Map<string, number>() };
+  private readonly hot = { pushed: 0, coalesced: 0, dropped: 0, events: new Map<string, number>(), incremental: new Map<string, number>() };
   /** push latencies (s) not yet observed by the histogram; observed in a batch when scraped or full */
   private readonly latencies = new Float64Array(4096);
   private latencyCount = 0;
@@ -167,6 +168,19 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
       'Live results discarded unsent: the result went back to what the client has, or the stream ended first',
       'dropped',
     );
+    const incremental = new Counter({
+      name: 'resgraph_live_incremental_total',
+      help: 'Updates of live results after changes: applied to the last result (outcome "applied"), or left to a run of the operation (outcome "fallback", with the reason: add, remove, delete, reference, whole, errors, value, access)',
+      labelNames: ['outcome', 'reason'],
+      registers,
+      collect() {
+        for (const [key, n] of hot.incremental) {
+          const [outcome, reason] = key.split(':') as [string, string];
+          this.inc({ outcome, reason }, n);
+        }
+        hot.incremental.clear();
+      },
+    });
     this.latency = new Histogram({
       name: 'resgraph_live_push_latency_seconds',
       help: 'From a resource event reaching the cache to the new result being handed to the transport',
@@ -181,6 +195,7 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
       for (const outcome of ['ok', 'timeout']) this.requests.inc({ type, outcome }, 0);
     }
     for (const type of [...reservedEvents, 'custom']) events.inc({ type }, 0);
+    incremental.inc({ outcome: 'applied', reason: '' }, 0);
     this.schemaReloads = new Counter({
       name: 'resgraph_schema_reloads_total',
       help: 'Schema reloads (SIGHUP, --watch-schema), by outcome: applied, or refused (an invalid schema; the one before is still served)',
@@ -213,6 +228,11 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
     if (latencyMs === undefined) return;
     this.latencies[this.latencyCount++] = latencyMs / 1000;
     if (this.latencyCount === this.latencies.length) this.observeLatencies();
+  }
+
+  incremental(outcome: 'applied' | 'fallback', reason?: FallbackReason): void {
+    const key = `${outcome}:${reason ?? ''}`;
+    this.hot.incremental.set(key, (this.hot.incremental.get(key) ?? 0) + 1);
   }
 
   coalesced(): void {

@@ -45,6 +45,7 @@ import {
   type ResValue,
   type Response,
 } from '../res/protocol.js';
+import type { ResultReads } from '../live/incremental.js';
 import { typeForRid, type FieldMapping, type ResourceMapping } from '../schema/schema.js';
 import { buildParams, fillRidTemplate } from '../schema/template.js';
 
@@ -59,6 +60,8 @@ export interface GatewayContext {
    * or its deletion, ends a live result; a soft reference only shows it on its field
    */
   roots?: Set<string>;
+  /** where a live run's result shows what it read, for applying later changes to it (live/incremental.ts) */
+  reads?: ResultReads;
 }
 
 /** A model from the cache, as the parent of its fields. */
@@ -306,6 +309,7 @@ export class Resolvers {
       if (parent instanceof ResourceNode) {
         const model = parent.entry.model;
         const value = model && Object.prototype.hasOwnProperty.call(model, prop) ? model[prop] : undefined;
+        ctx.reads?.property(parent.entry, prop, value, info);
         return this.resolveValue(value, info, ctx);
       }
       // a data object (a data value or a call result): read it as it is
@@ -367,6 +371,7 @@ export class Resolvers {
       // the item's own type, not the named one: in [[Int]] an item is a list, reached through a reference
       const itemType = getNullableType(item);
       const values = entry.collection!;
+      ctx.reads?.wholeResource(entry);
       if (isLeafType(itemType)) {
         return values.map((v) => (isRef(v) ? (itemType.name === 'JSON' ? { ...v } : v.rid) : isData(v) ? v.data : v));
       }
@@ -381,6 +386,7 @@ export class Resolvers {
       return new ResourceNode(rid, entry);
     }
     // a leaf type (JSON, String...) asked for a whole resource: give its value
+    ctx.reads?.wholeResource(entry);
     return entry.kind === 'model' ? { ...entry.model } : [...entry.collection!];
   }
 

@@ -57,11 +57,17 @@ export async function metric(gw: { metricsUrl?: string }, name: string): Promise
   return (await scrapeGateway(gw)).sum(name);
 }
 
-/** A gateway's live results as its /metrics tell them: executions so far, distinct live operations, open streams. */
-export async function liveCounts(gw: { metricsUrl?: string }): Promise<{ executions: number; liveQueries: number; subscribers: number }> {
+/**
+ * A gateway's live results as its /metrics tell them: executions so far,
+ * updates so far (executions, and changes applied to a last result without
+ * one), distinct live operations, open streams.
+ */
+export async function liveCounts(gw: { metricsUrl?: string }): Promise<{ executions: number; updates: number; liveQueries: number; subscribers: number }> {
   const m = await scrapeGateway(gw);
+  const executions = m.sum('resgraph_live_executions_total');
   return {
-    executions: m.sum('resgraph_live_executions_total'),
+    executions,
+    updates: executions + m.value('resgraph_live_incremental_total', { outcome: 'applied', reason: '' }),
     liveQueries: m.sum('resgraph_live_operations'),
     subscribers: m.sum('resgraph_live_subscriptions'),
   };

@@ -1,0 +1,215 @@
+/**
+ * Incremental live results, as clients and /metrics see them: a change of
+ * scalar properties is applied to the last result (no execution; the
+ * `@live` patch names only the fields that show them), with exactly the
+ * values, aliases, renames and errors a fresh execution gives; what it
+ * cannot apply exactly (a null for a non-null field, a value its type
+ * rejects, a reference, a collection add) runs the operation again, counted
+ * with its reason. Each case compares with a fresh HTTP query.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyLiveQueryJSONPatch } from '@n1ru4l/graphql-live-query-patch-json-patch';
+import { startTestEnv, type TestEnv } from './helpers/env.js';
+import { closeClients } from './helpers/live-fixture.js';
+import { wsClient, type StreamResult } from './helpers/live-client.js';
+import { LiveView, tap } from './helpers/live-view.js';
+import { scrape } from './helpers/metrics.js';
+import { gate } from './helpers/wait.js';
+
+const sdl = /* GraphQL */ `
+enum Size {
+  SMALL
+  LARGE
+}
+
+type Item @resource(rid: "inc.item.{id}") {
+  id: ID! @rid
+  name: String!
+  price: Int
+  code: ID
+  label: String @field(name: "title")
+  size: Size
+  owner: Owner
+}
+
+type Owner @resource(rid: "inc.owner.{id}") {
+  id: ID! @rid
+  name: String
+}
+
+type Query {
+  items: [Item!]! @get(rid: "inc.items")
+  item(id: ID!): Item @get(rid: "inc.item.{id}")
+}
+`;
+
+const items = 1000;
+let env: TestEnv;
+
+beforeAll(async () => {
+  env = await startTestEnv(sdl);
+  for (let i = 0; i < items; i++) {
+    env.svc.model(`inc.item.${i}`, { name: `item ${i}`, price: i, code: i, title: `label ${i}`, size: 'SMALL', owner: { rid: `inc.owner.${i % 3}` } });
+  }
+  for (let o = 0; o < 3; o++) env.svc.model(`inc.owner.${o}`, { name: `owner ${o}` });
+  env.svc.collection('inc.items', Array.from({ length: items }, (_, i) => ({ rid: `inc.item.${i}` })));
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+/** resgraph_live_incremental_total and resgraph_live_executions_total now, by "outcome:reason" */
+async function updates(): Promise<Record<string, number>> {
+  const m = await scrape(env.gw.metricsUrl!);
+  const out: Record<string, number> = { executions: m.sum('resgraph_live_executions_total') };
+  for (const line of m.text.split('\n')) {
+    const hit = /^resgraph_live_incremental_total\{outcome="(\w+)",reason="(\w*)"\} (\d+)/.exec(line);
+    if (hit) out[hit[2] ? `${hit[1]}:${hit[2]}` : hit[1]!] = Number(hit[3]);
+  }
+  return out;
+}
+
+function delta(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  const d: Record<string, number> = {};
+  for (const k of Object.keys(after)) if (after[k]! - (before[k] ?? 0) !== 0) d[k] = after[k]! - (before[k] ?? 0);
+  return d;
+}
+
+async function fresh(query: string): Promise<StreamResult> {
+  const res = await fetch(env.gw.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ query }),
+  });
+  return (await res.json()) as StreamResult;
+}
+
+/** The result without the `@live` directive's mark, as a fresh query returns it. */
+const text = (r: StreamResult | undefined) => JSON.stringify({ data: r?.data, ...(r?.errors ? { errors: r.errors.map((e) => ({ path: e.path, code: e.extensions?.code })) } : {}) });
+
+describe('a change of scalar properties', () => {
+  it('is applied to the last result: one patch of the changed fields, no execution, equal to a fresh query', async () => {
+    const client = wsClient(env.gw.url);
+    const selection = '{ items { id name cost: price price label } }';
+    const wire: StreamResult[] = [];
+    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
+    const full = new LiveView(client.iterate({ query: `subscription ${selection}` }) as AsyncIterable<StreamResult>);
+    await live.until((v) => v.results.length > 0, 5000, 'the first @live result');
+    await full.until((v) => v.results.length > 0, 5000, 'the first subscription result');
+    // the first runs ran through graphql-js; the next ones would run compiled
+    const before = await updates();
+
+    await env.svc.change('inc.item.537', { price: 5370, title: 'relabelled' });
+    const want = await fresh(selection);
+    await live.until((v) => text(v.last) === text(want), 5000, '@live to show the change');
+    await full.until((v) => text(v.last) === text(want), 5000, 'the subscription to show the change');
+    // the price shows twice (aliased), the renamed property once; nothing else is in the patch
+    expect(wire[wire.length - 1]).toEqual({
+      patch: [
+        { op: 'replace', path: '/items/537/cost', value: 5370 },
+        { op: 'replace', path: '/items/537/price', value: 5370 },
+        { op: 'replace', path: '/items/537/label', value: 'relabelled' },
+      ],
+      revision: 2,
+    });
+    // one live operation per mode, each applied once, none run
+    expect(delta(await updates(), before)).toEqual({ applied: 2 });
+
+    // a property the result does not show changes nothing, and sends nothing
+    await env.svc.change('inc.item.12', { size: 'LARGE' });
+    await env.svc.change('inc.item.13', { price: 1313 });
+    await live.until((v) => v.data?.items?.[13]?.price === 1313, 5000, 'the next change');
+    expect(wire.map((w) => (w as { patch?: unknown[] }).patch?.length)).toEqual([undefined, 3, 2]);
+    await closeClients(env.gw, client);
+  });
+
+  it('serializes as execution does: an ID from a number, an enum, a rename; an error elsewhere in the result stays', async () => {
+    env.svc.model('inc.item.9001', { name: 'odd', price: 'not a number', code: 1, title: 't', size: 'SMALL' });
+    const selection = '{ odd: item(id: 9001) { price code size label } ok: item(id: 1) { code size } }';
+    const client = wsClient(env.gw.url);
+    const view = new LiveView(client.iterate({ query: `query @live(patch: false) ${selection}` }) as AsyncIterable<StreamResult>);
+    await view.until((v) => v.results.length > 0, 5000, 'the first result');
+    expect(view.last?.errors?.map((e) => e.path)).toEqual([['odd', 'price']]);
+    const before = await updates();
+
+    await env.svc.change('inc.item.9001', { code: 77, size: 'LARGE', title: 'renamed' });
+    await env.svc.change('inc.item.1', { code: 42 });
+    const want = await fresh(selection);
+    await view.until((v) => text(v.last) === text(want), 5000, 'the changes, equal to a fresh query');
+    expect(view.last?.data).toEqual({ odd: { price: null, code: '77', size: 'LARGE', label: 'renamed' }, ok: { code: '42', size: 'SMALL' } });
+    const d = delta(await updates(), before);
+    expect(d.executions ?? 0).toBe(0);
+    expect(d.applied).toBeGreaterThanOrEqual(1);
+    await closeClients(env.gw, client);
+  });
+});
+
+describe('a change after access was withdrawn', () => {
+  it('is not applied: the operation runs, asks access again, and the stream ends denied without showing the change', async () => {
+    const client = wsClient(env.gw.url);
+    const wire: StreamResult[] = [];
+    const view = new LiveView(tap(client.iterate({ query: 'subscription { item(id: 6) { price } }' }) as AsyncIterable<StreamResult>, wire));
+    await view.until((v) => v.results.length > 0, 5000, 'the first result');
+    // the re-check's answer waits until the change has arrived behind the reaccess
+    const answer = gate();
+    env.svc.handle('access.inc.item.6', async () => {
+      await answer.promise;
+      return { result: { get: false } };
+    });
+    const asked = env.svc.nextRequest('access.inc.item.6');
+    await env.svc.event('inc.item.6', 'reaccess');
+    await env.svc.change('inc.item.6', { price: 666 });
+    await asked;
+    answer.open();
+    await view.until((v) => v.done || v.error !== undefined || v.results.length > 1, 5000, 'the stream to end');
+    expect(wire.map((r) => r.data?.item ?? null)).toEqual([{ price: 6 }, null]);
+    expect(wire[1]?.errors?.map((e) => e.extensions?.code)).toEqual(['system.accessDenied']);
+    await closeClients(env.gw, client);
+  });
+});
+
+describe('what a change cannot be applied to', () => {
+  /** subscribes, makes the change, and checks the result against a fresh query and the update's reason */
+  async function fallsBack(selection: string, change: () => Promise<void>, reason: string): Promise<StreamResult> {
+    const client = wsClient(env.gw.url);
+    const view = new LiveView(client.iterate({ query: `subscription ${selection}` }) as AsyncIterable<StreamResult>);
+    await view.until((v) => v.results.length > 0, 5000, 'the first result');
+    const before = await updates();
+    await change();
+    const want = await fresh(selection);
+    await view.until((v) => text(v.last) === text(want), 5000, 'the change, equal to a fresh query');
+    const d = delta(await updates(), before);
+    expect(d[`fallback:${reason}`] ?? 0, JSON.stringify(d)).toBeGreaterThanOrEqual(1);
+    expect(d.executions).toBeGreaterThanOrEqual(1);
+    expect(d.applied ?? 0).toBe(0);
+    await closeClients(env.gw, client);
+    return view.last!;
+  }
+
+  it('a null for a non-null field runs the operation: the null propagates as execution makes it', async () => {
+    const last = await fallsBack('{ item(id: 2) { name price } }', () => env.svc.change('inc.item.2', { name: { action: 'delete' } }), 'value');
+    expect(last.data).toEqual({ item: null });
+    expect(last.errors?.map((e) => e.path)).toEqual([['item', 'name']]);
+  });
+
+  it('a value the field type rejects runs the operation, which reports the field error', async () => {
+    const last = await fallsBack('{ item(id: 3) { price } }', () => env.svc.change('inc.item.3', { price: 1.5 }), 'value');
+    expect(last.data).toEqual({ item: { price: null } });
+    expect(last.errors?.map((e) => e.path)).toEqual([['item', 'price']]);
+  });
+
+  it('a swapped reference runs the operation', async () => {
+    const last = await fallsBack('{ item(id: 4) { owner { name } } }', () => env.svc.change('inc.item.4', { owner: { rid: 'inc.owner.2' } }), 'reference');
+    expect(last.data).toEqual({ item: { owner: { name: 'owner 2' } } });
+  });
+
+  it('a scalar that becomes a reference runs the operation', async () => {
+    await fallsBack('{ item(id: 5) { label } }', () => env.svc.change('inc.item.5', { title: { rid: 'inc.owner.1' } }), 'reference');
+  });
+
+  it('an item added to a collection runs the operation', async () => {
+    env.svc.model('inc.item.9100', { name: 'new', price: 1 });
+    await fallsBack('{ items { price } }', () => env.svc.add('inc.items', { rid: 'inc.item.9100' }, 0), 'add');
+  });
+});
