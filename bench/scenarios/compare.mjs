@@ -25,6 +25,7 @@ import { findResgate, startGateway, workersOf } from '../lib/gateways.mjs';
 import { PhaseMeter, Processes, procStat, round, sleep, waitQuiet } from '../lib/procs.mjs';
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { ClientPool, subscriptionQuery } from '../lib/stack.mjs';
+import { quietest } from '../lib/phase.mjs';
 import { natsChildArgs } from '../lib/nats.mjs';
 
 export const compareScenarios = [1, 2, 3, 4, 5, 6];
@@ -106,27 +107,6 @@ async function withGateway(ctx, kind, { clients = 0, tag, profile = false, extra
     await procs.stop(...started);
     if (gw.profileFile) ctx.profiles.push(gw.profileFile);
   }
-}
-
-// ---- noise ---------------------------------------------------------------------------
-
-/** CPU seconds others took during a phase (other processes + hypervisor steal), as a share of the machine's CPU over it. */
-const noiseShare = (p) => (p.otherCpuSec + p.stealSec) / (p.wallSec * 2);
-
-/**
- * Runs a phase and, when others took over 5 % of the machine during it,
- * once more; keeps the quieter of the two (chosen by noise, never by the
- * result; both are in the JSON). For the phases behind the ratio targets
- * that leave no state behind (1, 2, 6); the rising-rate phases are not repeated.
- */
-async function quietest(ctx, kind, run) {
-  const first = await run(5000);
-  if (noiseShare(first) <= 0.05) return first;
-  ctx.log(`  ${gatewayName(kind)} ${first.label}: noisy (others took ${round(100 * noiseShare(first), 0)}% of the machine: ${first.otherCpuSec} CPU s, steal ${first.stealSec} s); running it once more`);
-  // waiting longer (up to 15 s) for a quiet moment this time
-  const second = await run(15_000);
-  const [kept, dropped] = noiseShare(second) < noiseShare(first) ? [second, first] : [first, second];
-  return { ...kept, noisyAttempt: { noisePct: round(100 * noiseShare(dropped), 0), result: { ...dropped, processes: undefined } } };
 }
 
 // ---- one live phase ------------------------------------------------------------
@@ -272,7 +252,7 @@ export async function groupLive(ctx, kind, which) {
       const sub = await clients.subscribe('cmp10', 10);
       log(`${gatewayName(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
       await warm(ctx, clients, ['cmp10'], 100, sec(2));
-      out.s1 = await quietest(ctx, kind, (quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }));
+      out.s1 = await quietest((quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }), { log, name: gatewayName(kind) });
       say(out.s1);
       await clients.all('close', {});
     }
@@ -283,7 +263,7 @@ export async function groupLive(ctx, kind, which) {
       out.setup1k = { connected: conn.connected, connectMs: Math.round(conn.ms), subscribed: sub.firstResults, subscribeMs: Math.round(sub.ms) };
       await warm(ctx, clients, ['cmp1k'], 100, sec(2));
       if (which.has(2)) {
-        out.s2 = await quietest(ctx, kind, (quietMaxMs) => livePhase(ctx, gw, clients, { label: '1,000 subs @ 100/s', ids: ['cmp1k'], rate: 100, durationMs: sec(20), drainTimeoutMs: 10_000, settleMs: 20_000, quietMaxMs }));
+        out.s2 = await quietest((quietMaxMs) => livePhase(ctx, gw, clients, { label: '1,000 subs @ 100/s', ids: ['cmp1k'], rate: 100, durationMs: sec(20), drainTimeoutMs: 10_000, settleMs: 20_000, quietMaxMs }), { log, name: gatewayName(kind) });
         say(out.s2);
       }
       if (which.has(3)) {
@@ -416,7 +396,7 @@ export async function groupHttp(ctx, kind) {
         wallSec: m.wallSec,
       };
     };
-    const s6 = await quietest(ctx, kind, measure);
+    const s6 = await quietest(measure, { log, name: gatewayName(kind) });
     log(
       `  ${gatewayName(kind)} cached read (${s6.what}): ${s6.rps} req/s, p50 ${s6.latency.p50} ms, p99 ${s6.latency.p99} ms, errors ${s6.errors}${s6.errorSample ? ` (${s6.errorSample})` : ''}; get/req ${s6.getPerRequest}, access/req ${s6.accessPerRequest}; gw ${s6.gw?.cpuPct}% CPU; noise: other ${s6.otherCpuSec} CPU s, steal ${s6.stealSec} s`,
     );
