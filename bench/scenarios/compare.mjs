@@ -13,11 +13,15 @@
  *   4. 10,000 subscribers, one change every 2 s: time until the last client has it.
  *   5. memory: idle, 10,000 connections, 10,000 subscribed clients.
  *   6. cached read over HTTP, 50 connections: POST /graphql vs GET /api/<rid>.
+ *   7. one client holding a list of 100, 1,000, 10,000 items while one item
+ *      changes: CPU and bytes per event, subscription and @live (size.mjs).
  *
  * Groups of scenarios share a gateway process (1–3: 1,000 clients; 4–5:
  * 10,000 clients; 6: HTTP); each group runs on resgraph, on resgraph again
  * with Resgate's clients (its WebSocket protocol on resgraph's RES path, GET
- * /api: the same clients on both gateways, a second table), then on Resgate.
+ * /api: the same clients on both gateways, a second table), then on Resgate;
+ * part 7 starts a gateway per list size and client kind (not resgraph with
+ * Resgate's clients).
  * Without a Resgate binary, resgraph runs alone and no ratios are printed.
  */
 import { Hist } from '../lib/hist.mjs';
@@ -26,9 +30,10 @@ import { PhaseMeter, Processes, procStat, round, sleep, waitQuiet } from '../lib
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { ClientPool, subscriptionQuery } from '../lib/stack.mjs';
 import { quietest } from '../lib/phase.mjs';
+import { printSize, sizeCompareRows, sizeRuns, sizeTargets } from './size.mjs';
 import { natsChildArgs } from '../lib/nats.mjs';
 
-export const compareScenarios = [1, 2, 3, 4, 5, 6];
+export const compareScenarios = [1, 2, 3, 4, 5, 6, 7];
 const RATES = [100, 150, 200, 300, 1000];
 /** How a gateway kind is named in the output. */
 export const gatewayName = (kind) =>
@@ -47,6 +52,7 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
   const procs = new Processes('compare');
   const res = { resgraph: {}, 'resgraph-res': {}, resgate: {} };
   const profiles = [];
+  let size;
   const t0 = Date.now();
   try {
     const nats = await procs.startNats();
@@ -56,12 +62,18 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     if ([1, 2, 3].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupLive(ctx, k, which));
     if ([4, 5].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupTenK(ctx, k, which));
     if (which.has(6)) for (const k of kinds) Object.assign(res[k], await groupHttp(ctx, k));
+    if (which.has(7)) size = await sizeRuns(ctx);
   } finally {
     await procs.stopAll();
   }
   const withResgate = kinds.includes('resgate');
   printDetails(res, kinds);
+  if (size) printSize(size, log);
   const { rows, targets } = summarize(res, withResgate, found.reason);
+  if (size) {
+    rows.push(...sizeCompareRows(size, withResgate));
+    targets.push(...sizeTargets(size));
+  }
   printTable(
     `resgraph vs Resgate: same nats-server, fixture service, floor and client load; one gateway at a time${withResgate ? '' : ` (Resgate skipped: ${found.reason})`}`,
     ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
@@ -69,14 +81,17 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
   );
   // the same measures with the same clients on both: Resgate's WebSocket protocol and GET /api
   const sameClients = summarize({ resgraph: res['resgraph-res'], resgate: res.resgate }, withResgate, found.reason);
-  printTable(
-    'resgraph serving Resgate\'s clients (RES WebSocket protocol, GET /api) vs Resgate: the same clients on both',
-    ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
-    sameClients.rows,
-  );
+  // (part 7 alone has no rows here: it does not run resgraph with Resgate's clients)
+  if (sameClients.rows.length) {
+    printTable(
+      'resgraph serving Resgate\'s clients (RES WebSocket protocol, GET /api) vs Resgate: the same clients on both',
+      ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
+      sameClients.rows,
+    );
+  }
   targets.push(...sameClients.targets.map((t) => ({ ...t, name: `RES clients: ${t.name}` })));
   log(`\ncompare: ${Math.round((Date.now() - t0) / 1000)} s${quick ? ' (--quick: phases shortened; not for numbers)' : ''}`);
-  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, summary: rows, summaryResClients: sameClients.rows, targets, profiles };
+  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, size, summary: rows, summaryResClients: sameClients.rows, targets, profiles };
 }
 
 // ---- gateway lifetimes ---------------------------------------------------------
