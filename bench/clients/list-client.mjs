@@ -119,7 +119,7 @@ function onGraphqlWs(c, data) {
       if (!Array.isArray(p.data?.items)) return fail(c, s);
       c.doc = p.data;
       c.revision = p.revision;
-      c.lastText = s;
+      if (c.mode === 'subscription') c.lastText = s;
       c.watchIdx ??= watchedIndex(c, c.doc.items);
     }
     const item = c.doc.items[c.watchIdx];

@@ -90,7 +90,7 @@ export async function runPhase(stack, { label, ids, rate, durationMs, count, dra
 }
 
 /** CPU seconds others took during a phase (other processes + hypervisor steal), as a share of the machine's CPU over it. */
-export const noiseShare = (p) => (p.otherCpuSec + p.stealSec) / (p.wallSec * cpus().length);
+const noiseShare = (p) => (p.otherCpuSec + p.stealSec) / (p.wallSec * cpus().length);
 
 /**
  * Runs a phase (`run(quietMaxMs)`: at most that long waiting for a quiet

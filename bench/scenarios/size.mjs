@@ -127,6 +127,7 @@ async function measure(ctx, client, gw, { label, mode, n, watch, events, firstRe
   const idleUsPerSec = (1e6 * (threadsCpuSec(gw.pid) - idleStart[0])) / ((performance.now() - idleStart[1]) / 1000);
 
   await client.call('phase');
+  const [served0, stats0] = await Promise.all([service.call('counts'), gw.rpc?.call('stats')]);
   const meter = new PhaseMeter(procs);
   const cpu0 = threadsCpuSec(gw.pid);
   const stat0 = procStat(gw.pid).cpu;
@@ -135,7 +136,7 @@ async function measure(ctx, client, gw, { label, mode, n, watch, events, firstRe
   const threadsSec = threadsCpuSec(gw.pid) - cpu0;
   const statSec = procStat(gw.pid).cpu - stat0;
   const m = meter.stop();
-  const rep = await client.call('report', { first: pub.first, ts: pub.ts });
+  const [rep, served1, stats1] = await Promise.all([client.call('report', { first: pub.first, ts: pub.ts }), service.call('counts'), gw.rpc?.call('stats')]);
 
   // /proc/<pid>/stat counts 10 ms ticks; the threads' schedstat is exact but misses threads that ended during the phase
   const threadsEnded = statSec > threadsSec + 0.02;
@@ -171,6 +172,10 @@ async function measure(ctx, client, gw, { label, mode, n, watch, events, firstRe
     bytes: rep.bytes,
     bytesPerEvent: round(rep.bytes / Math.max(1, pub.published), 1),
     keepAlive: { messages: rep.other, bytes: rep.otherBytes },
+    /** requests the service answered during the phase: none expected (every item is cached) */
+    serviceRequests: { get: served1.get - served0.get, access: served1.access - served0.access },
+    /** resgraph: operation runs during the phase (one per result, unless coalesced) */
+    executions: stats1 ? stats1.executions - stats0.executions : undefined,
     latencyMs: rnd(rep.latency),
     gw: {
       usPerEvent: round((1e6 * cpuSec) / Math.max(1, pub.published), 1),
