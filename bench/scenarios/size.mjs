@@ -71,7 +71,17 @@ export async function sizeRuns(ctx, { sizes = defaultItemCounts } = {}) {
       await service.call('setItems', { n });
       const watch = Math.floor(n / 2);
       for (const mode of modes) {
-        const { run, payloadText } = await runOne(ctx, client, mode, { n, watch, events, warmEvents });
+        let one;
+        try {
+          one = await runOne(ctx, client, mode, { n, watch, events, warmEvents });
+        } catch (e) {
+          // one failed run (a first result with errors, say) must not cost compare the parts before it
+          const label = `${mode.label}, ${n.toLocaleString('en-US')} items`;
+          runs.push({ label, mode: mode.key, gateway: mode.gateway, items: n, failed: String(e.message ?? e) });
+          log(`  ${label}: FAILED: ${e.message ?? e}`);
+          continue;
+        }
+        const { run, payloadText } = one;
         runs.push(run);
         log(
           `  ${run.label}: gateway ${fmt(run.gw.usPerEvent)} µs/event (stat ${fmt(run.gw.usPerEventStat)}), ${fmt(run.bytesPerEvent, 0)} B/event, latency p50 ${fmt(run.latencyMs.p50, 2)} p99 ${fmt(run.latencyMs.p99, 2)} ms, ` +
@@ -226,7 +236,7 @@ function stringifyCost(text) {
 
 // ---- output ----------------------------------------------------------------------------
 
-const find = (result, key, n) => result.runs.find((r) => r.mode === key && r.items === n);
+const find = (result, key, n) => result.runs.find((r) => r.mode === key && r.items === n && !r.failed);
 const ratio = (a, b) => (a === null || a === undefined || !b ? null : round(a / b, 2));
 
 export function printSize(result, log = console.log) {
@@ -234,7 +244,7 @@ export function printSize(result, log = console.log) {
   printTable(
     `Size: one client holds N items; one item changes, ${result.events} events at ${result.rate}/s; gateway CPU per event (its threads in /proc over the events), bytes per event after the first result, latency = publish → the client holds that state or a later one`,
     ['items', 'gateway', 'results', 'skipped', 'gw µs/event', 'stat µs/event', 'vs Resgate', `vs ${small} items`, 'vs stringify', 'B/event', 'first result B', 'p50 ms', 'p99 ms', 'max ms', 'gw CPU %', 'gw idle µs/s', 'other/steal s'],
-    result.runs.map((r) => [
+    result.runs.map((r) => r.failed ? [r.items, labelOf(r.mode), `FAILED: ${r.failed.slice(0, 120)}`] : [
       r.items,
       labelOf(r.mode),
       r.results,
@@ -254,7 +264,7 @@ export function printSize(result, log = console.log) {
       `${r.otherCpuSec}/${r.stealSec}`,
     ]),
   );
-  const bad = result.runs.filter((r) => r.errors || !r.holdsOk || r.reordered);
+  const bad = result.runs.filter((r) => !r.failed && (r.errors || !r.holdsOk || r.reordered));
   for (const r of bad) log(`  warning: ${r.label}: ${r.errors} errors${r.errorSample ? ` (${r.errorSample})` : ''}, ${r.reordered} reordered, holds ${JSON.stringify(r.holds)} (expected ${r.items} items, price ${r.lastPrice})`);
   printTable(
     'JSON.stringify of the full result { data: { items } } in the bench process, per call (medians; CPU is the subscription target\'s yardstick)',
@@ -273,36 +283,20 @@ export function sizeTargets(result) {
   const sub = find(result, 'subscription', big);
   const resgate = find(result, 'resgate', big);
   const str = result.stringify[big];
-  const valid = (r) => (r && (r.errors || !r.holdsOk) ? '; that run had errors or ended on the wrong state' : '');
-  const out = [];
-  const vsResgate = ratio(live?.gw.usPerEvent, resgate?.gw.usPerEvent);
-  out.push(
-    targetRow(
-      `@live CPU per event, ${items(big)}, vs Resgate`,
-      'resgraph/Resgate <= 1.0',
-      resgate ? `${fmt(vsResgate, 2)} (${fmt(live?.gw.usPerEvent)} vs ${fmt(resgate.gw.usPerEvent)} µs${valid(live)}${valid(resgate)})` : 'n/a (Resgate skipped)',
-      resgate ? vsResgate !== null && vsResgate <= 1 && !valid(live) && !valid(resgate) : null,
-    ),
-  );
-  const vsSmall = big === small ? null : ratio(live?.gw.usPerEvent, liveSmall?.gw.usPerEvent);
-  out.push(
-    targetRow(
-      `@live CPU per event, ${big.toLocaleString('en-US')} vs ${items(small)}`,
-      '<= 2.0×',
-      vsSmall === null ? 'n/a (one size only)' : `${fmt(vsSmall, 2)} (${fmt(live?.gw.usPerEvent)} vs ${fmt(liveSmall?.gw.usPerEvent)} µs${valid(live)}${valid(liveSmall)})`,
-      vsSmall === null ? null : vsSmall <= 2 && !valid(live) && !valid(liveSmall),
-    ),
-  );
-  const vsStringify = ratio(sub?.gw.usPerEvent, str?.us);
-  out.push(
-    targetRow(
-      `subscription (full results) CPU per event, ${items(big)}, vs JSON.stringify of the result`,
-      '<= 3.0×',
-      `${fmt(vsStringify, 2)} (${fmt(sub?.gw.usPerEvent)} vs ${fmt(str?.us)} µs; ${sub?.skippedPct}% of states skipped${valid(sub)})`,
-      vsStringify !== null && vsStringify <= 3 && !valid(sub),
-    ),
-  );
-  return out;
+  const flaw = (...runs) => (runs.some((r) => r.errors || !r.holdsOk) ? '; a run had errors or ended on the wrong state' : '');
+  /** a target of runs a and b: n/a when b's gateway did not run (`skip`), not met when a run failed */
+  const target = (name, wanted, a, b, limit, detail, skip) => {
+    if (skip) return targetRow(name, wanted, `n/a (${skip})`, null);
+    if (!a || !b) return targetRow(name, wanted, 'n/a (a run failed; see above)', false);
+    const r = ratio(a.gw?.usPerEvent ?? a.us, b.gw?.usPerEvent ?? b.us);
+    return targetRow(name, wanted, `${fmt(r, 2)} (${detail(a, b)}${flaw(...[a, b].filter((x) => x.gw))})`, r !== null && r <= limit && !flaw(...[a, b].filter((x) => x.gw)));
+  };
+  const us = (a, b) => `${fmt(a.gw?.usPerEvent ?? a.us)} vs ${fmt(b.gw?.usPerEvent ?? b.us)} µs`;
+  return [
+    target(`@live CPU per event, ${items(big)}, vs Resgate`, 'resgraph/Resgate <= 1.0', live, resgate, 1, us, result.resgate ? undefined : 'Resgate skipped'),
+    target(`@live CPU per event, ${big.toLocaleString('en-US')} vs ${items(small)}`, '<= 2.0×', live, liveSmall, 2, us, big === small ? 'one size only' : undefined),
+    target(`subscription (full results) CPU per event, ${items(big)}, vs JSON.stringify of the result`, '<= 3.0×', sub, str, 3, (a, b) => `${us(a, b)}; ${a.skippedPct}% of states skipped`),
+  ];
 }
 
 /** Rows of compare's summary table (part 7): resgraph's two modes against Resgate. */
