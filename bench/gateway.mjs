@@ -8,6 +8,9 @@
  * /proc/<pid> of this process is the gateway's cost.
  *
  *   node --expose-gc bench/gateway.mjs <nats-url> [schema] [log-level] [--nats-* options]
+ *
+ * BENCH_REQUEST_TIMEOUT_MS, when set, is the gateway's NATS request timeout
+ * (a scenario whose first result needs thousands of gets at once on a busy machine).
  */
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
@@ -29,6 +32,7 @@ const gw = await startGateway({
   port: 0,
   host: '127.0.0.1',
   logger: consoleLogger(level),
+  ...(process.env.BENCH_REQUEST_TIMEOUT_MS ? { requestTimeout: Number(process.env.BENCH_REQUEST_TIMEOUT_MS) } : {}),
   // one live subscription per connection in every scenario; the default limit is fine
 });
 await gw.natsReady;

@@ -7,8 +7,10 @@
  *                                   then its top costs (bench/top-costs.mjs)
  *
  * Scenarios: fanout, many, query, memory, compare (resgraph vs Resgate in
- * the same run; `--only 2,3` picks among its six), workers (`--workers 1`
- * and `2` beside Resgate; not part of `all`). Each starts its own nats-server,
+ * the same run; `--only 2,3` picks among its seven), size (compare's part 7
+ * alone: one client holding a list of 100, 1,000, 10,000 items; `--sizes`
+ * picks the item counts), workers (`--workers 1` and `2` beside Resgate;
+ * size and workers are not part of `all` on their own). Each starts its own nats-server,
  * fixture service, gateway (node dist/, built by `npm run build`) and load
  * generators as separate processes on 127.0.0.1, stops them all at the end,
  * prints tables and writes bench/results/<scenario>.json. `--nats <url>` with
@@ -26,6 +28,7 @@ import { many } from './scenarios/many.mjs';
 import { query } from './scenarios/query.mjs';
 import { memory } from './scenarios/memory.mjs';
 import { compare } from './scenarios/compare.mjs';
+import { size } from './scenarios/size.mjs';
 import { workers } from './scenarios/workers.mjs';
 import { natsParseArgsOptions, useExternalNats } from './lib/nats.mjs';
 
@@ -47,11 +50,11 @@ const { values, positionals } = parseArgs({
 });
 const all = ['fanout', 'many', 'query', 'memory', 'compare'];
 if (values.help || positionals.length === 0) {
-  console.log('usage: node bench/run.mjs <fanout|many|query|memory|compare|workers|all|profile>... [--quick] [--client-procs N] [--sizes 100,1000] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N] [--only 1,2,...6 (compare)] [--nats <url> [--nats-creds <file>, --nats-tls-ca <file>, ... (the gateway\'s --nats-* options)]]');
+  console.log('usage: node bench/run.mjs <fanout|many|query|memory|compare|size|workers|all|profile>... [--quick] [--client-procs N] [--sizes 100,1000 (fanout: subscribers; size: items)] [--profile] [--pin others|split|none] [--heap-snapshots] [--subscribers N] [--only 1,2,...7 (compare)] [--nats <url> [--nats-creds <file>, --nats-tls-ca <file>, ... (the gateway\'s --nats-* options)]]');
   process.exit(values.help ? 0 : 2);
 }
 const wanted = positionals.flatMap((p) => (p === 'all' ? all : [p]));
-for (const w of wanted) if (![...all, 'profile', 'workers'].includes(w)) {
+for (const w of wanted) if (![...all, 'profile', 'size', 'workers'].includes(w)) {
   console.error(`unknown scenario ${w}`);
   process.exit(2);
 }
@@ -89,9 +92,9 @@ console.log(
 
 const allTargets = [];
 const timeBudget = setTimeout(() => {
-  console.error('bench: over the 15-minute safety limit; stopping');
+  console.error('bench: over the 20-minute safety limit; stopping');
   process.exit(1); // the exit handlers of lib/procs kill what is left
-}, 15 * 60_000);
+}, 20 * 60_000);
 timeBudget.unref();
 
 let failed = false;
@@ -106,6 +109,7 @@ for (const name of wanted) {
     else if (name === 'query') result = await query({ quick, profile });
     else if (name === 'memory') result = await memory({ quick, clientProcs, heapSnapshots: values['heap-snapshots'], n: Number(values.subscribers) || undefined });
     else if (name === 'compare') result = await compare({ quick, clientProcs, profile, only: values.only?.split(',').map(Number) });
+    else if (name === 'size') result = await size({ quick, sizes, profile });
     else if (name === 'workers') result = await workers({ quick, clientProcs });
     else if (name === 'profile') result = await fanout({ sizes: sizes ?? [1000], quick, clientProcs, profile: true });
     allTargets.push(...(result.targets ?? []));

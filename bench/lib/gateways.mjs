@@ -44,10 +44,11 @@ export const workersOf = (kind) => (/^resgraph-w(\d+)$/.exec(kind) ? Number(kind
  * clients of Resgate's protocols: its RES WebSocket and `/api`),
  * `resgraph-w<n>` (`node dist/cli.js
  * --workers n`, measured from /proc over the primary and its workers), or
- * `resgate`. Returns {kind, url (HTTP base for queries), wsUrl, rpc
- * (resgraph only), pid, profileFile}.
+ * `resgate`. `requestTimeoutMs`: the NATS request timeout of resgraph (not
+ * `resgraph-w<n>`) and Resgate, when not their default 3 s. Returns {kind,
+ * url (HTTP base for queries), wsUrl, rpc (resgraph only), pid, profileFile}.
  */
-export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile = false, tag = '', resgateBin } = {}) {
+export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile = false, tag = '', resgateBin, requestTimeoutMs } = {}) {
   const workers = workersOf(kind);
   if (workers !== undefined) {
     const port = await freePort();
@@ -74,7 +75,7 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
   }
   if (kind === 'resgate') {
     const port = await freePort();
-    const e = await procs.startProgram('gateway', 'Resgate 1.8 (Go binary)', [resgateBin, '-n', natsUrl, ...resgateNatsArgs(), '-i', '127.0.0.1', '-p', String(port)], {
+    const e = await procs.startProgram('gateway', 'Resgate 1.8 (Go binary)', [resgateBin, '-n', natsUrl, ...resgateNatsArgs(), '-i', '127.0.0.1', '-p', String(port), ...(requestTimeoutMs ? ['-r', String(requestTimeoutMs)] : [])], {
       fds,
       gateway: true,
       logName: `resgate${tag}`,
@@ -95,6 +96,7 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
     fds,
     gateway: true,
     logName: `resgraph${tag}`,
+    env: requestTimeoutMs ? { BENCH_REQUEST_TIMEOUT_MS: String(requestTimeoutMs) } : {},
   });
   // `resgraph-res`: the same gateway, its clients speaking Resgate's protocol on its RES WebSocket path (/)
   const wsUrl = kind === 'resgraph-res' ? new URL('/', e.info.url).href.replace(/^http/, 'ws') : e.info.url;

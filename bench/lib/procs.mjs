@@ -59,6 +59,29 @@ export function procStat(pid) {
   }
 }
 
+/**
+ * CPU seconds a process's threads have run, from /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds): the same time as /proc/<pid>/stat's utime + stime, without
+ * their 10 ms clock ticks, so a phase of a few tens of milliseconds of work can
+ * be measured. Threads that ended are not counted (stat still counts them):
+ * compare the two over a phase.
+ */
+export function threadsCpuSec(pid) {
+  let ns = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return ns / 1e9;
+}
+
 /** The pids of a process's children, grandchildren and so on (a `--workers` gateway's workers). */
 export function descendantsOf(pid) {
   const out = [];

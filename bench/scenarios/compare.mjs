@@ -13,11 +13,15 @@
  *   4. 10,000 subscribers, one change every 2 s: time until the last client has it.
  *   5. memory: idle, 10,000 connections, 10,000 subscribed clients.
  *   6. cached read over HTTP, 50 connections: POST /graphql vs GET /api/<rid>.
+ *   7. one client holding a list of 100, 1,000, 10,000 items while one item
+ *      changes: CPU and bytes per event, subscription and @live (size.mjs).
  *
  * Groups of scenarios share a gateway process (1–3: 1,000 clients; 4–5:
  * 10,000 clients; 6: HTTP); each group runs on resgraph, on resgraph again
  * with Resgate's clients (its WebSocket protocol on resgraph's RES path, GET
- * /api: the same clients on both gateways, a second table), then on Resgate.
+ * /api: the same clients on both gateways, a second table), then on Resgate;
+ * part 7 starts a gateway per list size and client kind (not resgraph with
+ * Resgate's clients).
  * Without a Resgate binary, resgraph runs alone and no ratios are printed.
  */
 import { Hist } from '../lib/hist.mjs';
@@ -25,9 +29,11 @@ import { findResgate, startGateway, workersOf } from '../lib/gateways.mjs';
 import { PhaseMeter, Processes, procStat, round, sleep, waitQuiet } from '../lib/procs.mjs';
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { ClientPool, subscriptionQuery } from '../lib/stack.mjs';
+import { quietest } from '../lib/phase.mjs';
+import { printSize, sizeCompareRows, sizeRuns, sizeTargets } from './size.mjs';
 import { natsChildArgs } from '../lib/nats.mjs';
 
-export const compareScenarios = [1, 2, 3, 4, 5, 6];
+export const compareScenarios = [1, 2, 3, 4, 5, 6, 7];
 const RATES = [100, 150, 200, 300, 1000];
 /** How a gateway kind is named in the output. */
 export const gatewayName = (kind) =>
@@ -46,6 +52,7 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
   const procs = new Processes('compare');
   const res = { resgraph: {}, 'resgraph-res': {}, resgate: {} };
   const profiles = [];
+  let size;
   const t0 = Date.now();
   try {
     const nats = await procs.startNats();
@@ -55,12 +62,18 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     if ([1, 2, 3].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupLive(ctx, k, which));
     if ([4, 5].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupTenK(ctx, k, which));
     if (which.has(6)) for (const k of kinds) Object.assign(res[k], await groupHttp(ctx, k));
+    if (which.has(7)) size = await sizeRuns(ctx);
   } finally {
     await procs.stopAll();
   }
   const withResgate = kinds.includes('resgate');
   printDetails(res, kinds);
+  if (size) printSize(size, log);
   const { rows, targets } = summarize(res, withResgate, found.reason);
+  if (size) {
+    rows.push(...sizeCompareRows(size, withResgate));
+    targets.push(...sizeTargets(size));
+  }
   printTable(
     `resgraph vs Resgate: same nats-server, fixture service, floor and client load; one gateway at a time${withResgate ? '' : ` (Resgate skipped: ${found.reason})`}`,
     ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
@@ -68,14 +81,17 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
   );
   // the same measures with the same clients on both: Resgate's WebSocket protocol and GET /api
   const sameClients = summarize({ resgraph: res['resgraph-res'], resgate: res.resgate }, withResgate, found.reason);
-  printTable(
-    'resgraph serving Resgate\'s clients (RES WebSocket protocol, GET /api) vs Resgate: the same clients on both',
-    ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
-    sameClients.rows,
-  );
+  // (part 7 alone has no rows here: it does not run resgraph with Resgate's clients)
+  if (sameClients.rows.length) {
+    printTable(
+      'resgraph serving Resgate\'s clients (RES WebSocket protocol, GET /api) vs Resgate: the same clients on both',
+      ['#', 'measure', 'resgraph', 'Resgate', 'resgraph/Resgate'],
+      sameClients.rows,
+    );
+  }
   targets.push(...sameClients.targets.map((t) => ({ ...t, name: `RES clients: ${t.name}` })));
   log(`\ncompare: ${Math.round((Date.now() - t0) / 1000)} s${quick ? ' (--quick: phases shortened; not for numbers)' : ''}`);
-  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, summary: rows, summaryResClients: sameClients.rows, targets, profiles };
+  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, size, summary: rows, summaryResClients: sameClients.rows, targets, profiles };
 }
 
 // ---- gateway lifetimes ---------------------------------------------------------
@@ -106,27 +122,6 @@ async function withGateway(ctx, kind, { clients = 0, tag, profile = false, extra
     await procs.stop(...started);
     if (gw.profileFile) ctx.profiles.push(gw.profileFile);
   }
-}
-
-// ---- noise ---------------------------------------------------------------------------
-
-/** CPU seconds others took during a phase (other processes + hypervisor steal), as a share of the machine's CPU over it. */
-const noiseShare = (p) => (p.otherCpuSec + p.stealSec) / (p.wallSec * 2);
-
-/**
- * Runs a phase and, when others took over 5 % of the machine during it,
- * once more; keeps the quieter of the two (chosen by noise, never by the
- * result; both are in the JSON). For the phases behind the ratio targets
- * that leave no state behind (1, 2, 6); the rising-rate phases are not repeated.
- */
-async function quietest(ctx, kind, run) {
-  const first = await run(5000);
-  if (noiseShare(first) <= 0.05) return first;
-  ctx.log(`  ${gatewayName(kind)} ${first.label}: noisy (others took ${round(100 * noiseShare(first), 0)}% of the machine: ${first.otherCpuSec} CPU s, steal ${first.stealSec} s); running it once more`);
-  // waiting longer (up to 15 s) for a quiet moment this time
-  const second = await run(15_000);
-  const [kept, dropped] = noiseShare(second) < noiseShare(first) ? [second, first] : [first, second];
-  return { ...kept, noisyAttempt: { noisePct: round(100 * noiseShare(dropped), 0), result: { ...dropped, processes: undefined } } };
 }
 
 // ---- one live phase ------------------------------------------------------------
@@ -272,7 +267,7 @@ export async function groupLive(ctx, kind, which) {
       const sub = await clients.subscribe('cmp10', 10);
       log(`${gatewayName(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
       await warm(ctx, clients, ['cmp10'], 100, sec(2));
-      out.s1 = await quietest(ctx, kind, (quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }));
+      out.s1 = await quietest((quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }), { log, name: gatewayName(kind) });
       say(out.s1);
       await clients.all('close', {});
     }
@@ -283,7 +278,7 @@ export async function groupLive(ctx, kind, which) {
       out.setup1k = { connected: conn.connected, connectMs: Math.round(conn.ms), subscribed: sub.firstResults, subscribeMs: Math.round(sub.ms) };
       await warm(ctx, clients, ['cmp1k'], 100, sec(2));
       if (which.has(2)) {
-        out.s2 = await quietest(ctx, kind, (quietMaxMs) => livePhase(ctx, gw, clients, { label: '1,000 subs @ 100/s', ids: ['cmp1k'], rate: 100, durationMs: sec(20), drainTimeoutMs: 10_000, settleMs: 20_000, quietMaxMs }));
+        out.s2 = await quietest((quietMaxMs) => livePhase(ctx, gw, clients, { label: '1,000 subs @ 100/s', ids: ['cmp1k'], rate: 100, durationMs: sec(20), drainTimeoutMs: 10_000, settleMs: 20_000, quietMaxMs }), { log, name: gatewayName(kind) });
         say(out.s2);
       }
       if (which.has(3)) {
@@ -416,7 +411,7 @@ export async function groupHttp(ctx, kind) {
         wallSec: m.wallSec,
       };
     };
-    const s6 = await quietest(ctx, kind, measure);
+    const s6 = await quietest(measure, { log, name: gatewayName(kind) });
     log(
       `  ${gatewayName(kind)} cached read (${s6.what}): ${s6.rps} req/s, p50 ${s6.latency.p50} ms, p99 ${s6.latency.p99} ms, errors ${s6.errors}${s6.errorSample ? ` (${s6.errorSample})` : ''}; get/req ${s6.getPerRequest}, access/req ${s6.accessPerRequest}; gw ${s6.gw?.cpuPct}% CPU; noise: other ${s6.otherCpuSec} CPU s, steal ${s6.stealSec} s`,
     );
