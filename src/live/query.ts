@@ -213,7 +213,7 @@ export class LiveQuery {
     this.engine.executions++;
     let result: ExecutionResult | Promise<ExecutionResult>;
     try {
-      result = runOperation({ ...this.args, contextValue });
+      result = runOperation({ ...this.args, contextValue }, { repeats: true });
     } catch (e) {
       result = this.failed(e);
     }

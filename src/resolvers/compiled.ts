@@ -3,8 +3,13 @@
  * into a plain function once, so a live result's re-run from the cache and
  * a repeated HTTP query skip graphql-js's per-execution bookkeeping (most of
  * a cached re-run's cost). A document is compiled the second time it runs,
- * so a one-off document never pays for compiling; one graphql-jit cannot
- * compile runs through graphql-js, as it did the first time.
+ * so a one-off document never pays for compiling; a live operation's from
+ * its first run, since its result is kept and updated in place of runs
+ * (live/incremental.ts): graphql-js builds result objects without a
+ * prototype, which V8 keeps in dictionary mode and JSON.stringify serializes
+ * about three times slower than graphql-jit's plain objects, on every
+ * update of a subscription. One graphql-jit cannot compile runs through
+ * graphql-js, as it did the first time.
  *
  * Two things stay with graphql-js. Mutations: their cost is the service's
  * round trip, and the re-run below must never call a service twice. And a
@@ -35,16 +40,16 @@ function plansFor(schema: GraphQLSchema, document: DocumentNode): Map<string, Pl
   return byName;
 }
 
-/** The compiled form of an operation from its second run on; undefined while graphql-js runs it. */
-function compiled(args: ExecutionArgs): CompiledQuery | undefined {
+/** The compiled form of an operation from its second run on (`repeats`: from its first); undefined while graphql-js runs it. */
+function compiled(args: ExecutionArgs, repeats: boolean): CompiledQuery | undefined {
   const byName = plansFor(args.schema, args.document);
   const name = args.operationName ?? '';
   const plan = byName.get(name);
-  if (plan === undefined) {
+  if (plan === undefined && !repeats) {
     byName.set(name, 'once');
     return undefined;
   }
-  if (plan === 'once') {
+  if (plan === undefined || plan === 'once') {
     const next = compile(args);
     byName.set(name, next);
     return typeof next === 'string' ? undefined : next;
@@ -67,8 +72,8 @@ function compile(args: ExecutionArgs): Plan {
  * Executes a query or mutation; synchronously when every resolver answers
  * synchronously (cached resources with known verdicts), else a promise.
  */
-export function run(args: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> {
-  const c = compiled(args);
+export function run(args: ExecutionArgs, opts: { repeats?: boolean } = {}): ExecutionResult | Promise<ExecutionResult> {
+  const c = compiled(args, opts.repeats ?? false);
   if (!c) return execute(args) as ExecutionResult | Promise<ExecutionResult>;
   const result = c.query(args.rootValue, args.contextValue, args.variableValues ?? {}) as ExecutionResult | Promise<ExecutionResult>;
   const checked = (r: ExecutionResult) => (hasFailedListItem(r) ? (execute(args) as ExecutionResult | Promise<ExecutionResult>) : inGraphqlJsOrder(r));
