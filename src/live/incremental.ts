@@ -10,9 +10,11 @@
  * Anything it cannot apply exactly goes back to re-execution, with its
  * reason: collection adds and removes, deleted resources, properties shown
  * as something other than a leaf (references, data values), resources shown
- * whole, fields at or under an error of the result, and values a field cannot show as they are
- * (one its type rejects, or null for a non-null field, where execution
- * would propagate the null or report an error).
+ * whole, fields at or under an error of the result, and values a field
+ * cannot show as they are (one its type rejects, or null for a non-null
+ * field, where execution would propagate the null or report an error). The
+ * live query adds one of its own: a change after the connection's access
+ * verdicts were dropped, which only a run asks again (query.ts).
  */
 import { getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
 import type { CacheEntry, EntryChange } from '../cache/cache.js';
