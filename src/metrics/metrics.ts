@@ -55,9 +55,15 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
    * state pushed to 10,000 sockets must not cost 10,000 prom-client calls.
    */
   private readonly hot = { pushed: 0, coalesced: 0, dropped: 0, events: new Map<string, number>(), incremental: new Map<string, number>() };
-  /** push latencies (s) not yet observed by the histogram; observed in a batch when scraped or full */
+  /**
+   * Push latencies (s) not yet observed by the histogram: observed in a
+   * batch when scraped, after the current I/O once half full (a batch takes
+   * milliseconds: never on the way of the event being pushed), or at once
+   * when full (a fan-out that fills it in one go).
+   */
   private readonly latencies = new Float64Array(4096);
   private latencyCount = 0;
+  private latencyFlushScheduled = false;
 
   constructor(opts: GatewayMetricsOptions = {}) {
     this.fleetText = opts.fleetText;
@@ -228,6 +234,13 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
     if (latencyMs === undefined) return;
     this.latencies[this.latencyCount++] = latencyMs / 1000;
     if (this.latencyCount === this.latencies.length) this.observeLatencies();
+    else if (this.latencyCount === this.latencies.length / 2 && !this.latencyFlushScheduled) {
+      this.latencyFlushScheduled = true;
+      setImmediate(() => {
+        this.latencyFlushScheduled = false;
+        this.observeLatencies();
+      }).unref();
+    }
   }
 
   incremental(outcome: 'applied' | 'fallback', reason?: FallbackReason): void {
