@@ -323,8 +323,8 @@ export class Resolvers {
     if (value === undefined || value === null) return null;
     if (isRef(value)) {
       // a scalar field shows the reference itself; a list or object field follows it
-      const t = getNullableType(info.returnType);
-      if (isLeafType(t)) return t.name === 'JSON' ? { ...value } : value.rid;
+      const t = typeShape(info.returnType);
+      if (t.kind === 'leaf') return t.name === 'JSON' ? { ...value } : value.rid;
       if (value.soft) return this.followSoft(value.rid, info.returnType, ctx);
       return this.followCatching(value.rid, info.returnType, ctx);
     }
@@ -364,23 +364,23 @@ export class Resolvers {
   }
 
   private shape(entry: CacheEntry, rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
-    const t = getNullableType(type);
-    if (isListType(t)) {
+    const t = typeShape(type);
+    if (t.kind === 'list') {
       if (entry.kind !== 'collection') throw this.mismatch(rid, 'a model', 'a list');
-      const item = t.ofType as GraphQLOutputType;
-      // the item's own type, not the named one: in [[Int]] an item is a list, reached through a reference
-      const itemType = getNullableType(item);
+      const item = t.item;
       const values = entry.collection!;
       ctx.reads?.wholeResource(entry);
-      if (isLeafType(itemType)) {
-        return values.map((v) => (isRef(v) ? (itemType.name === 'JSON' ? { ...v } : v.rid) : isData(v) ? v.data : v));
+      const itemShape = typeShape(item);
+      if (itemShape.kind === 'leaf') {
+        const json = itemShape.name === 'JSON';
+        return values.map((v) => (isRef(v) ? (json ? { ...v } : v.rid) : isData(v) ? v.data : v));
       }
       return values.map((v) => {
         if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
         return v.soft ? this.followSoft(v.rid, item, ctx) : this.followCatching(v.rid, item, ctx);
       });
     }
-    if (isObjectType(t) || isAbstractType(t)) {
+    if (t.kind === 'object') {
       if (entry.kind !== 'model') throw this.mismatch(rid, 'a collection', `the object type ${t.name}`);
       // the rid a client asked with, so @rid matches the argument (a normalized query keeps its entry)
       return new ResourceNode(rid, entry);
@@ -398,10 +398,31 @@ export class Resolvers {
   /** A plain JSON value (data value, call result) for the field's type. */
   private plainValue(value: unknown, type: GraphQLOutputType): unknown {
     if (value === undefined) return null;
-    const t = getNullableType(type);
-    if (isListType(t) && !Array.isArray(value) && value !== null) return [value];
+    if (typeShape(type).kind === 'list' && !Array.isArray(value) && value !== null) return [value];
     return value;
   }
+}
+
+/** What a field type asks of a resource or value: a list (and its item's own type), an object, or a leaf. */
+type TypeShape = { kind: 'list'; item: GraphQLOutputType } | { kind: 'object' | 'leaf'; name: string };
+
+const typeShapes = new WeakMap<GraphQLOutputType, TypeShape>();
+
+/**
+ * The shape of a field type, worked out once per type: a run asks it for
+ * every list item, and graphql's type predicates are costly when they answer
+ * no (outside production mode they check for a type from another realm).
+ */
+function typeShape(type: GraphQLOutputType): TypeShape {
+  let shape = typeShapes.get(type);
+  if (!shape) {
+    const t = getNullableType(type);
+    // a list item's own type, not the named one: in [[Int]] an item is a list, reached through a reference
+    if (isListType(t)) shape = { kind: 'list', item: t.ofType as GraphQLOutputType };
+    else shape = { kind: isObjectType(t) || isAbstractType(t) ? 'object' : 'leaf', name: t.name };
+    typeShapes.set(type, shape);
+  }
+  return shape;
 }
 
 /** A rejection handler noting an error reply's meta before passing the error on. */
