@@ -109,6 +109,11 @@ export async function quietest(run, { log = console.log, name = '' } = {}) {
   return { ...kept, noisyAttempt: { noisePct: round(100 * noiseShare(dropped), 0), result: { ...dropped, processes: undefined } } };
 }
 
+/** What a measured phase records of the machine around it: each process's share, and what others took. */
+export function phaseNoise(m, quietStart) {
+  return { processes: m.perProcess, wallSec: m.wallSec, quietStart, otherCpuSec: m.otherCpuSec, otherTop: m.otherTop, stealSec: m.stealSec };
+}
+
 export function roundAll(o, d = 2) {
   if (!o) return o;
   const out = {};

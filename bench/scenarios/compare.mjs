@@ -29,7 +29,7 @@ import { findResgate, startGateway, workersOf } from '../lib/gateways.mjs';
 import { PhaseMeter, Processes, procStat, round, sleep, waitQuiet } from '../lib/procs.mjs';
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { ClientPool, subscriptionQuery } from '../lib/stack.mjs';
-import { quietest } from '../lib/phase.mjs';
+import { phaseNoise, quietest } from '../lib/phase.mjs';
 import { printSize, sizeCompareRows, sizeRuns, sizeTargets } from './size.mjs';
 import { natsChildArgs } from '../lib/nats.mjs';
 
@@ -199,12 +199,7 @@ async function livePhase(ctx, gw, clients, { label, ids, rate, durationMs, count
     },
     clientCpuPct: round((100 * cliCpu) / m.wallSec, 0),
     clientUsPerResult: round((1e6 * cliCpu) / Math.max(1, received), 2),
-    processes: m.perProcess,
-    wallSec: m.wallSec,
-    quietStart: quiet,
-    otherCpuSec: m.otherCpuSec,
-    otherTop: m.otherTop,
-    stealSec: m.stealSec,
+    ...phaseNoise(m, quiet),
   };
   if (staleness) out.staleness = mergeStaleness(reports.map((r) => r.staleness).filter(Boolean));
   return out;

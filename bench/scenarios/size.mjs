@@ -20,7 +20,7 @@
  * `npm run bench:size`, and part 7 of `compare` (sizeRuns with compare's context).
  */
 import { findResgate, startGateway } from '../lib/gateways.mjs';
-import { quietest } from '../lib/phase.mjs';
+import { phaseNoise, quietest } from '../lib/phase.mjs';
 import { PhaseMeter, Processes, procStat, round, sleep, threadsCpuSec, waitQuiet } from '../lib/procs.mjs';
 import { fmt, printTable, printWhere, targetRow } from '../lib/report.mjs';
 import { natsChildArgs } from '../lib/nats.mjs';
@@ -199,12 +199,7 @@ async function measure(ctx, client, gw, { label, mode, n, watch, events, firstRe
       peakRssMB: gwp.peakRssMB,
       idleUsPerSec: round(idleUsPerSec, 0),
     },
-    processes: m.perProcess,
-    wallSec: m.wallSec,
-    quietStart: quiet,
-    otherCpuSec: m.otherCpuSec,
-    otherTop: m.otherTop,
-    stealSec: m.stealSec,
+    ...phaseNoise(m, quiet),
   };
 }
 
