@@ -103,6 +103,23 @@ describe('system.reset of resources', () => {
     await closeClients(gw, client);
   });
 
+  it('shows a referenced resource whose get failed once a reset finds it', async () => {
+    const { svc, gw } = env;
+    // the author is not in the service's store yet: its get fails, and the result shows the error on its field
+    svc.model('library.book.11', { title: 'Book 11', year: 1965, author: ref('library.author.11'), tags: ref('library.book.11.tags') });
+    svc.collection('library.book.11.tags', []);
+    const client = wsClient(gw.url);
+    const s = subscribeWs(client, 'subscription { book(id: 11) { title author { name } } }');
+    const first = await s.next();
+    expect(first.data).toEqual({ book: { title: 'Book 11', author: null } });
+    expect(first.errors?.map((e) => e.extensions?.code)).toEqual(['system.notFound']);
+
+    addAuthor(svc, 11, 'Le Guin');
+    await svc.publish('system.reset', { resources: ['library.author.>'] });
+    expect(await s.next()).toEqual({ data: { book: { title: 'Book 11', author: { name: 'Le Guin' } } } });
+    await closeClients(gw, client);
+  });
+
   it('sends nothing for a reset that finds no difference', async () => {
     const { svc, gw } = env;
     const client = wsClient(gw.url);

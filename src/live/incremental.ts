@@ -125,6 +125,8 @@ export function applyChanges(result: ExecutionResult, reads: ResultReads, change
   const edit = new TreeEdit(result.data);
   for (const { entry, change } of changes) {
     if (change.type !== 'change') return change.type;
+    // no values: an entry whose get had failed was fetched again (a reset): the result shows its error
+    if (isEmpty(change.values)) return 'errors';
     if (reads.showsWhole(entry)) return 'whole';
     const values = change.values;
     const stopped = reads.eachRead<FallbackReason>(
@@ -201,6 +203,11 @@ function pathKeys(path: ResponsePath): (string | number)[] {
   const keys: (string | number)[] = [];
   for (let p: ResponsePath | undefined = path; p; p = p.prev) keys.push(p.key);
   return keys.reverse();
+}
+
+function isEmpty(values: object): boolean {
+  for (const _ in values) return false;
+  return true;
 }
 
 function isPrefix(prefix: readonly (string | number)[], keys: readonly (string | number)[]): boolean {
