@@ -210,7 +210,7 @@ export class ResourceCache {
     this.log = opts.logger;
     this.evictDelay = opts.evictDelay ?? defaults.evictDelay;
     this.observer = opts.observer;
-    this.resync = new ResyncQueue(opts.resyncConcurrency ?? defaults.resyncConcurrency, (e) => this.resyncEntry(e), (e) => this.holdsOf(e.rid) > 0);
+    this.resync = new ResyncQueue(opts.resyncConcurrency ?? defaults.resyncConcurrency, (e) => this.resyncEntry(e), (e) => this.isHeld(e.rid));
   }
 
   /** Number of cached entries and NATS event subscriptions (for metrics and leak tests). */
@@ -353,7 +353,12 @@ export class ResourceCache {
     this.groups.delete(name);
   }
 
-  /** How many holds leases have on a rid. */
+  /** Whether any lease holds a rid (a rid's holders are dropped with its last hold). */
+  isHeld(rid: string): boolean {
+    return this.holders.has(rid);
+  }
+
+  /** How many holds leases have on a rid (for tests and diagnostics: it walks the rid's leases). */
   holdsOf(rid: string): number {
     let n = 0;
     for (const holds of this.holders.get(rid)?.values() ?? []) n += holds;
@@ -409,7 +414,7 @@ export class ResourceCache {
     // re-running then sees the same error without asking again (as Resgate
     // keeps it for a subscription's life; a reset asks again). Unheld, the
     // next load asks the service again.
-    if (this.entries.get(entry.rid) === entry && this.holdsOf(entry.rid) === 0) this.remove(entry);
+    if (this.entries.get(entry.rid) === entry && !this.isHeld(entry.rid)) this.remove(entry);
     throw entry.error ?? notFound();
   }
 
@@ -420,7 +425,7 @@ export class ResourceCache {
     const group = this.groupFor(entry.name);
     this.entries.set(entry.rid, entry);
     group.entries.set(entry.query ?? '', entry);
-    if (this.holdsOf(entry.rid) === 0) this.scheduleEviction(entry);
+    if (!this.isHeld(entry.rid)) this.scheduleEviction(entry);
   }
 
   private remove(entry: CacheEntry): void {
@@ -428,7 +433,7 @@ export class ResourceCache {
     entry.evictTimer = undefined;
     if (this.entries.get(entry.rid) === entry) this.entries.delete(entry.rid);
     // leases that still hold the rid release it through its aliases later
-    if (this.holdsOf(entry.rid) === 0) this.dropAliasesOf(entry.rid);
+    if (!this.isHeld(entry.rid)) this.dropAliasesOf(entry.rid);
     const group = this.groups.get(entry.name);
     if (!group) return;
     if (group.entries.get(entry.query ?? '') === entry) group.entries.delete(entry.query ?? '');
@@ -449,7 +454,7 @@ export class ResourceCache {
     }
     entry.evictTimer = setTimeout(() => {
       entry.evictTimer = undefined;
-      if (this.holdsOf(entry.rid) > 0) return;
+      if (this.isHeld(entry.rid)) return;
       try {
         if (entry.inFlightGet === undefined) this.remove(entry);
         else this.scheduleEviction(entry);
