@@ -14,7 +14,7 @@ import { closeClients } from './helpers/live-fixture.js';
 import { wsClient, type StreamResult } from './helpers/live-client.js';
 import { LiveView, tap } from './helpers/live-view.js';
 import { scrape } from './helpers/metrics.js';
-import { gate } from './helpers/wait.js';
+import { gate, waitFor } from './helpers/wait.js';
 
 const sdl = /* GraphQL */ `
 enum Size {
@@ -47,7 +47,7 @@ const items = 1000;
 let env: TestEnv;
 
 beforeAll(async () => {
-  env = await startTestEnv(sdl);
+  env = await startTestEnv(sdl, { evictDelay: 100 });
   for (let i = 0; i < items; i++) {
     env.svc.model(`inc.item.${i}`, { name: `item ${i}`, price: i, code: i, title: `label ${i}`, size: 'SMALL', owner: { rid: `inc.owner.${i % 3}` } });
   }
@@ -141,6 +141,32 @@ describe('a change of scalar properties', () => {
     const d = delta(await updates(), before);
     expect(d.executions ?? 0).toBe(0);
     expect(d.applied).toBeGreaterThanOrEqual(1);
+    await closeClients(env.gw, client);
+  });
+});
+
+describe('an item removed from a collection', () => {
+  it('is taken out of the last result: one remove patch, no execution, and what it showed is let go', async () => {
+    const client = wsClient(env.gw.url);
+    const wire: StreamResult[] = [];
+    const selection = '{ items { name owner { name } } }';
+    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
+    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const m0 = await scrape(env.gw.metricsUrl!);
+    const before = await updates();
+
+    await env.svc.remove('inc.items', 2);
+    const want = await fresh(selection);
+    await live.until((v) => text(v.last) === text(want), 5000, 'the removal, equal to a fresh query');
+    expect(wire[wire.length - 1]).toEqual({ patch: [{ op: 'remove', path: '/items/2' }], revision: 2 });
+    // later items moved up: a change of what is now item 2 lands there
+    await env.svc.change('inc.item.3', { name: 'moved up' });
+    await live.until((v) => v.data?.items?.[2]?.name === 'moved up', 5000, 'the change of the item that moved up');
+    expect(wire[wire.length - 1]).toEqual({ patch: [{ op: 'replace', path: '/items/2/name', value: 'moved up' }], revision: 3 });
+    expect(delta(await updates(), before)).toEqual({ applied: 2 });
+    expect(text(live.last)).toBe(text(await fresh(selection)));
+    // the removed item is no longer held: the cache lets go of it (and of nothing else)
+    await waitFor(async () => (await scrape(env.gw.metricsUrl!)).sum('resgraph_cache_entries') === m0.sum('resgraph_cache_entries') - 1, 3000, 'the removed item to leave the cache');
     await closeClients(env.gw, client);
   });
 });

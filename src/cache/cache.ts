@@ -165,6 +165,11 @@ export class Lease {
     this.cache.hold(rid, this);
   }
 
+  /** Lets go of one rid (one a live result no longer shows). */
+  drop(rid: string): void {
+    if (this.rids.delete(rid)) this.cache.release(rid, this);
+  }
+
   /** Keeps only the rids in `keep`, releasing the others. */
   retainOnly(keep: Set<string>): void {
     for (const rid of this.rids) {

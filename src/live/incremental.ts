@@ -4,15 +4,19 @@
  * on such a model is then applied to the last result directly: only the
  * fields that show a changed property are rewritten, with the value
  * execution would give them (the field type's serialization), and the JSON
- * Patch of the update comes from the same rewrite. The operation is not run
- * again, so an update costs what the change costs, not what the result weighs.
+ * Patch of the update comes from the same rewrite. A `remove` event takes
+ * the item out of every list that shows the collection (the reads under
+ * later items move up one index, the entries only the removed item showed
+ * are handed back for release). The operation is not run again, so an
+ * update costs what the change costs, not what the result weighs.
  *
  * Anything it cannot apply exactly goes back to re-execution, with its
- * reason: collection adds and removes, deleted resources, properties shown
- * as something other than a leaf (references, data values), resources shown
- * whole, fields at or under an error of the result, and values a field
- * cannot show as they are (one its type rejects, or null for a non-null
- * field, where execution would propagate the null or report an error). The
+ * reason: collection adds, deleted resources, properties shown as
+ * something other than a leaf (references, data values), resources shown
+ * whole, fields under an error of the result and lists holding one, and
+ * values a field cannot show as they are (one its type rejects, or null for
+ * a non-null field, where execution would propagate the null or report an
+ * error). The
  * live query adds one of its own: a change after the connection's access
  * verdicts were dropped, which only a run asks again (query.ts).
  */
@@ -21,7 +25,7 @@ import type { CacheEntry, EntryChange } from '../cache/cache.js';
 import { segment, type PatchOperation } from './patch.js';
 
 /** Why a change was left to re-execution (the `reason` label of resgraph_live_incremental_total). */
-export type FallbackReason = 'add' | 'remove' | 'delete' | 'reference' | 'whole' | 'errors' | 'value' | 'access';
+export type FallbackReason = 'add' | 'delete' | 'reference' | 'whole' | 'errors' | 'value' | 'access';
 
 type ResponsePath = GraphQLResolveInfo['path'];
 
@@ -41,35 +45,62 @@ function leafField(returnType: GraphQLOutputType): LeafField {
   return leaf;
 }
 
+/** What a recorded read is: a model property shown in a field, a model shown as an object, a collection shown as a list. */
+const enum ReadKind {
+  property,
+  node,
+  list,
+}
+
 /**
- * Where one run's result shows what it read: for each field that shows a
- * model property, the model's entry, the property, the field's path and,
- * when it shows a primitive value as a leaf, its leaf type. A run records
- * one of these for every such field (30,000 for a list of 10,000 items of
- * three fields), so they go into parallel arrays without an object each,
- * and are indexed by entry only when a change first asks.
+ * Where one run's result shows what it read: each field that shows a model
+ * property (the model's entry, the property, the field's path and, when it
+ * shows a primitive value as a leaf, its leaf type), each place that shows
+ * a model as an object, and each list that shows a collection. A run
+ * records one of these for every such field (30,000 for a list of 10,000
+ * items of three fields), so they go into parallel arrays without an object
+ * each, and are indexed by entry only when a change first asks. A removal
+ * applied to the result moves the reads under the removed item's followers
+ * and forgets those under the item.
  */
 export class ResultReads {
-  private readonly entries: CacheEntry[] = [];
+  /** the entry read; undefined once a removal took what showed it out of the result */
+  private readonly entries: (CacheEntry | undefined)[] = [];
+  private readonly kinds: ReadKind[] = [];
   private readonly props: string[] = [];
   private readonly paths: ResponsePath[] = [];
   /** the field as a leaf, or null when it shows the property as something else (a reference followed, a data value) */
   private readonly leaves: LeafField[] = [];
   private byEntry: Map<CacheEntry, number[]> | undefined;
-  /** resources the result shows whole (collections, a model as a JSON value) */
+  /** resources the result shows whole (a model or collection as a JSON value) */
   private readonly whole = new Set<CacheEntry>();
+
+  private add(entry: CacheEntry, kind: ReadKind, prop: string, path: ResponsePath, leaf: LeafField): void {
+    this.entries.push(entry);
+    this.kinds.push(kind);
+    this.props.push(prop);
+    this.paths.push(path);
+    this.leaves.push(leaf);
+    this.byEntry = undefined;
+  }
 
   /** A resolver read `prop` of the model in `entry` for the field at `info.path`; `value` is what the model holds. */
   property(entry: CacheEntry, prop: string, value: unknown, info: GraphQLResolveInfo): void {
     const leaf = leafField(info.returnType);
-    this.entries.push(entry);
-    this.props.push(prop);
-    this.paths.push(info.path);
-    this.leaves.push(leaf && isPrimitive(value) ? leaf : null);
-    this.byEntry = undefined;
+    this.add(entry, ReadKind.property, prop, info.path, leaf && isPrimitive(value) ? leaf : null);
   }
 
-  /** A resolver showed the resource in `entry` as a whole (a collection's items, a model as a JSON value). */
+  /** The model in `entry` is shown as an object at `path`. */
+  node(entry: CacheEntry, path: ResponsePath): void {
+    this.add(entry, ReadKind.node, '', path, null);
+  }
+
+  /** The collection in `entry` is shown as a list at `path`, an item at each index. */
+  list(entry: CacheEntry, path: ResponsePath): void {
+    this.add(entry, ReadKind.list, '', path, null);
+  }
+
+  /** A resolver showed the resource in `entry` as a whole JSON value. */
   wholeResource(entry: CacheEntry): void {
     this.whole.add(entry);
   }
@@ -81,17 +112,57 @@ export class ResultReads {
   /** Calls `visit` for every field that shows `prop` of the entry's model; stops with what it returns when not undefined. */
   eachRead<T>(entry: CacheEntry, hasProp: (prop: string) => boolean, visit: (prop: string, leaf: LeafField, path: ResponsePath) => T | undefined): T | undefined {
     for (const i of this.index().get(entry) ?? noReads) {
-      if (!hasProp(this.props[i]!)) continue;
+      if (this.kinds[i] !== ReadKind.property || this.entries[i] !== entry || !hasProp(this.props[i]!)) continue;
       const stop = visit(this.props[i]!, this.leaves[i]!, this.paths[i]!);
       if (stop !== undefined) return stop;
     }
     return undefined;
   }
 
+  /** The paths of the lists that show the entry's collection. */
+  listsOf(entry: CacheEntry): number[] {
+    return (this.index().get(entry) ?? noReads).filter((i) => this.kinds[i] === ReadKind.list && this.entries[i] === entry);
+  }
+
+  pathOf(read: number): ResponsePath | undefined {
+    return this.entries[read] ? this.paths[read] : undefined;
+  }
+
+  /** Whether anything the result still shows reads the entry. */
+  shows(entry: CacheEntry): boolean {
+    return (this.index().get(entry) ?? noReads).some((i) => this.entries[i] === entry);
+  }
+
+  /**
+   * Item `idx` of the list at `list` was removed: the reads under it are
+   * forgotten, those under later items move one index down. Returns the
+   * entries of the forgotten reads.
+   */
+  removeItem(list: readonly (string | number)[], idx: number): Set<CacheEntry> {
+    const gone = new Set<CacheEntry>();
+    const depth = list.length;
+    for (let i = 0; i < this.entries.length; i++) {
+      const entry = this.entries[i];
+      if (!entry) continue;
+      const keys = pathKeys(this.paths[i]!);
+      if (keys.length <= depth || !isPrefix(list, keys)) continue;
+      const k = keys[depth] as number;
+      if (k === idx) {
+        this.entries[i] = undefined;
+        gone.add(entry);
+      } else if (k > idx) {
+        keys[depth] = k - 1;
+        this.paths[i] = toPath(keys);
+      }
+    }
+    return gone;
+  }
+
   private index(): Map<CacheEntry, number[]> {
     if (this.byEntry) return this.byEntry;
     const index = new Map<CacheEntry, number[]>();
     this.entries.forEach((e, i) => {
+      if (!e) return;
       const list = index.get(e);
       if (list) list.push(i);
       else index.set(e, [i]);
@@ -112,6 +183,8 @@ export interface HeardChange {
 export interface AppliedChanges {
   result: ExecutionResult;
   ops: PatchOperation[];
+  /** entries a removal took out of the result that nothing in it shows any more: their holds can go */
+  unshown: CacheEntry[];
 }
 
 /**
@@ -123,7 +196,13 @@ export function applyChanges(result: ExecutionResult, reads: ResultReads, change
   if (!result.data) return 'errors';
   const errorPaths = result.errors?.map((e) => e.path ?? []) ?? [];
   const edit = new TreeEdit(result.data);
+  const removed = new Set<CacheEntry>();
   for (const { entry, change } of changes) {
+    if (change.type === 'remove') {
+      const stopped = applyRemove(edit, reads, entry, change.idx, errorPaths, removed);
+      if (stopped) return stopped;
+      continue;
+    }
     if (change.type !== 'change') return change.type;
     // no values: an entry whose get had failed was fetched again (a reset): the result shows its error
     if (isEmpty(change.values)) return 'errors';
@@ -147,9 +226,35 @@ export function applyChanges(result: ExecutionResult, reads: ResultReads, change
     );
     if (stopped) return stopped;
   }
-  if (edit.ops.length === 0) return { result, ops: edit.ops };
+  const unshown = [...removed].filter((e) => !reads.shows(e));
+  if (edit.ops.length === 0) return { result, ops: edit.ops, unshown };
   // errors elsewhere stay as they were: no change applied here reaches them
-  return { result: result.errors ? { data: edit.root, errors: result.errors } : { data: edit.root }, ops: edit.ops };
+  return { result: result.errors ? { data: edit.root, errors: result.errors } : { data: edit.root }, ops: edit.ops, unshown };
+}
+
+/**
+ * Takes item `idx` out of every list that shows the collection, moves the
+ * reads under the later items, and notes the entries the removed items
+ * showed. The reads are changed in place: when a later change of the same
+ * batch cannot be applied, the operation runs and records them afresh.
+ */
+function applyRemove(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: number, errorPaths: readonly (readonly (string | number)[])[], removed: Set<CacheEntry>): FallbackReason | undefined {
+  if (reads.showsWhole(entry)) return 'whole';
+  // a list may be recorded twice (a run done again by graphql-js, compiled.ts): each is edited once
+  const done = new Set<string>();
+  for (const read of reads.listsOf(entry)) {
+    const path = reads.pathOf(read);
+    if (!path) continue; // under an item an earlier removal took out
+    const keys = pathKeys(path);
+    const at = pointer(keys);
+    if (done.has(at)) continue;
+    done.add(at);
+    // an error under the list sits at an index that would move: execution's to place
+    if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
+    if (!edit.removeAt(keys, idx)) return 'errors';
+    for (const e of reads.removeItem(keys, idx)) removed.add(e);
+  }
+  return undefined;
 }
 
 /** What execution would show in a leaf field for a model value; undefined when it would not show it as is. */
@@ -176,13 +281,13 @@ class TreeEdit {
     this.copies.add(this.root);
   }
 
-  /** Writes the value at the path; false when the path is not there (a container on it is null). */
-  set(keys: (string | number)[], value: unknown): boolean {
+  /** The container at the path, copied (with those on the way) unless this edit copied it already; undefined when it is not there. */
+  private writable(keys: readonly (string | number)[], depth: number): Record<string | number, unknown> | undefined {
     let node = this.root as Record<string | number, unknown>;
-    for (let i = 0; i < keys.length - 1; i++) {
+    for (let i = 0; i < depth; i++) {
       const key = keys[i]!;
       let child = node[key] as Record<string | number, unknown>;
-      if (typeof child !== 'object' || child === null) return false;
+      if (typeof child !== 'object' || child === null) return undefined;
       if (!this.copies.has(child)) {
         child = (Array.isArray(child) ? child.slice() : { ...child }) as Record<string | number, unknown>;
         this.copies.add(child);
@@ -190,13 +295,39 @@ class TreeEdit {
       }
       node = child;
     }
+    return node;
+  }
+
+  /** Takes item `idx` out of the list at the path; false when the list or the item is not there. */
+  removeAt(keys: readonly (string | number)[], idx: number): boolean {
+    const list = this.writable(keys, keys.length);
+    if (!Array.isArray(list) || idx < 0 || idx >= list.length) return false;
+    list.splice(idx, 1);
+    this.ops.push({ op: 'remove', path: `${pointer(keys)}/${idx}` });
+    return true;
+  }
+
+  /** Writes the value at the path; false when the path is not there (a container on it is null). */
+  set(keys: (string | number)[], value: unknown): boolean {
+    const node = this.writable(keys, keys.length - 1);
+    if (!node) return false;
     const last = keys[keys.length - 1]!;
     if (!(last in node)) return false;
     if (node[last] === value) return true;
     node[last] = value;
-    this.ops.push({ op: 'replace', path: keys.map((k) => `/${segment(k)}`).join(''), value });
+    this.ops.push({ op: 'replace', path: pointer(keys), value });
     return true;
   }
+}
+
+function pointer(keys: readonly (string | number)[]): string {
+  return keys.map((k) => `/${segment(k)}`).join('');
+}
+
+function toPath(keys: readonly (string | number)[]): ResponsePath {
+  let path: ResponsePath | undefined;
+  for (const key of keys) path = { prev: path, key, typename: undefined };
+  return path!;
 }
 
 function pathKeys(path: ResponsePath): (string | number)[] {

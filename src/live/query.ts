@@ -145,6 +145,8 @@ export class LiveQuery {
       return false;
     }
     this.engine.observer?.incremental('applied');
+    // what a removed item showed, and nothing else shows, is no longer held (as a run would have left it)
+    for (const entry of applied.unshown) this.lease?.drop(entry.rid);
     const eventAt = this.eventAt;
     this.eventAt = undefined;
     if (applied.ops.length === 0) return true; // nothing the result shows changed

@@ -176,7 +176,7 @@ export class GatewayMetrics implements RequestObserver, EventObserver, LiveObser
     );
     const incremental = new Counter({
       name: 'resgraph_live_incremental_total',
-      help: 'Updates of live results after changes: applied to the last result (outcome "applied"), or left to a run of the operation (outcome "fallback", with the reason: add, remove, delete, reference, whole, errors, value, access)',
+      help: 'Updates of live results after changes: applied to the last result (outcome "applied"), or left to a run of the operation (outcome "fallback", with the reason: add, delete, reference, whole, errors, value, access)',
       labelNames: ['outcome', 'reason'],
       registers,
       collect() {

@@ -98,6 +98,7 @@ export function internalGraphQLError(): GraphQLError {
 }
 
 type Resolver = GraphQLFieldResolver<unknown, GatewayContext>;
+type ResponsePath = GraphQLResolveInfo['path'];
 
 export class Resolvers {
   private readonly cache: ResourceCache;
@@ -249,10 +250,10 @@ export class Resolvers {
           // without a promise, and a re-run from the cache stays synchronous
           ctx.accessed?.add(rid);
           if (!known.get) throw accessDenied();
-          return this.followCatching(rid, info.returnType, ctx);
+          return this.followCatching(rid, info.returnType, ctx, info.path);
         }
         return this.checkGet(ctx, rid).then(
-          () => this.followCatching(rid, info.returnType, ctx),
+          () => this.followCatching(rid, info.returnType, ctx, info.path),
           (e: unknown) => Promise.reject(toGraphQLError(e, this.log)),
         );
       } catch (e) {
@@ -283,7 +284,7 @@ export class Resolvers {
         if (meta) meta.reply(isAuth ? 'auth' : 'call', reply);
         if (reply.kind === 'resource') {
           await this.checkGet(ctx, reply.rid);
-          return await this.follow(reply.rid, info.returnType, ctx);
+          return await this.follow(reply.rid, info.returnType, ctx, info.path);
         }
         return reply.kind === 'result' ? this.plainValue(reply.result, info.returnType) : null;
       } catch (e) {
@@ -325,26 +326,26 @@ export class Resolvers {
       // a scalar field shows the reference itself; a list or object field follows it
       const t = typeShape(info.returnType);
       if (t.kind === 'leaf') return t.name === 'JSON' ? { ...value } : value.rid;
-      if (value.soft) return this.followSoft(value.rid, info.returnType, ctx);
-      return this.followCatching(value.rid, info.returnType, ctx);
+      if (value.soft) return this.followSoft(value.rid, info.returnType, ctx, info.path);
+      return this.followCatching(value.rid, info.returnType, ctx, info.path);
     }
     if (isData(value)) return this.plainValue(value.data, info.returnType);
     return value;
   }
 
   /** A soft reference is only a link: it needs its own access check. */
-  private async followSoft(rid: string, type: GraphQLOutputType, ctx: GatewayContext): Promise<unknown> {
+  private async followSoft(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): Promise<unknown> {
     try {
       await this.checkGet(ctx, rid);
-      return await this.follow(rid, type, ctx);
+      return await this.follow(rid, type, ctx, path);
     } catch (e) {
       throw toGraphQLError(e, this.log);
     }
   }
 
-  private followCatching(rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
+  private followCatching(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): unknown {
     try {
-      const r = this.follow(rid, type, ctx);
+      const r = this.follow(rid, type, ctx, path);
       return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(toGraphQLError(e, this.log))) : r;
     } catch (e) {
       throw toGraphQLError(e, this.log);
@@ -356,33 +357,37 @@ export class Resolvers {
    * for the type: a model for an object type, a collection for a list. Served
    * synchronously when cached, so re-executions from the cache stay cheap.
    */
-  follow(rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
+  follow(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): unknown {
     ctx.lease.hold(rid);
     const cached = this.cache.peek(rid);
-    if (cached) return this.shape(cached, rid, type, ctx);
-    return this.cache.load(rid).then((entry) => this.shape(entry, rid, type, ctx));
+    if (cached) return this.shape(cached, rid, type, ctx, path);
+    return this.cache.load(rid).then((entry) => this.shape(entry, rid, type, ctx, path));
   }
 
-  private shape(entry: CacheEntry, rid: string, type: GraphQLOutputType, ctx: GatewayContext): unknown {
+  /** `path`: where the result shows it (for a live run's reads, incremental.ts). */
+  private shape(entry: CacheEntry, rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): unknown {
     const t = typeShape(type);
     if (t.kind === 'list') {
       if (entry.kind !== 'collection') throw this.mismatch(rid, 'a model', 'a list');
       const item = t.item;
       const values = entry.collection!;
-      ctx.reads?.wholeResource(entry);
+      ctx.reads?.list(entry, path);
       const itemShape = typeShape(item);
       if (itemShape.kind === 'leaf') {
         const json = itemShape.name === 'JSON';
         return values.map((v) => (isRef(v) ? (json ? { ...v } : v.rid) : isData(v) ? v.data : v));
       }
-      return values.map((v) => {
+      return values.map((v, i) => {
         if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
-        return v.soft ? this.followSoft(v.rid, item, ctx) : this.followCatching(v.rid, item, ctx);
+        // an item reached through a reference is shown at the list's path and its index
+        const at: ResponsePath = { prev: path, key: i, typename: undefined };
+        return v.soft ? this.followSoft(v.rid, item, ctx, at) : this.followCatching(v.rid, item, ctx, at);
       });
     }
     if (t.kind === 'object') {
       if (entry.kind !== 'model') throw this.mismatch(rid, 'a collection', `the object type ${t.name}`);
       // the rid a client asked with, so @rid matches the argument (a normalized query keeps its entry)
+      ctx.reads?.node(entry, path);
       return new ResourceNode(rid, entry);
     }
     // a leaf type (JSON, String...) asked for a whole resource: give its value
