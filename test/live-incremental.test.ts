@@ -30,6 +30,7 @@ type Item @resource(rid: "inc.item.{id}") {
   label: String @field(name: "title")
   size: Size
   owner: Owner
+  tags: [String!]
 }
 
 type Owner @resource(rid: "inc.owner.{id}") {
@@ -167,6 +168,30 @@ describe('an item removed from a collection', () => {
     expect(text(live.last)).toBe(text(await fresh(selection)));
     // the removed item is no longer held: the cache lets go of it (and of nothing else)
     await waitFor(async () => (await scrape(env.gw.metricsUrl!)).sum('resgraph_cache_entries') === m0.sum('resgraph_cache_entries') - 1, 3000, 'the removed item to leave the cache');
+    await closeClients(env.gw, client);
+  });
+});
+
+describe('a collection of strings', () => {
+  it('takes an added or removed string in place: one add or remove patch, no execution', async () => {
+    env.svc.model('inc.item.1800', { name: 'tagged', price: 1, tags: { rid: 'inc.item.1800.tags' } });
+    env.svc.collection('inc.item.1800.tags', ['a', 'b']);
+    const selection = '{ item(id: 1800) { tags also: tags } }';
+    const client = wsClient(env.gw.url);
+    const wire: StreamResult[] = [];
+    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
+    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const before = await updates();
+
+    await env.svc.add('inc.item.1800.tags', 'x', 1);
+    await live.until((v) => v.data?.item?.tags?.length === 3, 5000, 'the added tag');
+    expect(text(live.last)).toBe(text(await fresh(selection)));
+    expect(wire[1]).toEqual({ patch: [{ op: 'add', path: '/item/tags/1', value: 'x' }, { op: 'add', path: '/item/also/1', value: 'x' }], revision: 2 });
+    await env.svc.remove('inc.item.1800.tags', 0);
+    await live.until((v) => v.data?.item?.tags?.[0] === 'x', 5000, 'the removed tag');
+    expect(wire[2]).toEqual({ patch: [{ op: 'remove', path: '/item/tags/0' }, { op: 'remove', path: '/item/also/0' }], revision: 3 });
+    expect(text(live.last)).toBe(text(await fresh(selection)));
+    expect(delta(await updates(), before)).toEqual({ applied: 2 });
     await closeClients(env.gw, client);
   });
 });

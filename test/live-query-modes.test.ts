@@ -136,12 +136,20 @@ describe('shared @live work', () => {
     await allAt('the first result');
     expect(await liveCounts(gw)).toMatchObject({ liveQueries: 1, subscribers: 3 });
 
-    // a changed title and a removed book are applied to the last result, their patch made from the change itself;
-    // an added tag runs the operation again, and the patch is a diff of the results
+    // a changed title, an added tag and a removed book are applied to the last result, their patch made from
+    // the change itself; an added book runs the operation again, and the patch is a diff of the results
     const changes: [string, () => Promise<void>, 'applied' | 'run'][] = [
       ['a title', () => svc.change('library.book.202', { title: 'Shared change' }), 'applied'],
-      ['a tag', () => svc.add('library.book.204.tags', 'shared', 1), 'run'],
+      ['a tag', () => svc.add('library.book.204.tags', 'shared', 1), 'applied'],
       ['a removed book', () => svc.remove('library.shelf.shared', 0), 'applied'],
+      [
+        'an added book',
+        () => {
+          putRatedBook(svc, 205, 'Added', 2);
+          return svc.add('library.shelf.shared', ref('library.book.205'), 0);
+        },
+        'run',
+      ],
     ];
     for (const [what, change, how] of changes) {
       const before = await liveCounts(gw);

@@ -11,7 +11,8 @@
  * update costs what the change costs, not what the result weighs.
  *
  * Anything it cannot apply exactly goes back to re-execution, with its
- * reason: collection adds, deleted resources, properties shown as
+ * reason: an object added to a collection (a collection of leaf values
+ * takes its added item in place), deleted resources, properties shown as
  * something other than a leaf (references, data values), resources shown
  * whole, fields under an error of the result and lists holding one, and
  * values a field cannot show as they are (one its type rejects, or null for
@@ -22,6 +23,7 @@
  */
 import { getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
 import type { CacheEntry, EntryChange } from '../cache/cache.js';
+import { isData, isRef, type ResValue } from '../res/protocol.js';
 import { segment, type PatchOperation } from './patch.js';
 
 /** Why a change was left to re-execution (the `reason` label of resgraph_live_incremental_total). */
@@ -95,9 +97,9 @@ export class ResultReads {
     this.add(entry, ReadKind.node, '', path, null);
   }
 
-  /** The collection in `entry` is shown as a list at `path`, an item at each index. */
-  list(entry: CacheEntry, path: ResponsePath): void {
-    this.add(entry, ReadKind.list, '', path, null);
+  /** The collection in `entry` is shown as a list at `path`, an item of `itemType` at each index. */
+  list(entry: CacheEntry, path: ResponsePath, itemType: GraphQLOutputType): void {
+    this.add(entry, ReadKind.list, '', path, leafField(itemType));
   }
 
   /** A resolver showed the resource in `entry` as a whole JSON value. */
@@ -128,17 +130,23 @@ export class ResultReads {
     return this.entries[read] ? this.paths[read] : undefined;
   }
 
+  /** A list's items as leaf values (their type), or null when they are objects. */
+  itemsOf(read: number): LeafField {
+    return this.leaves[read]!;
+  }
+
   /** Whether anything the result still shows reads the entry. */
   shows(entry: CacheEntry): boolean {
     return (this.index().get(entry) ?? noReads).some((i) => this.entries[i] === entry);
   }
 
   /**
-   * Item `idx` of the list at `list` was removed: the reads under it are
-   * forgotten, those under later items move one index down. Returns the
-   * entries of the forgotten reads.
+   * Item `idx` of the list at `list` was removed (`by` -1) or one was
+   * inserted there (`by` 1): the reads under a removed item are forgotten,
+   * those under the items after it move. Returns the entries of the
+   * forgotten reads.
    */
-  removeItem(list: readonly (string | number)[], idx: number): Set<CacheEntry> {
+  moveItems(list: readonly (string | number)[], idx: number, by: 1 | -1): Set<CacheEntry> {
     const gone = new Set<CacheEntry>();
     const depth = list.length;
     for (let i = 0; i < this.entries.length; i++) {
@@ -147,11 +155,11 @@ export class ResultReads {
       const keys = pathKeys(this.paths[i]!);
       if (keys.length <= depth || !isPrefix(list, keys)) continue;
       const k = keys[depth] as number;
-      if (k === idx) {
+      if (k === idx && by < 0) {
         this.entries[i] = undefined;
         gone.add(entry);
-      } else if (k > idx) {
-        keys[depth] = k - 1;
+      } else if (k > idx || (k === idx && by > 0)) {
+        keys[depth] = k + by;
         this.paths[i] = toPath(keys);
       }
     }
@@ -203,6 +211,11 @@ export function applyChanges(result: ExecutionResult, reads: ResultReads, change
       if (stopped) return stopped;
       continue;
     }
+    if (change.type === 'add') {
+      const stopped = applyAdd(edit, reads, entry, change.idx, change.value, errorPaths);
+      if (stopped) return stopped;
+      continue;
+    }
     if (change.type !== 'change') return change.type;
     // no values: an entry whose get had failed was fetched again (a reset): the result shows its error
     if (isEmpty(change.values)) return 'errors';
@@ -233,6 +246,42 @@ export function applyChanges(result: ExecutionResult, reads: ResultReads, change
 }
 
 /**
+ * Inserts an added item into every list that shows the collection, when
+ * its items are leaf values (a collection of strings, numbers...): the
+ * value as execution would show it, and the reads under later items move.
+ * An item that is an object (a reference to a model) needs its selection
+ * resolved: left to a run.
+ */
+function applyAdd(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: number, value: ResValue, errorPaths: readonly (readonly (string | number)[])[]): FallbackReason | undefined {
+  if (reads.showsWhole(entry)) return 'whole';
+  const done = new Set<string>();
+  for (const read of reads.listsOf(entry)) {
+    const path = reads.pathOf(read);
+    if (!path) continue;
+    const keys = pathKeys(path);
+    const at = pointer(keys);
+    if (done.has(at)) continue;
+    done.add(at);
+    const leaf = reads.itemsOf(read);
+    if (!leaf) return 'add';
+    const item = leafItem(value, leaf.type);
+    if (!isPrimitive(item)) return 'add';
+    const shown = leafValue(leaf.type, leaf.nonNull, item);
+    if (shown === undefined) return 'value';
+    if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
+    if (!edit.insertAt(keys, idx, shown)) return 'errors';
+    reads.moveItems(keys, idx, 1);
+  }
+  return undefined;
+}
+
+/** A collection value as a list of leaf values shows it (as the resolvers do): a reference as its rid, a data value as its data. */
+function leafItem(value: ResValue, type: GraphQLLeafType): unknown {
+  if (isRef(value)) return type.name === 'JSON' ? { ...value } : value.rid;
+  return isData(value) ? value.data : value;
+}
+
+/**
  * Takes item `idx` out of every list that shows the collection, moves the
  * reads under the later items, and notes the entries the removed items
  * showed. The reads are changed in place: when a later change of the same
@@ -252,7 +301,7 @@ function applyRemove(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx:
     // an error under the list sits at an index that would move: execution's to place
     if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
     if (!edit.removeAt(keys, idx)) return 'errors';
-    for (const e of reads.removeItem(keys, idx)) removed.add(e);
+    for (const e of reads.moveItems(keys, idx, -1)) removed.add(e);
   }
   return undefined;
 }
@@ -296,6 +345,15 @@ class TreeEdit {
       node = child;
     }
     return node;
+  }
+
+  /** Inserts a value at `idx` of the list at the path; false when the list is not there or too short. */
+  insertAt(keys: readonly (string | number)[], idx: number, value: unknown): boolean {
+    const list = this.writable(keys, keys.length);
+    if (!Array.isArray(list) || idx < 0 || idx > list.length) return false;
+    list.splice(idx, 0, value);
+    this.ops.push({ op: 'add', path: `${pointer(keys)}/${idx}`, value });
+    return true;
   }
 
   /** Takes item `idx` out of the list at the path; false when the list or the item is not there. */

@@ -371,7 +371,7 @@ export class Resolvers {
       if (entry.kind !== 'collection') throw this.mismatch(rid, 'a model', 'a list');
       const item = t.item;
       const values = entry.collection!;
-      ctx.reads?.list(entry, path);
+      ctx.reads?.list(entry, path, item);
       const itemShape = typeShape(item);
       if (itemShape.kind === 'leaf') {
         const json = itemShape.name === 'JSON';
