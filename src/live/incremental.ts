@@ -23,7 +23,8 @@
  */
 import { getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
 import type { CacheEntry, EntryChange } from '../cache/cache.js';
-import { isData, isRef, type ResValue } from '../res/protocol.js';
+import { isDeleteAction, type ResValue } from '../res/protocol.js';
+import { leafListItem } from '../resolvers/resolvers.js';
 import { segment, type PatchOperation } from './patch.js';
 
 /** Why a change was left to re-execution (the `reason` label of resgraph_live_incremental_total). */
@@ -121,18 +122,24 @@ export class ResultReads {
     return undefined;
   }
 
-  /** The paths of the lists that show the entry's collection. */
-  listsOf(entry: CacheEntry): number[] {
-    return (this.index().get(entry) ?? noReads).filter((i) => this.kinds[i] === ReadKind.list && this.entries[i] === entry);
-  }
-
-  pathOf(read: number): ResponsePath | undefined {
-    return this.entries[read] ? this.paths[read] : undefined;
-  }
-
-  /** A list's items as leaf values (their type), or null when they are objects. */
-  itemsOf(read: number): LeafField {
-    return this.leaves[read]!;
+  /**
+   * The lists that show the entry's collection: each list's path, and its
+   * items as leaf values (their type) or null when they are objects. Each
+   * path comes once (a list is recorded twice when graphql-js runs the
+   * operation again, compiled.ts), and is read as the walk reaches it, so
+   * an edit made for one list moves or drops those after it.
+   */
+  *listsShowing(entry: CacheEntry): Generator<{ keys: (string | number)[]; items: LeafField }> {
+    const seen = new Set<string>();
+    for (const i of this.index().get(entry) ?? noReads) {
+      // gone: under an item a removal took out
+      if (this.kinds[i] !== ReadKind.list || this.entries[i] !== entry) continue;
+      const keys = pathKeys(this.paths[i]!);
+      const at = pointer(keys);
+      if (seen.has(at)) continue;
+      seen.add(at);
+      yield { keys, items: this.leaves[i]! };
+    }
   }
 
   /** Whether anything the result still shows reads the entry. */
@@ -254,17 +261,9 @@ export function applyChanges(result: ExecutionResult, reads: ResultReads, change
  */
 function applyAdd(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: number, value: ResValue, errorPaths: readonly (readonly (string | number)[])[]): FallbackReason | undefined {
   if (reads.showsWhole(entry)) return 'whole';
-  const done = new Set<string>();
-  for (const read of reads.listsOf(entry)) {
-    const path = reads.pathOf(read);
-    if (!path) continue;
-    const keys = pathKeys(path);
-    const at = pointer(keys);
-    if (done.has(at)) continue;
-    done.add(at);
-    const leaf = reads.itemsOf(read);
+  for (const { keys, items: leaf } of reads.listsShowing(entry)) {
     if (!leaf) return 'add';
-    const item = leafItem(value, leaf.type);
+    const item = leafListItem(value, leaf.type.name === 'JSON');
     if (!isPrimitive(item)) return 'add';
     const shown = leafValue(leaf.type, leaf.nonNull, item);
     if (shown === undefined) return 'value';
@@ -275,12 +274,6 @@ function applyAdd(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: nu
   return undefined;
 }
 
-/** A collection value as a list of leaf values shows it (as the resolvers do): a reference as its rid, a data value as its data. */
-function leafItem(value: ResValue, type: GraphQLLeafType): unknown {
-  if (isRef(value)) return type.name === 'JSON' ? { ...value } : value.rid;
-  return isData(value) ? value.data : value;
-}
-
 /**
  * Takes item `idx` out of every list that shows the collection, moves the
  * reads under the later items, and notes the entries the removed items
@@ -289,15 +282,7 @@ function leafItem(value: ResValue, type: GraphQLLeafType): unknown {
  */
 function applyRemove(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: number, errorPaths: readonly (readonly (string | number)[])[], removed: Set<CacheEntry>): FallbackReason | undefined {
   if (reads.showsWhole(entry)) return 'whole';
-  // a list may be recorded twice (a run done again by graphql-js, compiled.ts): each is edited once
-  const done = new Set<string>();
-  for (const read of reads.listsOf(entry)) {
-    const path = reads.pathOf(read);
-    if (!path) continue; // under an item an earlier removal took out
-    const keys = pathKeys(path);
-    const at = pointer(keys);
-    if (done.has(at)) continue;
-    done.add(at);
+  for (const { keys } of reads.listsShowing(entry)) {
     // an error under the list sits at an index that would move: execution's to place
     if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
     if (!edit.removeAt(keys, idx)) return 'errors';
@@ -409,6 +394,3 @@ function isPrimitive(value: unknown): value is string | number | boolean | null 
   return value === null || (typeof value !== 'object' && typeof value !== 'function');
 }
 
-function isDeleteAction(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && (value as { action?: unknown }).action === 'delete';
-}

@@ -375,7 +375,7 @@ export class Resolvers {
       const itemShape = typeShape(item);
       if (itemShape.kind === 'leaf') {
         const json = itemShape.name === 'JSON';
-        return values.map((v) => (isRef(v) ? (json ? { ...v } : v.rid) : isData(v) ? v.data : v));
+        return values.map((v) => leafListItem(v, json));
       }
       return values.map((v, i) => {
         if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
@@ -406,6 +406,15 @@ export class Resolvers {
     if (typeShape(type).kind === 'list' && !Array.isArray(value) && value !== null) return [value];
     return value;
   }
+}
+
+/**
+ * An item of a collection as a list of leaf values shows it: a reference as
+ * its rid (the reference itself for JSON), a data value as its data. Live
+ * results insert added items the same way (live/incremental.ts).
+ */
+export function leafListItem(v: ResValue, json: boolean): unknown {
+  return isRef(v) ? (json ? { ...v } : v.rid) : isData(v) ? v.data : v;
 }
 
 /** What a field type asks of a resource or value: a list (and its item's own type), an object, or a leaf. */
