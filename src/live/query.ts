@@ -58,6 +58,8 @@ export class LiveQuery {
   /** the root rids of the last run: their deletion or lost access ends the stream */
   roots = new Set<string>();
   last: LiveState | undefined;
+  /** where the last state's result shows what its run read (incremental.ts); a run whose equal result was not sent replaces it */
+  private reads: ResultReads | undefined;
   private running: Promise<void> | undefined;
   private dirty = false;
   private scheduled = false;
@@ -101,7 +103,7 @@ export class LiveQuery {
     }
     this.eventAt ??= eventAt;
     // a change heard during a run, or before the first result, is in no state to apply it to
-    if (this.mustRun || this.running || !this.last?.reads) this.mustRun = true;
+    if (this.mustRun || this.running || !this.reads) this.mustRun = true;
     else (this.heardChanges ??= []).push({ entry, change });
     this.update();
   }
@@ -131,15 +133,16 @@ export class LiveQuery {
   private applyHeard(): boolean {
     const heard = this.heardChanges;
     const last = this.last;
+    const reads = this.reads;
     this.heardChanges = undefined;
-    if (this.mustRun || this.running || !heard || !last?.reads) return false;
+    if (this.mustRun || this.running || !heard || !last || !reads) return false;
     if (this.verdictsOf?.conn !== this.conn || this.conn.accessChanges !== this.verdictsOf.changes) {
       // verdicts were dropped since the last run (a reaccess, a reset, a new
       // token): only a run asks them again, so nothing is shown before it
       this.engine.observer?.incremental('fallback', 'access');
       return false;
     }
-    const applied = applyChanges(last.result, last.reads, heard);
+    const applied = applyChanges(last.result, reads, heard);
     if (typeof applied === 'string') {
       this.engine.observer?.incremental('fallback', applied);
       return false;
@@ -150,7 +153,7 @@ export class LiveQuery {
     const eventAt = this.eventAt;
     this.eventAt = undefined;
     if (applied.ops.length === 0) return true; // nothing the result shows changed
-    const state = new LiveState(applied.result, undefined, last.reads, { state: last, ops: applied.ops });
+    const state = new LiveState(applied.result, undefined, { state: last, ops: applied.ops });
     last.from = undefined;
     this.last = state;
     for (const sub of [...this.subscribers]) if (sub.access === 'checked') sub.offer(state, eventAt);
@@ -253,12 +256,10 @@ export class LiveQuery {
     }
     const json = JSON.stringify(result);
     this.verdictsOf = { conn: run.conn, changes: run.accessChangesAtStart };
-    if (this.last?.json === json) {
-      // the same result, perhaps from other resources (a reference moved to an equal model): later changes apply to these
-      this.last.reads = run.reads;
-      return;
-    }
-    const state = new LiveState(result, json, run.reads);
+    // also for a result equal to the last one: it may come from other resources (a reference moved to an equal model)
+    this.reads = run.reads;
+    if (this.last?.json === json) return;
+    const state = new LiveState(result, json);
     this.last = state;
     const terminal = terminalError(result);
     for (const sub of [...this.subscribers]) {

@@ -11,7 +11,7 @@
 import type { ExecutionResult } from 'graphql';
 import type { Connection } from '../access/access.js';
 import { jsonEqual } from '../res/protocol.js';
-import type { FallbackReason, ResultReads } from './incremental.js';
+import type { FallbackReason } from './incremental.js';
 import { diff, type PatchOperation } from './patch.js';
 
 /** What a traced stream tells of each update it pushes (see LiveTracer in engine.ts). */
@@ -45,8 +45,6 @@ export class LiveState {
   constructor(
     readonly result: ExecutionResult,
     json?: string,
-    /** where the result shows what its run read (incremental.ts); a run whose equal result was not sent replaces it */
-    public reads?: ResultReads,
     /**
      * the state this one was made from by applying changes, with the patch
      * that did it (never empty); forgotten once a newer state is made from
