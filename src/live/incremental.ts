@@ -7,25 +7,31 @@
  * Patch of the update comes from the same rewrite. A `remove` event takes
  * the item out of every list that shows the collection (the reads under
  * later items move up one index, the entries only the removed item showed
- * are handed back for release). The operation is not run again, so an
- * update costs what the change costs, not what the result weighs.
+ * are handed back for release); an `add` inserts the item into each such
+ * list. An added object, and a property shown as an object or a list (a
+ * reference swapped, a data value), are completed on their own
+ * (subtree.ts), with the selection of the field that shows them, and
+ * fetch what they bring into view: such an update waits for the service
+ * when the new resources are not cached. The operation is not run again,
+ * so an update costs what the change costs, not what the result weighs.
  *
  * Anything it cannot apply exactly goes back to re-execution, with its
- * reason: an object added to a collection (a collection of leaf values
- * takes its added item in place), deleted resources, properties shown as
- * something other than a leaf (references, data values), resources shown
- * whole, fields under an error of the result and lists holding one, and
- * values a field cannot show as they are (one its type rejects, or null for
- * a non-null field, where execution would propagate the null or report an
- * error). The
- * live query adds one of its own: a change after the connection's access
- * verdicts were dropped, which only a run asks again (query.ts).
+ * reason: deleted resources, a leaf property that becomes a reference or a
+ * data value, resources shown whole, fields under an error of the result
+ * and lists holding one, a subtree that completes with an error, an added
+ * or swapped subtree that a later change of the same batch edits (it
+ * already shows that change), and values a field cannot show as they are
+ * (one its type rejects, or null for a non-null field, where execution
+ * would propagate the null or report an error). The live query adds one of
+ * its own: a change after the connection's access verdicts were dropped,
+ * which only a run asks again (query.ts).
  */
 import { getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
 import type { CacheEntry, EntryChange } from '../cache/cache.js';
-import { isDeleteAction, type ResValue } from '../res/protocol.js';
-import { leafListItem } from '../resolvers/resolvers.js';
+import { isDeleteAction, type ChangeValues, type ResValue } from '../res/protocol.js';
+import { leafListItem, ResourceNode, type GatewayContext } from '../resolvers/resolvers.js';
 import { segment, type PatchOperation } from './patch.js';
+import type { Subtree, SubtreeResolve } from './subtree.js';
 
 /** Why a change was left to re-execution (the `reason` label of resgraph_live_incremental_total). */
 export type FallbackReason = 'add' | 'delete' | 'reference' | 'whole' | 'errors' | 'value' | 'access';
@@ -34,6 +40,14 @@ type ResponsePath = GraphQLResolveInfo['path'];
 
 /** A field type as a leaf field: its named type and whether it is non-null; null for a field that is not a leaf. */
 type LeafField = { type: GraphQLLeafType; nonNull: boolean } | null;
+
+/** What resolves an item of a collection shown as a list of objects, as the run's resolvers did (resolvers.ts). */
+export interface ItemResolver {
+  listItem(v: ResValue, item: GraphQLOutputType, ctx: GatewayContext, at: ResponsePath, field: GraphQLResolveInfo): unknown;
+}
+
+/** Completes a subtree for an update (subtree.ts, with the live query's context): `resolve` gives a value of `type`, shown by `field`. */
+export type SubtreeRunner = (field: GraphQLResolveInfo, type: GraphQLOutputType, resolve: SubtreeResolve) => Subtree | Promise<Subtree>;
 
 /** Field types as leaf fields, worked out once per type (a run asks it for every field it resolves). */
 const leafFields = new WeakMap<GraphQLOutputType, LeafField>();
@@ -62,9 +76,12 @@ const enum ReadKind {
  * a model as an object, and each list that shows a collection. A run
  * records one of these for every such field (30,000 for a list of 10,000
  * items of three fields), so they go into parallel arrays without an object
- * each, and are indexed by entry only when a change first asks. A removal
- * applied to the result moves the reads under the removed item's followers
- * and forgets those under the item.
+ * each, and are indexed by entry only when a change first asks. A list, and
+ * a field that shows a property as something other than a leaf, also keep
+ * the field that shows them, from which a new item or value is completed
+ * (subtree.ts). A removal applied to the result moves the reads under the
+ * removed item's followers and forgets those under the item; an added or
+ * swapped subtree brings its own reads, moved to where it goes.
  */
 export class ResultReads {
   /** the entry read; undefined once a removal took what showed it out of the result */
@@ -74,33 +91,45 @@ export class ResultReads {
   private readonly paths: ResponsePath[] = [];
   /** the field as a leaf, or null when it shows the property as something else (a reference followed, a data value) */
   private readonly leaves: LeafField[] = [];
+  /** the field that shows a list or a property that is not a leaf (a list's own item type with it) */
+  private readonly fields: (ShownBy | undefined)[] = [];
   private byEntry: Map<CacheEntry, number[]> | undefined;
   /** resources the result shows whole (a model or collection as a JSON value) */
   private readonly whole = new Set<CacheEntry>();
+  /** the resolvers that recorded the lists, which resolve an added item the same way */
+  private items: ItemResolver | undefined;
 
-  private add(entry: CacheEntry, kind: ReadKind, prop: string, path: ResponsePath, leaf: LeafField): void {
+  private add(entry: CacheEntry, kind: ReadKind, prop: string, path: ResponsePath, leaf: LeafField, field: ShownBy | undefined): void {
+    const i = this.entries.length;
     this.entries.push(entry);
     this.kinds.push(kind);
     this.props.push(prop);
     this.paths.push(path);
     this.leaves.push(leaf);
-    this.byEntry = undefined;
+    this.fields.push(field);
+    if (this.byEntry) {
+      const list = this.byEntry.get(entry);
+      if (list) list.push(i);
+      else this.byEntry.set(entry, [i]);
+    }
   }
 
   /** A resolver read `prop` of the model in `entry` for the field at `info.path`; `value` is what the model holds. */
   property(entry: CacheEntry, prop: string, value: unknown, info: GraphQLResolveInfo): void {
     const leaf = leafField(info.returnType);
-    this.add(entry, ReadKind.property, prop, info.path, leaf && isPrimitive(value) ? leaf : null);
+    if (leaf && isPrimitive(value)) this.add(entry, ReadKind.property, prop, info.path, leaf, undefined);
+    else this.add(entry, ReadKind.property, prop, info.path, null, { field: info, type: info.returnType });
   }
 
   /** The model in `entry` is shown as an object at `path`. */
   node(entry: CacheEntry, path: ResponsePath): void {
-    this.add(entry, ReadKind.node, '', path, null);
+    this.add(entry, ReadKind.node, '', path, null, undefined);
   }
 
-  /** The collection in `entry` is shown as a list at `path`, an item of `itemType` at each index. */
-  list(entry: CacheEntry, path: ResponsePath, itemType: GraphQLOutputType): void {
-    this.add(entry, ReadKind.list, '', path, leafField(itemType));
+  /** The collection in `entry` is shown as a list at `path` by `field`, an item of `itemType` at each index resolved by `items`. */
+  list(entry: CacheEntry, path: ResponsePath, itemType: GraphQLOutputType, field: GraphQLResolveInfo, items: ItemResolver): void {
+    this.items ??= items;
+    this.add(entry, ReadKind.list, '', path, leafField(itemType), { field, type: itemType });
   }
 
   /** A resolver showed the resource in `entry` as a whole JSON value. */
@@ -112,14 +141,18 @@ export class ResultReads {
     return this.whole.has(entry);
   }
 
-  /** Calls `visit` for every field that shows `prop` of the entry's model; stops with what it returns when not undefined. */
-  eachRead<T>(entry: CacheEntry, hasProp: (prop: string) => boolean, visit: (prop: string, leaf: LeafField, path: ResponsePath) => T | undefined): T | undefined {
+  /**
+   * The fields that show a property of the entry's model that `hasProp`
+   * picks, as they are when the walk starts: a subtree adopted meanwhile
+   * (which shows the model as it is now) is not walked.
+   */
+  *propertiesShowing(entry: CacheEntry, hasProp: (prop: string) => boolean): Generator<{ prop: string; leaf: LeafField; path: ResponsePath; shownBy: ShownBy | undefined }> {
+    const end = this.entries.length;
     for (const i of this.index().get(entry) ?? noReads) {
+      if (i >= end) break;
       if (this.kinds[i] !== ReadKind.property || this.entries[i] !== entry || !hasProp(this.props[i]!)) continue;
-      const stop = visit(this.props[i]!, this.leaves[i]!, this.paths[i]!);
-      if (stop !== undefined) return stop;
+      yield { prop: this.props[i]!, leaf: this.leaves[i]!, path: this.paths[i]!, shownBy: this.fields[i] };
     }
-    return undefined;
   }
 
   /**
@@ -127,18 +160,22 @@ export class ResultReads {
    * items as leaf values (their type) or null when they are objects. Each
    * path comes once (a list is recorded twice when graphql-js runs the
    * operation again, compiled.ts), and is read as the walk reaches it, so
-   * an edit made for one list moves or drops those after it.
+   * an edit made for one list moves or drops those after it; the lists of a
+   * subtree adopted meanwhile are not walked (it shows the collection as it
+   * is now). `items`: the resolvers that resolve an added object item.
    */
-  *listsShowing(entry: CacheEntry): Generator<{ keys: (string | number)[]; items: LeafField }> {
+  *listsShowing(entry: CacheEntry): Generator<{ keys: (string | number)[]; leaf: LeafField; shownBy: ShownBy | undefined; items: ItemResolver | undefined }> {
     const seen = new Set<string>();
+    const end = this.entries.length;
     for (const i of this.index().get(entry) ?? noReads) {
+      if (i >= end) break;
       // gone: under an item a removal took out
       if (this.kinds[i] !== ReadKind.list || this.entries[i] !== entry) continue;
       const keys = pathKeys(this.paths[i]!);
       const at = pointer(keys);
       if (seen.has(at)) continue;
       seen.add(at);
-      yield { keys, items: this.leaves[i]! };
+      yield { keys, leaf: this.leaves[i]!, shownBy: this.fields[i], items: this.items };
     }
   }
 
@@ -158,9 +195,8 @@ export class ResultReads {
     const depth = list.length;
     for (let i = 0; i < this.entries.length; i++) {
       const entry = this.entries[i];
-      if (!entry) continue;
+      if (!entry || !isUnder(this.paths[i]!, list, depth + 1)) continue;
       const keys = pathKeys(this.paths[i]!);
-      if (keys.length <= depth || !isPrefix(list, keys)) continue;
       const k = keys[depth] as number;
       if (k === idx && by < 0) {
         this.entries[i] = undefined;
@@ -171,6 +207,31 @@ export class ResultReads {
       }
     }
     return gone;
+  }
+
+  /** Forgets the reads at the path and under it (a value replaced there); returns their entries. */
+  forgetUnder(keys: readonly (string | number)[]): Set<CacheEntry> {
+    const gone = new Set<CacheEntry>();
+    for (let i = 0; i < this.entries.length; i++) {
+      const entry = this.entries[i];
+      if (!entry || !isUnder(this.paths[i]!, keys, keys.length)) continue;
+      this.entries[i] = undefined;
+      gone.add(entry);
+    }
+    return gone;
+  }
+
+  /** Takes in the reads of a subtree (paths from its root field, subtree.ts), at `at`. */
+  adopt(sub: ResultReads, at: readonly (string | number)[]): void {
+    for (let i = 0; i < sub.entries.length; i++) {
+      const entry = sub.entries[i];
+      if (!entry) continue;
+      const keys = pathKeys(sub.paths[i]!);
+      keys.splice(0, 1, ...at);
+      this.add(entry, sub.kinds[i]!, sub.props[i]!, toPath(keys), sub.leaves[i]!, sub.fields[i]);
+    }
+    for (const entry of sub.whole) this.whole.add(entry);
+    this.items ??= sub.items;
   }
 
   private index(): Map<CacheEntry, number[]> {
@@ -188,6 +249,12 @@ export class ResultReads {
 
 const noReads: readonly number[] = [];
 
+/** The field that shows a read, and the type of what it shows there (a list's item type, a field's own type). */
+interface ShownBy {
+  field: GraphQLResolveInfo;
+  type: GraphQLOutputType;
+}
+
 /** A change heard by a live result, in order. */
 export interface HeardChange {
   entry: CacheEntry;
@@ -202,76 +269,160 @@ export interface AppliedChanges {
   unshown: CacheEntry[];
 }
 
+/** What applying changes came to: the result after them, or why the operation must run. */
+export type ChangesOutcome = AppliedChanges | FallbackReason;
+
+/** A step of applying changes: a subtree to complete (maybe waiting for the service) before going on. */
+type SubtreeStep = Subtree | Promise<Subtree>;
+
 /**
  * Applies changes, in order, to a result whose reads were recorded; the
  * result itself is not modified (the objects on the way to a rewritten
- * field are copied, the rest is shared). Returns why not when it cannot.
+ * field are copied, the rest is shared). Returns why not when it cannot;
+ * a promise when a subtree it completes waits for the service (it never
+ * rejects). Without `subtrees`, what needs one is left to a run.
  */
-export function applyChanges(result: ExecutionResult, reads: ResultReads, changes: readonly HeardChange[]): AppliedChanges | FallbackReason {
+export function applyChanges(result: ExecutionResult, reads: ResultReads, changes: readonly HeardChange[], subtrees?: SubtreeRunner): ChangesOutcome | Promise<ChangesOutcome> {
   if (!result.data) return 'errors';
-  const errorPaths = result.errors?.map((e) => e.path ?? []) ?? [];
-  const edit = new TreeEdit(result.data);
-  const removed = new Set<CacheEntry>();
-  for (const { entry, change } of changes) {
-    if (change.type === 'remove') {
-      const stopped = applyRemove(edit, reads, entry, change.idx, errorPaths, removed);
-      if (stopped) return stopped;
-      continue;
-    }
-    if (change.type === 'add') {
-      const stopped = applyAdd(edit, reads, entry, change.idx, change.value, errorPaths);
-      if (stopped) return stopped;
-      continue;
-    }
-    if (change.type !== 'change') return change.type;
-    // no values: an entry whose get had failed was fetched again (a reset): the result shows its error
-    if (isEmpty(change.values)) return 'errors';
-    if (reads.showsWhole(entry)) return 'whole';
-    const values = change.values;
-    const stopped = reads.eachRead<FallbackReason>(
-      entry,
-      (prop) => Object.prototype.hasOwnProperty.call(values, prop),
-      (prop, leaf, path) => {
-        if (!leaf) return 'reference';
-        const raw = values[prop];
-        const value = isDeleteAction(raw) ? null : raw;
-        if (!isPrimitive(value)) return 'reference';
-        const shown = leafValue(leaf.type, leaf.nonNull, value);
-        if (shown === undefined) return 'value';
-        const keys = pathKeys(path);
-        // an error on the field or above it (a null that propagated) is execution's to undo
-        if (errorPaths.some((p) => isPrefix(p, keys)) || !edit.set(keys, shown)) return 'errors';
-        return undefined;
-      },
-    );
+  return drive(changesApplied(result, result.data, reads, changes, subtrees));
+}
+
+/** Runs the steps, synchronously while each subtree is, else from the promise of the one that waits. */
+function drive(steps: Generator<SubtreeStep, ChangesOutcome, Subtree>, sent?: Subtree): ChangesOutcome | Promise<ChangesOutcome> {
+  for (;;) {
+    const next = steps.next(sent as Subtree);
+    if (next.done) return next.value;
+    if (next.value instanceof Promise) return next.value.then((s) => drive(steps, s), () => 'errors' as const);
+    sent = next.value;
+  }
+}
+
+/** What the steps of one batch share. */
+interface Batch {
+  edit: TreeEdit;
+  reads: ResultReads;
+  errorPaths: readonly (readonly (string | number)[])[];
+  subtrees: SubtreeRunner | undefined;
+  /** entries a removal or a replaced subtree took out of the result: released unless something still shows them */
+  removed: Set<CacheEntry>;
+  changes: readonly HeardChange[];
+  /** the index of the change being applied */
+  at: number;
+}
+
+function* changesApplied(
+  result: ExecutionResult,
+  data: Record<string, unknown>,
+  reads: ResultReads,
+  changes: readonly HeardChange[],
+  subtrees: SubtreeRunner | undefined,
+): Generator<SubtreeStep, ChangesOutcome, Subtree> {
+  const batch: Batch = {
+    edit: new TreeEdit(data),
+    reads,
+    errorPaths: result.errors?.map((e) => e.path ?? []) ?? [],
+    subtrees,
+    removed: new Set(),
+    changes,
+    at: 0,
+  };
+  for (; batch.at < changes.length; batch.at++) {
+    const { entry, change } = changes[batch.at]!;
+    let stopped: FallbackReason | undefined;
+    if (change.type === 'remove') stopped = applyRemove(batch, entry, change.idx);
+    else if (change.type === 'add') stopped = yield* applyAdd(batch, entry, change.idx, change.value);
+    else if (change.type === 'change') stopped = yield* applyValues(batch, entry, change.values);
+    else return change.type;
     if (stopped) return stopped;
   }
-  const unshown = [...removed].filter((e) => !reads.shows(e));
+  const { edit } = batch;
+  const unshown = [...batch.removed].filter((e) => !reads.shows(e));
   if (edit.ops.length === 0) return { result, ops: edit.ops, unshown };
   // errors elsewhere stay as they were: no change applied here reaches them
   return { result: result.errors ? { data: edit.root, errors: result.errors } : { data: edit.root }, ops: edit.ops, unshown };
 }
 
 /**
- * Inserts an added item into every list that shows the collection, when
- * its items are leaf values (a collection of strings, numbers...): the
- * value as execution would show it, and the reads under later items move.
- * An item that is an object (a reference to a model) needs its selection
- * resolved: left to a run.
+ * Rewrites the fields that show the changed properties: a leaf with the
+ * value as its type serializes it; a field that shows a reference or a
+ * data value (or a leaf that held one) with the subtree of its new value.
  */
-function applyAdd(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: number, value: ResValue, errorPaths: readonly (readonly (string | number)[])[]): FallbackReason | undefined {
+function* applyValues(batch: Batch, entry: CacheEntry, values: ChangeValues): Generator<SubtreeStep, FallbackReason | undefined, Subtree> {
+  // no values: an entry whose get had failed was fetched again (a reset): the result shows its error
+  if (isEmpty(values)) return 'errors';
+  const { edit, reads, errorPaths } = batch;
   if (reads.showsWhole(entry)) return 'whole';
-  for (const { keys, items: leaf } of reads.listsShowing(entry)) {
-    if (!leaf) return 'add';
-    const item = leafListItem(value, leaf.type.name === 'JSON');
-    if (!isPrimitive(item)) return 'add';
-    const shown = leafValue(leaf.type, leaf.nonNull, item);
-    if (shown === undefined) return 'value';
-    if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
-    if (!edit.insertAt(keys, idx, shown)) return 'errors';
-    reads.moveItems(keys, idx, 1);
+  const changed = (prop: string) => Object.prototype.hasOwnProperty.call(values, prop);
+  for (const { prop, leaf, path, shownBy } of reads.propertiesShowing(entry, changed)) {
+    const keys = pathKeys(path);
+    // an error on the field or above it (a null that propagated) is execution's to undo
+    if (errorPaths.some((p) => isPrefix(p, keys))) return 'errors';
+    const raw = values[prop];
+    const value = isDeleteAction(raw) ? null : raw;
+    if (leaf && isPrimitive(value)) {
+      const shown = leafValue(leaf.type, leaf.nonNull, value);
+      if (shown === undefined) return 'value';
+      if (!edit.set(keys, shown)) return 'errors';
+      continue;
+    }
+    // a leaf that becomes a reference or a data value: its field was not kept
+    if (!shownBy || !batch.subtrees) return 'reference';
+    const resolve = shownBy.field.parentType.getFields()[shownBy.field.fieldName]?.resolve;
+    if (!resolve) return 'reference';
+    // the field's own resolver, on the model as the cache holds it now
+    const parent = new ResourceNode(entry.rid, entry);
+    const sub = yield batch.subtrees(shownBy.field, shownBy.type, (ctx, info) => resolve(parent, {}, ctx, info));
+    if (typeof sub === 'string') return sub;
+    if (editedLater(batch, sub.reads)) return 'reference';
+    if (!edit.set(keys, sub.value)) return 'errors';
+    for (const e of reads.forgetUnder(keys)) batch.removed.add(e);
+    reads.adopt(sub.reads, keys);
   }
   return undefined;
+}
+
+/**
+ * Inserts an added item into every list that shows the collection: a leaf
+ * value as execution would show it, an object (or a list) completed with
+ * the list field's selection; the reads under later items move.
+ */
+function* applyAdd(batch: Batch, entry: CacheEntry, idx: number, value: ResValue): Generator<SubtreeStep, FallbackReason | undefined, Subtree> {
+  const { edit, reads, errorPaths } = batch;
+  if (reads.showsWhole(entry)) return 'whole';
+  for (const { keys, leaf, shownBy, items } of reads.listsShowing(entry)) {
+    if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
+    if (leaf) {
+      const item = leafListItem(value, leaf.type.name === 'JSON');
+      const shown = isPrimitive(item) ? leafValue(leaf.type, leaf.nonNull, item) : item;
+      if (shown === undefined) return 'value';
+      if (!edit.insertAt(keys, idx, shown)) return 'errors';
+      reads.moveItems(keys, idx, 1);
+      continue;
+    }
+    if (!shownBy || !items || !batch.subtrees) return 'add';
+    const type = shownBy.type;
+    const sub = yield batch.subtrees(shownBy.field, type, (ctx, info) => items.listItem(value, type, ctx, info.path, info));
+    if (typeof sub === 'string') return sub;
+    if (editedLater(batch, sub.reads)) return 'add';
+    if (!edit.insertAt(keys, idx, sub.value)) return 'errors';
+    reads.moveItems(keys, idx, 1);
+    reads.adopt(sub.reads, [...keys, idx]);
+  }
+  return undefined;
+}
+
+/**
+ * Whether a later change of the batch adds to or removes from a collection
+ * the subtree shows: the subtree was completed from the cache as it is now,
+ * so it shows that change already, and applying it again would repeat it.
+ * (A later change of values only rewrites what the subtree already shows.)
+ */
+function editedLater(batch: Batch, sub: ResultReads): boolean {
+  for (let i = batch.at + 1; i < batch.changes.length; i++) {
+    const { entry, change } = batch.changes[i]!;
+    if ((change.type === 'add' || change.type === 'remove') && (sub.shows(entry) || sub.showsWhole(entry))) return true;
+  }
+  return false;
 }
 
 /**
@@ -280,13 +431,14 @@ function applyAdd(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: nu
  * showed. The reads are changed in place: when a later change of the same
  * batch cannot be applied, the operation runs and records them afresh.
  */
-function applyRemove(edit: TreeEdit, reads: ResultReads, entry: CacheEntry, idx: number, errorPaths: readonly (readonly (string | number)[])[], removed: Set<CacheEntry>): FallbackReason | undefined {
+function applyRemove(batch: Batch, entry: CacheEntry, idx: number): FallbackReason | undefined {
+  const { edit, reads, errorPaths } = batch;
   if (reads.showsWhole(entry)) return 'whole';
   for (const { keys } of reads.listsShowing(entry)) {
     // an error under the list sits at an index that would move: execution's to place
     if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
     if (!edit.removeAt(keys, idx)) return 'errors';
-    for (const e of reads.moveItems(keys, idx, -1)) removed.add(e);
+    for (const e of reads.moveItems(keys, idx, -1)) batch.removed.add(e);
   }
   return undefined;
 }
@@ -381,6 +533,17 @@ function pathKeys(path: ResponsePath): (string | number)[] {
 
 function isEmpty(values: object): boolean {
   for (const _ in values) return false;
+  return true;
+}
+
+/** Whether the path has at least `depth` keys and begins with `keys` (walked without building its keys: a removal asks it of every read). */
+function isUnder(path: ResponsePath, keys: readonly (string | number)[], depth: number): boolean {
+  let n = 0;
+  for (let p: ResponsePath | undefined = path; p; p = p.prev) n++;
+  if (n < depth) return false;
+  let p: ResponsePath | undefined = path;
+  for (; n > keys.length; n--) p = p!.prev;
+  for (let i = keys.length - 1; i >= 0; i--, p = p!.prev) if (p!.key !== keys[i]) return false;
   return true;
 }
 

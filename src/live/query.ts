@@ -17,7 +17,8 @@ import { errorText, type Logger } from '../log.js';
 import { ErrorCode } from '../res/protocol.js';
 import { run as runOperation } from '../resolvers/compiled.js';
 import { internalGraphQLError, type GatewayContext } from '../resolvers/resolvers.js';
-import { applyChanges, ResultReads, type HeardChange } from './incremental.js';
+import { applyChanges, ResultReads, type ChangesOutcome, type HeardChange, type SubtreeRunner } from './incremental.js';
+import { runSubtree } from './subtree.js';
 import { LiveState, type LiveObserver, type LiveStream } from './stream.js';
 
 /** What a LiveQuery needs from the registry that made it (engine.ts). */
@@ -125,33 +126,91 @@ export class LiveQuery {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      this.guarded(() => (this.applyHeard() ? undefined : this.run()));
+      this.guarded(() => this.updateNow());
     });
   }
 
-  /** Applies the changes heard to the last state (incremental.ts); false when the operation must run instead. */
-  private applyHeard(): boolean {
+  /**
+   * Applies the changes heard, else runs. An update that completes a new
+   * subtree from the service is in flight as a run would be: the changes
+   * heard meanwhile make one run after it.
+   */
+  private updateNow(): void {
+    const applied = this.applyHeard();
+    if (applied === false) return this.run();
+    if (applied === true) return;
+    this.running = applied.then((ok) => {
+      this.running = undefined;
+      if (this.disposed) return;
+      if (!ok || this.dirty) {
+        this.dirty = false;
+        this.schedule();
+      }
+    });
+  }
+
+  /**
+   * Applies the changes heard to the last state (incremental.ts); false when
+   * the operation must run instead, a promise of that when a subtree waits
+   * for the service.
+   */
+  private applyHeard(): boolean | Promise<boolean> {
     const heard = this.heardChanges;
     const last = this.last;
     const reads = this.reads;
     this.heardChanges = undefined;
     if (this.mustRun || this.running || !heard || !last || !reads) return false;
-    if (this.verdictsOf?.conn !== this.conn || this.conn.accessChanges !== this.verdictsOf.changes) {
+    if (!this.verdictsHold()) {
       // verdicts were dropped since the last run (a reaccess, a reset, a new
       // token): only a run asks them again, so nothing is shown before it
       this.engine.observer?.incremental('fallback', 'access');
       return false;
     }
-    const applied = applyChanges(last.result, reads, heard);
+    const eventAt = this.eventAt;
+    this.eventAt = undefined;
+    const applied = applyChanges(last.result, reads, heard, this.subtrees);
+    if (!(applied instanceof Promise)) return this.take(applied, last, eventAt);
+    return applied.then((a) => {
+      // the verdicts the subtree's access checks used may have been dropped while it waited
+      const outcome = !this.disposed && !this.verdictsHold() ? 'access' : a;
+      try {
+        return this.take(outcome, last, eventAt);
+      } catch (e) {
+        this.engine.log.error('live query update failed', { error: errorText(e) });
+        return false;
+      }
+    });
+  }
+
+  /** Whether the verdicts the last run used still stand. */
+  private verdictsHold(): boolean {
+    return this.verdictsOf?.conn === this.conn && this.conn.accessChanges === this.verdictsOf.changes;
+  }
+
+  /** Completes a subtree for an update with the query's identity and lease (subtree.ts). */
+  private readonly subtrees: SubtreeRunner = (field, type, resolve) => {
+    const ctx: GatewayContext = {
+      ...(this.args.contextValue as GatewayContext),
+      conn: this.conn,
+      lease: this.lease!,
+      accessed: this.accessed,
+      roots: new Set(),
+    };
+    return runSubtree(field, type, resolve, ctx, this.args.variableValues);
+  };
+
+  /** Offers the state the changes made, if they made one; false when they are left to a run. */
+  private take(applied: ChangesOutcome, last: LiveState, eventAt: number | undefined): boolean {
+    if (this.disposed) return true;
     if (typeof applied === 'string') {
       this.engine.observer?.incremental('fallback', applied);
+      // the run reflects these events: their arrival is its latency's start
+      if (eventAt !== undefined) this.eventAt = Math.min(eventAt, this.eventAt ?? eventAt);
       return false;
     }
     this.engine.observer?.incremental('applied');
     // what a removed item showed, and nothing else shows, is no longer held (as a run would have left it)
     for (const entry of applied.unshown) this.lease?.drop(entry.rid);
-    const eventAt = this.eventAt;
-    this.eventAt = undefined;
     if (applied.ops.length === 0) return true; // nothing the result shows changed
     const state = new LiveState(applied.result, undefined, { state: last, ops: applied.ops });
     last.from = undefined;

@@ -250,10 +250,10 @@ export class Resolvers {
           // without a promise, and a re-run from the cache stays synchronous
           ctx.accessed?.add(rid);
           if (!known.get) throw accessDenied();
-          return this.followCatching(rid, info.returnType, ctx, info.path);
+          return this.followCatching(rid, info.returnType, ctx, info.path, info);
         }
         return this.checkGet(ctx, rid).then(
-          () => this.followCatching(rid, info.returnType, ctx, info.path),
+          () => this.followCatching(rid, info.returnType, ctx, info.path, info),
           (e: unknown) => Promise.reject(toGraphQLError(e, this.log)),
         );
       } catch (e) {
@@ -284,7 +284,7 @@ export class Resolvers {
         if (meta) meta.reply(isAuth ? 'auth' : 'call', reply);
         if (reply.kind === 'resource') {
           await this.checkGet(ctx, reply.rid);
-          return await this.follow(reply.rid, info.returnType, ctx, info.path);
+          return await this.follow(reply.rid, info.returnType, ctx, info.path, info);
         }
         return reply.kind === 'result' ? this.plainValue(reply.result, info.returnType) : null;
       } catch (e) {
@@ -326,26 +326,26 @@ export class Resolvers {
       // a scalar field shows the reference itself; a list or object field follows it
       const t = typeShape(info.returnType);
       if (t.kind === 'leaf') return t.name === 'JSON' ? { ...value } : value.rid;
-      if (value.soft) return this.followSoft(value.rid, info.returnType, ctx, info.path);
-      return this.followCatching(value.rid, info.returnType, ctx, info.path);
+      if (value.soft) return this.followSoft(value.rid, info.returnType, ctx, info.path, info);
+      return this.followCatching(value.rid, info.returnType, ctx, info.path, info);
     }
     if (isData(value)) return this.plainValue(value.data, info.returnType);
     return value;
   }
 
   /** A soft reference is only a link: it needs its own access check. */
-  private async followSoft(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): Promise<unknown> {
+  private async followSoft(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath, field: GraphQLResolveInfo): Promise<unknown> {
     try {
       await this.checkGet(ctx, rid);
-      return await this.follow(rid, type, ctx, path);
+      return await this.follow(rid, type, ctx, path, field);
     } catch (e) {
       throw toGraphQLError(e, this.log);
     }
   }
 
-  private followCatching(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): unknown {
+  private followCatching(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath, field: GraphQLResolveInfo): unknown {
     try {
-      const r = this.follow(rid, type, ctx, path);
+      const r = this.follow(rid, type, ctx, path, field);
       return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(toGraphQLError(e, this.log))) : r;
     } catch (e) {
       throw toGraphQLError(e, this.log);
@@ -356,33 +356,30 @@ export class Resolvers {
    * Loads a referenced resource, held by the execution's lease, and shapes it
    * for the type: a model for an object type, a collection for a list. Served
    * synchronously when cached, so re-executions from the cache stay cheap.
+   * `path`: where the result shows it; `field`: the field that shows it
+   * (both for a live run's reads, live/incremental.ts).
    */
-  follow(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): unknown {
+  follow(rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath, field: GraphQLResolveInfo): unknown {
     ctx.lease.hold(rid);
     const cached = this.cache.peek(rid);
-    if (cached) return this.shape(cached, rid, type, ctx, path);
-    return this.cache.load(rid).then((entry) => this.shape(entry, rid, type, ctx, path));
+    if (cached) return this.shape(cached, rid, type, ctx, path, field);
+    return this.cache.load(rid).then((entry) => this.shape(entry, rid, type, ctx, path, field));
   }
 
-  /** `path`: where the result shows it (for a live run's reads, incremental.ts). */
-  private shape(entry: CacheEntry, rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath): unknown {
+  private shape(entry: CacheEntry, rid: string, type: GraphQLOutputType, ctx: GatewayContext, path: ResponsePath, field: GraphQLResolveInfo): unknown {
     const t = typeShape(type);
     if (t.kind === 'list') {
       if (entry.kind !== 'collection') throw this.mismatch(rid, 'a model', 'a list');
       const item = t.item;
       const values = entry.collection!;
-      ctx.reads?.list(entry, path, item);
+      ctx.reads?.list(entry, path, item, field, this);
       const itemShape = typeShape(item);
       if (itemShape.kind === 'leaf') {
         const json = itemShape.name === 'JSON';
         return values.map((v) => leafListItem(v, json));
       }
-      return values.map((v, i) => {
-        if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
-        // an item reached through a reference is shown at the list's path and its index
-        const at: ResponsePath = { prev: path, key: i, typename: undefined };
-        return v.soft ? this.followSoft(v.rid, item, ctx, at) : this.followCatching(v.rid, item, ctx, at);
-      });
+      // an item reached through a reference is shown at the list's path and its index
+      return values.map((v, i) => this.listItem(v, item, ctx, { prev: path, key: i, typename: undefined }, field));
     }
     if (t.kind === 'object') {
       if (entry.kind !== 'model') throw this.mismatch(rid, 'a collection', `the object type ${t.name}`);
@@ -393,6 +390,16 @@ export class Resolvers {
     // a leaf type (JSON, String...) asked for a whole resource: give its value
     ctx.reads?.wholeResource(entry);
     return entry.kind === 'model' ? { ...entry.model } : [...entry.collection!];
+  }
+
+  /**
+   * One item of a collection shown as a list of objects (or of lists), at
+   * `at`: a reference followed, a data value as it is. A live result
+   * resolves an added item with it too (live/subtree.ts).
+   */
+  listItem(v: ResValue, item: GraphQLOutputType, ctx: GatewayContext, at: ResponsePath, field: GraphQLResolveInfo): unknown {
+    if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
+    return v.soft ? this.followSoft(v.rid, item, ctx, at, field) : this.followCatching(v.rid, item, ctx, at, field);
   }
 
   private mismatch(rid: string, got: string, want: string): ResError {
