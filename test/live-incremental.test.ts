@@ -175,6 +175,37 @@ describe('an item removed from a collection', () => {
   });
 });
 
+describe('a list that holds an error', () => {
+  it('moves the error with its item on an add or a removal, and drops it with the item: no execution', async () => {
+    env.svc.model('inc.item.9400', { name: 'bad price', price: 'not a number' });
+    env.svc.collection('inc.shelf.3', [{ rid: 'inc.item.30' }, { rid: 'inc.item.9400' }, { rid: 'inc.item.31' }]);
+    const selection = '{ shelf(id: 3) { name price } }';
+    const client = wsClient(env.gw.url);
+    const wire: StreamResult[] = [];
+    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
+    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const before = await updates();
+    const errorPaths = () => (wire[wire.length - 1]?.errors ?? []).map((e) => e.path);
+    expect(errorPaths()).toEqual([['shelf', 1, 'price']]);
+
+    await env.svc.remove('inc.shelf.3', 0);
+    await live.until((v) => v.data?.shelf?.length === 2, 5000, 'the removal');
+    expect(errorPaths()).toEqual([['shelf', 0, 'price']]);
+    expect(text(live.last)).toBe(text(await fresh(selection)));
+    await env.svc.add('inc.shelf.3', { rid: 'inc.item.32' }, 0);
+    await live.until((v) => v.data?.shelf?.length === 3, 5000, 'the add');
+    expect(errorPaths()).toEqual([['shelf', 1, 'price']]);
+    expect(text(live.last)).toBe(text(await fresh(selection)));
+    // the error leaves with its item: the result has no errors
+    await env.svc.remove('inc.shelf.3', 1);
+    await live.until((v) => v.data?.shelf?.length === 2, 5000, 'the removal of the failing item');
+    expect(wire[wire.length - 1]?.errors).toBeUndefined();
+    expect(text(live.last)).toBe(text(await fresh(selection)));
+    expect(delta(await updates(), before)).toEqual({ applied: 3 });
+    await closeClients(env.gw, client);
+  });
+});
+
 describe('a collection of strings', () => {
   it('takes an added or removed string in place: one add or remove patch, no execution', async () => {
     env.svc.model('inc.item.1800', { name: 'tagged', price: 1, tags: { rid: 'inc.item.1800.tags' } });

@@ -18,15 +18,16 @@
  * Anything it cannot apply exactly goes back to re-execution, with its
  * reason: deleted resources, a leaf property that becomes a reference or a
  * data value, resources shown whole, fields under an error of the result
- * and lists holding one, a subtree that completes with an error, an added
- * or swapped subtree that a later change of the same batch edits (it
- * already shows that change), and values a field cannot show as they are
+ * (the errors under list items move with them), a subtree that completes
+ * with an error, an added or swapped subtree that a later change of the
+ * same batch edits (it already shows that change), and values a field
+ * cannot show as they are
  * (one its type rejects, or null for a non-null field, where execution
  * would propagate the null or report an error). The live query adds one of
  * its own: a change after the connection's access verdicts were dropped,
  * which only a run asks again (query.ts).
  */
-import { getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
+import { GraphQLError, getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
 import type { CacheEntry, EntryChange } from '../cache/cache.js';
 import { isDeleteAction, type ChangeValues, type ResValue } from '../res/protocol.js';
 import { leafListItem, ResourceNode, type GatewayContext } from '../resolvers/resolvers.js';
@@ -301,6 +302,8 @@ function drive(steps: Generator<SubtreeStep, ChangesOutcome, Subtree>, sent?: Su
 interface Batch {
   edit: TreeEdit;
   reads: ResultReads;
+  /** the result's errors, moved with the list items they sit under */
+  errors: readonly GraphQLError[];
   errorPaths: readonly (readonly (string | number)[])[];
   subtrees: SubtreeRunner | undefined;
   /** entries a removal or a replaced subtree took out of the result: released unless something still shows them */
@@ -317,10 +320,12 @@ function* changesApplied(
   changes: readonly HeardChange[],
   subtrees: SubtreeRunner | undefined,
 ): Generator<SubtreeStep, ChangesOutcome, Subtree> {
+  const errors = result.errors ?? [];
   const batch: Batch = {
     edit: new TreeEdit(data),
     reads,
-    errorPaths: result.errors?.map((e) => e.path ?? []) ?? [],
+    errors,
+    errorPaths: errors.map((e) => e.path ?? []),
     subtrees,
     removed: new Set(),
     changes,
@@ -338,8 +343,8 @@ function* changesApplied(
   const { edit } = batch;
   const unshown = [...batch.removed].filter((e) => !reads.shows(e));
   if (edit.ops.length === 0) return { result, ops: edit.ops, unshown };
-  // errors elsewhere stay as they were: no change applied here reaches them
-  return { result: result.errors ? { data: edit.root, errors: result.errors } : { data: edit.root }, ops: edit.ops, unshown };
+  // the errors stay as they were, but for those under list items that moved or left
+  return { result: batch.errors.length > 0 ? { errors: batch.errors, data: edit.root } : { data: edit.root }, ops: edit.ops, unshown };
 }
 
 /**
@@ -390,13 +395,13 @@ function* applyAdd(batch: Batch, entry: CacheEntry, idx: number, value: ResValue
   const { edit, reads, errorPaths } = batch;
   if (reads.showsWhole(entry)) return 'whole';
   for (const { keys, leaf, shownBy, items } of reads.listsShowing(entry)) {
-    if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
     if (leaf) {
       const item = leafListItem(value, leaf.type.name === 'JSON');
       const shown = isPrimitive(item) ? leafValue(leaf.type, leaf.nonNull, item) : item;
       if (shown === undefined) return 'value';
       if (!edit.insertAt(keys, idx, shown)) return 'errors';
       reads.moveItems(keys, idx, 1);
+      moveErrors(batch, keys, idx, 1);
       continue;
     }
     if (!shownBy || !items || !batch.subtrees) return 'add';
@@ -406,6 +411,7 @@ function* applyAdd(batch: Batch, entry: CacheEntry, idx: number, value: ResValue
     if (editedLater(batch, sub.reads)) return 'add';
     if (!edit.insertAt(keys, idx, sub.value)) return 'errors';
     reads.moveItems(keys, idx, 1);
+    moveErrors(batch, keys, idx, 1);
     reads.adopt(sub.reads, [...keys, idx]);
   }
   return undefined;
@@ -432,15 +438,47 @@ function editedLater(batch: Batch, sub: ResultReads): boolean {
  * batch cannot be applied, the operation runs and records them afresh.
  */
 function applyRemove(batch: Batch, entry: CacheEntry, idx: number): FallbackReason | undefined {
-  const { edit, reads, errorPaths } = batch;
+  const { edit, reads } = batch;
   if (reads.showsWhole(entry)) return 'whole';
   for (const { keys } of reads.listsShowing(entry)) {
-    // an error under the list sits at an index that would move: execution's to place
-    if (errorPaths.some((p) => isPrefix(keys, p))) return 'errors';
     if (!edit.removeAt(keys, idx)) return 'errors';
     for (const e of reads.moveItems(keys, idx, -1)) batch.removed.add(e);
+    moveErrors(batch, keys, idx, -1);
   }
   return undefined;
+}
+
+/**
+ * Item `idx` of the list at `list` was removed (`by` -1) or one was
+ * inserted there (`by` 1): the errors under a removed item go, those under
+ * the items after it move with them (their order stays: execution reports
+ * them in the order of the items).
+ */
+function moveErrors(batch: Batch, list: readonly (string | number)[], idx: number, by: 1 | -1): void {
+  const depth = list.length;
+  const under = (p: readonly (string | number)[]) => p.length > depth && isPrefix(list, p);
+  if (!batch.errorPaths.some(under)) return;
+  const moved: GraphQLError[] = [];
+  for (const e of batch.errors) {
+    const p = e.path;
+    if (!p || !under(p)) {
+      moved.push(e);
+      continue;
+    }
+    const k = p[depth] as number;
+    if (k === idx && by < 0) continue;
+    if (k < idx) moved.push(e);
+    else moved.push(withPath(e, [...p.slice(0, depth), k + by, ...p.slice(depth + 1)]));
+  }
+  batch.errors = moved;
+  batch.errorPaths = moved.map((e) => e.path ?? []);
+}
+
+/** The same error at another path (its locations kept: graphql-jit gives them without the nodes they come from). */
+function withPath(e: GraphQLError, path: (string | number)[]): GraphQLError {
+  const moved = new GraphQLError(e.message, { nodes: e.nodes, source: e.source, positions: e.positions, path, originalError: e.originalError, extensions: e.extensions });
+  if (e.locations && !moved.locations) (moved as { locations: GraphQLError['locations'] }).locations = e.locations;
+  return moved;
 }
 
 /** What execution would show in a leaf field for a model value; undefined when it would not show it as is. */
