@@ -175,6 +175,38 @@ describe('an item removed from a collection', () => {
   });
 });
 
+describe('a subtree that waits for the service', () => {
+  it('is let go when the client leaves before it is in: the cache keeps nothing of it', async () => {
+    // an env of its own: its cache is empty once its one client is gone
+    const own = await startTestEnv(sdl, { evictDelay: 20 });
+    try {
+      own.svc.collection('inc.shelf.9', [{ rid: 'inc.item.90' }]);
+      own.svc.model('inc.item.90', { name: 'there', price: 1 });
+      own.svc.model('inc.item.91', { name: 'late', price: 2, owner: { rid: 'inc.owner.91' } });
+      own.svc.model('inc.owner.91', { name: 'late owner' });
+      const answer = gate();
+      own.svc.handle('get.inc.item.91', async () => {
+        await answer.promise;
+        return { result: { model: { name: 'late', price: 2, owner: { rid: 'inc.owner.91' } } } };
+      });
+      const client = wsClient(own.gw.url);
+      const live = new LiveView(client.iterate({ query: 'query @live { shelf(id: 9) { name owner { name } } }' }) as AsyncIterable<StreamResult>);
+      await live.until((v) => v.results.length > 0, 5000, 'the first result');
+      const asked = own.svc.nextRequest('get.inc.item.91');
+      await own.svc.add('inc.shelf.9', { rid: 'inc.item.91' }, 1);
+      await asked;
+      await closeClients(own.gw, client);
+      // the get is answered after the client left; the owner it brings is fetched for nothing and let go
+      const owner = own.svc.nextRequest('get.inc.owner.91');
+      answer.open();
+      await owner;
+      await waitFor(async () => (await scrape(own.gw.metricsUrl!)).sum('resgraph_cache_entries') === 0, 3000, 'the cache to let go of everything');
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe('a list that holds an error', () => {
   it('moves the error with its item on an add or a removal, and drops it with the item: no execution', async () => {
     env.svc.model('inc.item.9400', { name: 'bad price', price: 'not a number' });

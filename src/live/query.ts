@@ -168,15 +168,17 @@ export class LiveQuery {
     }
     const eventAt = this.eventAt;
     this.eventAt = undefined;
-    const applied = applyChanges(last.result, reads, heard, this.subtrees);
-    if (!(applied instanceof Promise)) return this.take(applied, last, eventAt);
+    const leases: Lease[] = [];
+    const applied = applyChanges(last.result, reads, heard, this.subtreeRunner(leases));
+    if (!(applied instanceof Promise)) return this.take(applied, last, eventAt, leases);
     return applied.then((a) => {
       // the verdicts the subtree's access checks used may have been dropped while it waited
       const outcome = !this.disposed && !this.verdictsHold() ? 'access' : a;
       try {
-        return this.take(outcome, last, eventAt);
+        return this.take(outcome, last, eventAt, leases);
       } catch (e) {
         this.engine.log.error('live query update failed', { error: errorText(e) });
+        for (const lease of leases) lease.release();
         return false;
       }
     });
@@ -187,20 +189,35 @@ export class LiveQuery {
     return this.verdictsOf?.conn === this.conn && this.conn.accessChanges === this.verdictsOf.changes;
   }
 
-  /** Completes a subtree for an update with the query's identity and lease (subtree.ts). */
-  private readonly subtrees: SubtreeRunner = (field, type, resolve) => {
-    const ctx: GatewayContext = {
-      ...(this.args.contextValue as GatewayContext),
-      conn: this.conn,
-      lease: this.lease!,
-      accessed: this.accessed,
-      roots: new Set(),
+  /**
+   * Completes subtrees for an update with the query's identity (subtree.ts),
+   * each holding what it reads through a lease of its own (in `leases`),
+   * which hears its changes as the query's would: the update hands them to
+   * the query's lease when it is taken, and lets them go when it is not (or
+   * when the query ended meanwhile).
+   */
+  private subtreeRunner(leases: Lease[]): SubtreeRunner {
+    return (field, type, resolve) => {
+      const lease = this.engine.cache.newLease(this.heard);
+      leases.push(lease);
+      const ctx: GatewayContext = {
+        ...(this.args.contextValue as GatewayContext),
+        conn: this.conn,
+        lease,
+        accessed: this.accessed,
+        roots: new Set(),
+      };
+      return runSubtree(field, type, resolve, ctx, this.args.variableValues);
     };
-    return runSubtree(field, type, resolve, ctx, this.args.variableValues);
-  };
+  }
 
-  /** Offers the state the changes made, if they made one; false when they are left to a run. */
-  private take(applied: ChangesOutcome, last: LiveState, eventAt: number | undefined): boolean {
+  /** Offers the state the changes made, if they made one; false when they are left to a run. `leases`: its subtrees'. */
+  private take(applied: ChangesOutcome, last: LiveState, eventAt: number | undefined, leases: Lease[]): boolean {
+    const taken = !this.disposed && typeof applied !== 'string';
+    for (const lease of leases) {
+      if (taken) lease.handOver(this.lease!);
+      else lease.release();
+    }
     if (this.disposed) return true;
     if (typeof applied === 'string') {
       this.engine.observer?.incremental('fallback', applied);

@@ -394,8 +394,8 @@ export class Resolvers {
 
   /**
    * One item of a collection shown as a list of objects (or of lists), at
-   * `at`: a reference followed, a data value as it is. A live result
-   * resolves an added item with it too (live/subtree.ts).
+   * `at`: a reference followed, a data value as it is. A live result's
+   * update resolves an added item with it too (live/incremental.ts).
    */
   listItem(v: ResValue, item: GraphQLOutputType, ctx: GatewayContext, at: ResponsePath, field: GraphQLResolveInfo): unknown {
     if (!isRef(v)) return isData(v) ? this.plainValue(v.data, item) : v;
