@@ -9,8 +9,9 @@
  * Scenarios: fanout, many, query, memory, compare (resgraph vs Resgate in
  * the same run; `--only 2,3` picks among its seven), size (compare's part 7
  * alone: one client holding a list of 100, 1,000, 10,000 items; `--sizes`
- * picks the item counts), workers (`--workers 1` and `2` beside Resgate;
- * size and workers are not part of `all` on their own). Each starts its own nats-server,
+ * picks the item counts), adds (items appended to a list of 100 and
+ * 10,000 while one client holds it), workers (`--workers 1` and `2`
+ * beside Resgate; size, adds and workers are not part of `all` on their own). Each starts its own nats-server,
  * fixture service, gateway (node dist/, built by `npm run build`) and load
  * generators as separate processes on 127.0.0.1, stops them all at the end,
  * prints tables and writes bench/results/<scenario>.json. `--nats <url>` with
@@ -28,6 +29,7 @@ import { many } from './scenarios/many.mjs';
 import { query } from './scenarios/query.mjs';
 import { memory } from './scenarios/memory.mjs';
 import { compare } from './scenarios/compare.mjs';
+import { adds } from './scenarios/adds.mjs';
 import { size } from './scenarios/size.mjs';
 import { workers } from './scenarios/workers.mjs';
 import { natsParseArgsOptions, useExternalNats } from './lib/nats.mjs';
@@ -54,7 +56,7 @@ if (values.help || positionals.length === 0) {
   process.exit(values.help ? 0 : 2);
 }
 const wanted = positionals.flatMap((p) => (p === 'all' ? all : [p]));
-for (const w of wanted) if (![...all, 'profile', 'size', 'workers'].includes(w)) {
+for (const w of wanted) if (![...all, 'profile', 'size', 'adds', 'workers'].includes(w)) {
   console.error(`unknown scenario ${w}`);
   process.exit(2);
 }
@@ -110,6 +112,7 @@ for (const name of wanted) {
     else if (name === 'memory') result = await memory({ quick, clientProcs, heapSnapshots: values['heap-snapshots'], n: Number(values.subscribers) || undefined });
     else if (name === 'compare') result = await compare({ quick, clientProcs, profile, only: values.only?.split(',').map(Number) });
     else if (name === 'size') result = await size({ quick, sizes, profile });
+    else if (name === 'adds') result = await adds({ quick, sizes, profile });
     else if (name === 'workers') result = await workers({ quick, clientProcs });
     else if (name === 'profile') result = await fanout({ sizes: sizes ?? [1000], quick, clientProcs, profile: true });
     allTargets.push(...(result.targets ?? []));

@@ -73,8 +73,12 @@ function firstResult(c, bytes, count) {
   c.onFirst = undefined;
 }
 
-/** `"price":<n>` of the watched item in a full result's text, or NaN. */
+/** `"price":<n>` of the watched item in a full result's text (the last item's when following adds), or NaN. */
 function watchedPrice(c, s) {
+  if (c.followLast) {
+    const p = s.lastIndexOf('"price":');
+    return p < 0 ? NaN : parseFloat(s.slice(p + 8, p + 40));
+  }
   const at = s.indexOf(c.itemKey);
   if (at < 0) return NaN;
   const p = s.indexOf('"price":', at + c.itemKey.length);
@@ -122,9 +126,9 @@ function onGraphqlWs(c, data) {
       if (c.mode === 'subscription') c.lastText = s;
       c.watchIdx ??= watchedIndex(c, c.doc.items);
     }
-    const item = c.doc.items[c.watchIdx];
-    if (item?.id !== c.watch) return fail(c, `item ${c.watchIdx} is ${JSON.stringify(item)}, not ${c.watch}`);
-    c.price = item.price;
+    const item = c.followLast ? c.doc.items[c.doc.items.length - 1] : c.doc.items[c.watchIdx];
+    if (!c.followLast && item?.id !== c.watch) return fail(c, `item ${c.watchIdx} is ${JSON.stringify(item)}, not ${c.watch}`);
+    c.price = item?.price;
     if (!c.first) {
       c.payloadText = JSON.stringify(p);
       return firstResult(c, data.length, c.doc.items.length);
@@ -153,8 +157,16 @@ function onResgate(c, data) {
     c.refs = refs;
     const m = c.models[c.watchRid];
     if (!m) return fail(c, `${c.watchRid} not in the subscribe result`);
-    c.price = m.price;
+    c.price = c.followLast ? c.models[refs[refs.length - 1]?.rid]?.price : m.price;
     firstResult(c, data.length, refs.length);
+  } else if (msg.event === `${collectionRid}.add`) {
+    // the added reference, and the models it brings into view
+    const { value, idx, models } = msg.data ?? {};
+    if (!value?.rid || typeof idx !== 'number') return fail(c, s);
+    Object.assign(c.models, models);
+    c.refs.splice(idx, 0, value);
+    if (c.followLast) c.price = c.models[c.refs[c.refs.length - 1].rid]?.price;
+    held(c, data.length);
   } else if (typeof msg.event === 'string' && msg.event.endsWith('.change')) {
     const rid = msg.event.slice(0, -'.change'.length);
     const m = c.models?.[rid];
@@ -169,14 +181,15 @@ function onResgate(c, data) {
 
 /**
  * Opens the connection and subscribes (`mode`: subscription | live |
- * resgate), watching item `watch`; resolves with the first result's time,
- * bytes and item count.
+ * resgate), watching item `watch` (or, with `followLast`, the last item of
+ * the list, whose price tells which add the client holds); resolves with
+ * the first result's time, bytes and item count.
  */
-function open({ url, mode, watch, timeoutMs = 120_000 }) {
+function open({ url, mode, watch, followLast = false, timeoutMs = 120_000 }) {
   close();
   stats = newStats();
   const ws = new WebSocket(url, mode === 'resgate' ? undefined : 'graphql-transport-ws', { perMessageDeflate: false });
-  const c = { ws, mode, watch: String(watch), watchRid: `${collectionRid}.${watch}`, itemKey: `{"id":"${watch}","name":`, t0: nowMs(), price: NaN, lastPrice: NaN };
+  const c = { ws, mode, followLast, watch: String(watch), watchRid: `${collectionRid}.${watch}`, itemKey: `{"id":"${watch}","name":`, t0: nowMs(), price: NaN, lastPrice: NaN };
   conn = c;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no first result within ${timeoutMs} ms`)), timeoutMs);
@@ -243,9 +256,12 @@ function report({ first, ts }) {
 function holds() {
   const c = conn;
   if (!c) return undefined;
-  if (c.mode === 'resgate') return { items: c.refs?.filter((r) => c.models[r.rid]).length ?? 0, price: c.models?.[c.watchRid]?.price };
+  if (c.mode === 'resgate') {
+    const rid = c.followLast ? c.refs?.[c.refs.length - 1]?.rid : c.watchRid;
+    return { items: c.refs?.filter((r) => c.models[r.rid]).length ?? 0, price: c.models?.[rid]?.price };
+  }
   const list = c.mode === 'live' ? c.doc?.items : JSON.parse(c.lastText ?? '{}').payload?.data?.items;
-  return { items: list?.length ?? 0, price: list?.find((x) => x.id === c.watch)?.price };
+  return { items: list?.length ?? 0, price: c.followLast ? list?.[list.length - 1]?.price : list?.find((x) => x.id === c.watch)?.price };
 }
 
 function close() {

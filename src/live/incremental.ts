@@ -189,20 +189,25 @@ export class ResultReads {
    * Item `idx` of the list at `list` was removed (`by` -1) or one was
    * inserted there (`by` 1): the reads under a removed item are forgotten,
    * those under the items after it move. Returns the entries of the
-   * forgotten reads.
+   * forgotten reads. Each read's item index is read off its path without
+   * building its keys; only the reads that move get a new path (a path
+   * node may be shared by several reads, so none is changed in place).
    */
   moveItems(list: readonly (string | number)[], idx: number, by: 1 | -1): Set<CacheEntry> {
     const gone = new Set<CacheEntry>();
     const depth = list.length;
     for (let i = 0; i < this.entries.length; i++) {
       const entry = this.entries[i];
-      if (!entry || !isUnder(this.paths[i]!, list, depth + 1)) continue;
-      const keys = pathKeys(this.paths[i]!);
-      const k = keys[depth] as number;
+      if (!entry) continue;
+      // the path node of the item the read is under, if it is under an item of this list at or after idx
+      const item = nodeAt(this.paths[i]!, depth + 1);
+      if (!item || typeof item.key !== 'number' || item.key < idx || !item.prev || !isUnder(item.prev, list, depth)) continue;
+      const k = item.key;
       if (k === idx && by < 0) {
         this.entries[i] = undefined;
         gone.add(entry);
-      } else if (k > idx || (k === idx && by > 0)) {
+      } else {
+        const keys = pathKeys(this.paths[i]!);
         keys[depth] = k + by;
         this.paths[i] = toPath(keys);
       }
@@ -392,16 +397,14 @@ function* applyValues(batch: Batch, entry: CacheEntry, values: ChangeValues): Ge
  * the list field's selection; the reads under later items move.
  */
 function* applyAdd(batch: Batch, entry: CacheEntry, idx: number, value: ResValue): Generator<SubtreeStep, FallbackReason | undefined, Subtree> {
-  const { edit, reads, errorPaths } = batch;
+  const { reads } = batch;
   if (reads.showsWhole(entry)) return 'whole';
   for (const { keys, leaf, shownBy, items } of reads.listsShowing(entry)) {
     if (leaf) {
       const item = leafListItem(value, leaf.type.name === 'JSON');
       const shown = isPrimitive(item) ? leafValue(leaf.type, leaf.nonNull, item) : item;
       if (shown === undefined) return 'value';
-      if (!edit.insertAt(keys, idx, shown)) return 'errors';
-      reads.moveItems(keys, idx, 1);
-      moveErrors(batch, keys, idx, 1);
+      if (!insertItem(batch, keys, idx, shown)) return 'errors';
       continue;
     }
     if (!shownBy || !items || !batch.subtrees) return 'add';
@@ -409,12 +412,21 @@ function* applyAdd(batch: Batch, entry: CacheEntry, idx: number, value: ResValue
     const sub = yield batch.subtrees(shownBy.field, type, (ctx, info) => items.listItem(value, type, ctx, info.path, info));
     if (typeof sub === 'string') return sub;
     if (editedLater(batch, sub.reads)) return 'add';
-    if (!edit.insertAt(keys, idx, sub.value)) return 'errors';
-    reads.moveItems(keys, idx, 1);
-    moveErrors(batch, keys, idx, 1);
+    if (!insertItem(batch, keys, idx, sub.value)) return 'errors';
     reads.adopt(sub.reads, [...keys, idx]);
   }
   return undefined;
+}
+
+/** Inserts an item into the list at `keys`; the reads and errors of the items after it move (an item added last moves none). False when the list is not there. */
+function insertItem(batch: Batch, keys: (string | number)[], idx: number, value: unknown): boolean {
+  const inserted = batch.edit.insertAt(keys, idx, value);
+  if (!inserted) return false;
+  if (inserted.followed) {
+    batch.reads.moveItems(keys, idx, 1);
+    moveErrors(batch, keys, idx, 1);
+  }
+  return true;
 }
 
 /**
@@ -522,13 +534,14 @@ class TreeEdit {
     return node;
   }
 
-  /** Inserts a value at `idx` of the list at the path; false when the list is not there or too short. */
-  insertAt(keys: readonly (string | number)[], idx: number, value: unknown): boolean {
+  /** Inserts a value at `idx` of the list at the path; returns whether items followed it, or undefined when the list is not there or too short. */
+  insertAt(keys: readonly (string | number)[], idx: number, value: unknown): { followed: boolean } | undefined {
     const list = this.writable(keys, keys.length);
-    if (!Array.isArray(list) || idx < 0 || idx > list.length) return false;
+    if (!Array.isArray(list) || idx < 0 || idx > list.length) return undefined;
+    const followed = idx < list.length;
     list.splice(idx, 0, value);
     this.ops.push({ op: 'add', path: `${pointer(keys)}/${idx}`, value });
-    return true;
+    return { followed };
   }
 
   /** Takes item `idx` out of the list at the path; false when the list or the item is not there. */
@@ -572,6 +585,16 @@ function pathKeys(path: ResponsePath): (string | number)[] {
 function isEmpty(values: object): boolean {
   for (const _ in values) return false;
   return true;
+}
+
+/** The node of the path that has `depth` keys (an ancestor, or the path itself); undefined when the path is shorter. */
+function nodeAt(path: ResponsePath, depth: number): ResponsePath | undefined {
+  let n = 0;
+  for (let p: ResponsePath | undefined = path; p; p = p.prev) n++;
+  if (n < depth) return undefined;
+  let p: ResponsePath | undefined = path;
+  for (; n > depth; n--) p = p!.prev;
+  return p;
 }
 
 /** Whether the path has at least `depth` keys and begins with `keys` (walked without building its keys: a removal asks it of every read). */
