@@ -8,7 +8,7 @@
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { benchDir, freePort, resultsDir, rootDir, sleep } from './procs.mjs';
+import { benchDir, canConnect, freePort, resultsDir, rootDir, sleep } from './procs.mjs';
 import { externalNats, natsChildArgs } from './nats.mjs';
 
 /** The Resgate binary: RESGATE_BIN, else ../shared/resgate/resgate beside the repository; or why there is none (or why it cannot join the run's NATS). */
@@ -85,6 +85,12 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
       logName: `resgate${tag}`,
       readyWhen: /Listening on/,
     });
+    // Resgate logs "Listening on" before its socket accepts (a client connecting at once was refused 5 times in 20 here)
+    const deadline = Date.now() + 10_000;
+    while (!(await canConnect(port))) {
+      if (Date.now() > deadline) throw new Error(`Resgate logged "Listening on" but does not accept on port ${port} within 10 s; see ${e.log}`);
+      await sleep(5);
+    }
     return { kind, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/`, pid: e.pid };
   }
   const relay = kind === 'relay';
