@@ -99,7 +99,7 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     printTable(
       'Part 1 against the Node floor: the relay (bench/fixture/relay.mjs: nats.js + ws, no cache, no GraphQL) beside resgraph and Resgate; 10 subscribers, 100 events/s; added = latency over the plain NATS subscriber',
       ['measure', 'resgraph', 'relay', 'Resgate', 'resgraph/Resgate', 'relay/Resgate', 'resgraph/relay'],
-      floor.map((f) => [f.measure, f.resgraph ?? '-', f.relay ?? '-', withResgate ? (f.resgate ?? '-') : 'skipped', fmt(f.resgraphVsResgate, 2), fmt(f.relayVsResgate, 2), fmt(f.resgraphVsRelay, 2)]),
+      floor.map((f) => [f.measure, fmt(f.resgraph, f.digits), fmt(f.relay, f.digits), withResgate ? fmt(f.resgate, f.digits) : 'skipped', fmt(f.resgraphVsResgate, 2), fmt(f.relayVsResgate, 2), fmt(f.resgraphVsRelay, 2)]),
     );
   }
   log(`\ncompare: ${Math.round((Date.now() - t0) / 1000)} s${quick ? ' (--quick: phases shortened; not for numbers)' : ''}`);
@@ -505,15 +505,15 @@ function floorPart1(res) {
   if (!f) return [];
   const perEvent = (p) => (p ? round((1e6 * (p.gw.cpuSec ?? 0)) / Math.max(1, p.published), 1) : undefined);
   const measures = [
-    ['added over NATS floor p50 ms', (p) => p?.addedMs?.p50],
-    ['added over NATS floor p99 ms', (p) => p?.addedMs?.p99],
-    ['gateway CPU µs per event (10 results)', perEvent],
+    ['added over NATS floor p50 ms', (p) => p?.addedMs?.p50, 2],
+    ['added over NATS floor p99 ms', (p) => p?.addedMs?.p99, 2],
+    ['gateway CPU µs per event (10 results)', perEvent, 0],
     ['other/steal s during the phase', (p) => (p ? `${p.otherCpuSec}/${p.stealSec}` : undefined)],
   ];
-  return measures.map(([measure, get]) => {
+  return measures.map(([measure, get, digits]) => {
     const [x, y, z] = [get(a), get(f), get(b)];
     const num = typeof y === 'number';
-    return { measure, resgraph: x, relay: y, resgate: z, resgraphVsResgate: num ? ratio(x, z) : null, relayVsResgate: num ? ratio(y, z) : null, resgraphVsRelay: num ? ratio(x, y) : null };
+    return { measure, digits, resgraph: x, relay: y, resgate: z, resgraphVsResgate: num ? ratio(x, z) : null, relayVsResgate: num ? ratio(y, z) : null, resgraphVsRelay: num ? ratio(x, y) : null };
   });
 }
 
