@@ -272,7 +272,7 @@ export function printSize(result, log = console.log) {
   printTable(
     'The floor: gateway CPU µs per event of resgraph @live, the relay (the least a Node gateway on nats.js + ws does: NATS message in, JSON.parse, one JSON Patch frame out) and Resgate; relay / Resgate is what Node and the two libraries cost against Go, @live / relay what resgraph adds over them',
     ['items', '@live µs', 'relay µs', 'Resgate µs', '@live / Resgate', 'relay / Resgate', '@live / relay', '@live − relay µs'],
-    (result.floor ?? sizeFloor(result)).map((f) => [f.items, f.liveUs, f.relayUs, f.resgateUs, fmt(f.liveVsResgate, 2), fmt(f.relayVsResgate, 2), fmt(f.liveVsRelay, 2), f.liveMinusRelayUs]),
+    result.floor.map((f) => [f.items, f.liveUs, f.relayUs, f.resgateUs, fmt(f.liveVsResgate, 2), fmt(f.relayVsResgate, 2), fmt(f.liveVsRelay, 2), f.liveMinusRelayUs]),
   );
   printTable(
     'JSON.stringify of the full result { data: { items } } in the bench process, per call (medians; CPU is the subscription target\'s yardstick)',
@@ -282,7 +282,7 @@ export function printSize(result, log = console.log) {
 }
 
 /** Per N: `@live`, the relay and Resgate, CPU µs per event, and their ratios (the relay is the Node floor; see fixture/relay.mjs). */
-export function sizeFloor(result) {
+function sizeFloor(result) {
   return result.sizes.map((n) => {
     const us = (key) => find(result, key, n)?.gw.usPerEvent ?? null;
     const [live, relay, resgate] = [us('live'), us('relay'), us('resgate')];
