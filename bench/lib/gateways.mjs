@@ -1,12 +1,14 @@
 /**
- * The two gateways of the `compare` scenario, started the same way on the
- * same nats-server: resgraph (node dist/ through bench/gateway.mjs, with its
- * IPC hooks) and Resgate (the Go binary, no hooks: measured from /proc only).
- * Both get the gateway's place in the CPU pinning (see procs.mjs).
+ * The gateways of the `compare` and `size` scenarios, started the same way
+ * on the same nats-server: resgraph (node dist/ through bench/gateway.mjs,
+ * with its IPC hooks), Resgate (the Go binary, no hooks: measured from /proc
+ * only) and the relay (bench/fixture/relay.mjs: the Node floor, the least a
+ * gateway on nats.js and ws does per event). Each gets the gateway's place
+ * in the CPU pinning (see procs.mjs).
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { benchDir, freePort, resultsDir, rootDir, sleep } from './procs.mjs';
+import { benchDir, canConnect, freePort, resultsDir, rootDir, sleep } from './procs.mjs';
 import { externalNats, natsChildArgs } from './nats.mjs';
 
 /** The Resgate binary: RESGATE_BIN, else ../shared/resgate/resgate beside the repository; or why there is none (or why it cannot join the run's NATS). */
@@ -43,10 +45,12 @@ export const workersOf = (kind) => (/^resgraph-w(\d+)$/.exec(kind) ? Number(kind
  * (bench/gateway.mjs, with IPC hooks), `resgraph-res` (the same, for
  * clients of Resgate's protocols: its RES WebSocket and `/api`),
  * `resgraph-w<n>` (`node dist/cli.js
- * --workers n`, measured from /proc over the primary and its workers), or
- * `resgate`. `requestTimeoutMs`: the NATS request timeout of resgraph (not
- * `resgraph-w<n>`) and Resgate, when not their default 3 s. Returns {kind,
- * url (HTTP base for queries), wsUrl, rpc (resgraph only), pid, profileFile}.
+ * --workers n`, measured from /proc over the primary and its workers),
+ * `relay` (bench/fixture/relay.mjs, graphql-transport-ws only, IPC `stats`
+ * and `stop`), or `resgate`. `requestTimeoutMs`: the NATS request timeout of
+ * resgraph (not `resgraph-w<n>`), the relay and Resgate, when not their
+ * default 3 s. Returns {kind, url (HTTP base for queries), wsUrl, rpc (node
+ * kinds only), pid, profileFile}.
  */
 export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile = false, tag = '', resgateBin, requestTimeoutMs } = {}) {
   const workers = workersOf(kind);
@@ -81,22 +85,42 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
       logName: `resgate${tag}`,
       readyWhen: /Listening on/,
     });
+    // Resgate logs "Listening on" before its socket accepts (a client connecting at once was refused 5 times in 20 here)
+    const deadline = Date.now() + 10_000;
+    while (!(await canConnect(port))) {
+      if (Date.now() > deadline) throw new Error(`Resgate logged "Listening on" but does not accept on port ${port} within 10 s; see ${e.log}`);
+      await sleep(5);
+    }
     return { kind, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/`, pid: e.pid };
   }
-  const execArgv = ['--expose-gc'];
+  const relay = kind === 'relay';
+  const execArgv = relay ? [] : ['--expose-gc'];
   let profileFile;
   if (profile) {
     mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
-    profileFile = join(resultsDir, 'profiles', `gateway-compare${tag}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+    profileFile = join(resultsDir, 'profiles', `${relay ? 'relay' : 'gateway'}-compare${tag}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profiles')}`, `--cpu-prof-name=${profileFile.split('/').pop()}`, `--cpu-prof-interval=${process.env.PROF_INTERVAL ?? 500}`);
   }
-  const e = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${profile ? ', --cpu-prof' : ''})`, 'gateway.mjs', {
+  const env = requestTimeoutMs ? { BENCH_REQUEST_TIMEOUT_MS: String(requestTimeoutMs) } : {};
+  const how = profile ? ', --cpu-prof' : '';
+  if (relay) {
+    const e = await procs.startNode('gateway', `relay: the Node floor, nats.js + ws, no GraphQL (bench/fixture/relay.mjs${how})`, 'fixture/relay.mjs', {
+      args: [natsUrl, ...natsChildArgs()],
+      execArgv,
+      fds,
+      gateway: true,
+      logName: `relay${tag}`,
+      env,
+    });
+    return { kind, url: e.info.url, wsUrl: e.info.url, rpc: e.rpc, pid: e.pid, profileFile };
+  }
+  const e = await procs.startNode('gateway', `resgraph gateway (node dist/server.js${how})`, 'gateway.mjs', {
     args: [natsUrl, join(benchDir, 'fixture/bench.graphql'), 'warn', ...natsChildArgs()],
     execArgv,
     fds,
     gateway: true,
     logName: `resgraph${tag}`,
-    env: requestTimeoutMs ? { BENCH_REQUEST_TIMEOUT_MS: String(requestTimeoutMs) } : {},
+    env,
   });
   // `resgraph-res`: the same gateway, its clients speaking Resgate's protocol on its RES WebSocket path (/)
   const wsUrl = kind === 'resgraph-res' ? new URL('/', e.info.url).href.replace(/^http/, 'ws') : e.info.url;

@@ -29,7 +29,8 @@ try {
   // 100 on every Linux we run on
 }
 
-function canConnect(port) {
+/** Whether something accepts TCP connections on 127.0.0.1:port now. */
+export function canConnect(port) {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
     s.once('connect', () => {

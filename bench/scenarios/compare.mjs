@@ -7,7 +7,9 @@
  * events); both through the raw-socket transport of clients/ws-clients.mjs,
  * so the load generator costs the same per message read.
  *
- *   1. 10 subscribers, 100 events/s: latency added over a plain NATS subscriber.
+ *   1. 10 subscribers, 100 events/s: latency added over a plain NATS subscriber;
+ *      also on the relay (fixture/relay.mjs, the Node floor: the least a
+ *      gateway on nats.js and ws does per event), part 1 only.
  *   2. 1,000 subscribers on one model, 100 events/s: latency, loss, order, CPU.
  *   3. 1,000 subscribers, rising rate: the highest rate kept up with; staleness per rate.
  *   4. 10,000 subscribers, one change every 2 s: time until the last client has it.
@@ -37,7 +39,7 @@ export const compareScenarios = [1, 2, 3, 4, 5, 6, 7];
 const RATES = [100, 150, 200, 300, 1000];
 /** How a gateway kind is named in the output. */
 export const gatewayName = (kind) =>
-  kind === 'resgate' ? 'Resgate' : kind === 'resgraph-res' ? 'resgraph (RES clients)' : workersOf(kind) ? `resgraph --workers ${workersOf(kind)}` : kind;
+  kind === 'resgate' ? 'Resgate' : kind === 'resgraph-res' ? 'resgraph (RES clients)' : kind === 'relay' ? 'relay (Node floor)' : workersOf(kind) ? `resgraph --workers ${workersOf(kind)}` : kind;
 /** Whether a gateway kind's clients speak Resgate's protocols (its WebSocket protocol, GET /api) rather than GraphQL. */
 const speaksRes = (kind) => kind === 'resgate' || kind === 'resgraph-res';
 
@@ -50,7 +52,9 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
   else log(`compare: Resgate at ${found.bin}; each group of scenarios runs on resgraph, then on Resgate (one gateway at a time)`);
   const sec = (s) => (quick ? Math.max(2, Math.round(s / 4)) : s) * 1000;
   const procs = new Processes('compare');
-  const res = { resgraph: {}, 'resgraph-res': {}, resgate: {} };
+  const res = { resgraph: {}, 'resgraph-res': {}, relay: {}, resgate: {} };
+  // the relay (the Node floor) in part 1 only: parts 2–5 measure a gateway's fan-out and memory, which the relay does not have
+  const liveKinds = which.has(1) ? [...kinds.filter((k) => k !== 'resgate'), 'relay', ...kinds.filter((k) => k === 'resgate')] : kinds;
   const profiles = [];
   let size;
   const t0 = Date.now();
@@ -59,7 +63,7 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     const service = (await procs.startNode('service', 'fixture RES service + event publisher', 'fixture/service.mjs', { args: [nats.url, ...natsChildArgs()] })).rpc;
     const floor = (await procs.startNode('floor', 'plain NATS subscriber (latency floor)', 'clients/floor.mjs', { args: [nats.url, ...natsChildArgs()] })).rpc;
     const ctx = { procs, nats, service, floor, log, quick, sec, clientProcs, resgateBin: found.bin, profile, profiles, rates, printed: false };
-    if ([1, 2, 3].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupLive(ctx, k, which));
+    if ([1, 2, 3].some((i) => which.has(i))) for (const k of liveKinds) Object.assign(res[k], await groupLive(ctx, k, k === 'relay' ? new Set([1]) : which));
     if ([4, 5].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupTenK(ctx, k, which));
     if (which.has(6)) for (const k of kinds) Object.assign(res[k], await groupHttp(ctx, k));
     if (which.has(7)) size = await sizeRuns(ctx);
@@ -67,7 +71,7 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     await procs.stopAll();
   }
   const withResgate = kinds.includes('resgate');
-  printDetails(res, kinds);
+  printDetails(res, liveKinds);
   if (size) printSize(size, log);
   const { rows, targets } = summarize(res, withResgate, found.reason);
   if (size) {
@@ -90,8 +94,16 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     );
   }
   targets.push(...sameClients.targets.map((t) => ({ ...t, name: `RES clients: ${t.name}` })));
+  const floor = floorPart1(res);
+  if (floor.length) {
+    printTable(
+      'Part 1 against the Node floor: the relay (bench/fixture/relay.mjs: nats.js + ws, no cache, no GraphQL) beside resgraph and Resgate; 10 subscribers, 100 events/s; added = latency over the plain NATS subscriber',
+      ['measure', 'resgraph', 'relay', 'Resgate', 'resgraph/Resgate', 'relay/Resgate', 'resgraph/relay'],
+      floor.map((f) => [f.measure, fmt(f.resgraph, f.digits), fmt(f.relay, f.digits), withResgate ? fmt(f.resgate, f.digits) : 'skipped', fmt(f.resgraphVsResgate, 2), fmt(f.relayVsResgate, 2), fmt(f.resgraphVsRelay, 2)]),
+    );
+  }
   log(`\ncompare: ${Math.round((Date.now() - t0) / 1000)} s${quick ? ' (--quick: phases shortened; not for numbers)' : ''}`);
-  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, size, summary: rows, summaryResClients: sameClients.rows, targets, profiles };
+  return { resgate: found.bin ?? null, skippedReason: found.reason ?? null, rates, results: res, size, summary: rows, summaryResClients: sameClients.rows, floor: { part1: floor, size: size?.floor }, targets, profiles };
 }
 
 // ---- gateway lifetimes ---------------------------------------------------------
@@ -485,6 +497,24 @@ function rnd(o) {
 function ratio(a, b) {
   if (a === null || a === undefined || b === null || b === undefined || b === 0) return null;
   return round(a / b, 2);
+}
+
+/** Part 1 on resgraph, the relay (the Node floor) and Resgate: added latency and gateway CPU per event, with the three ratios. */
+function floorPart1(res) {
+  const [a, f, b] = [res.resgraph.s1, res.relay.s1, res.resgate.s1];
+  if (!f) return [];
+  const perEvent = (p) => (p ? round((1e6 * (p.gw.cpuSec ?? 0)) / Math.max(1, p.published), 1) : undefined);
+  const measures = [
+    ['added over NATS floor p50 ms', (p) => p?.addedMs?.p50, 2],
+    ['added over NATS floor p99 ms', (p) => p?.addedMs?.p99, 2],
+    ['gateway CPU µs per event (10 results)', perEvent, 0],
+    ['other/steal s during the phase', (p) => (p ? `${p.otherCpuSec}/${p.stealSec}` : undefined)],
+  ];
+  return measures.map(([measure, get, digits]) => {
+    const [x, y, z] = [get(a), get(f), get(b)];
+    const num = typeof y === 'number';
+    return { measure, digits, resgraph: x, relay: y, resgate: z, resgraphVsResgate: num ? ratio(x, z) : null, relayVsResgate: num ? ratio(y, z) : null, resgraphVsRelay: num ? ratio(x, y) : null };
+  });
 }
 
 /** The highest rate kept up with, counting only rates below which every one was kept up with. */

@@ -7,6 +7,8 @@
  *
  *   - resgraph, `subscription { items { id name price } }`: a full result per change;
  *   - resgraph, `query @live { items { id name price } }`: JSON Patch after the first result;
+ *   - the relay (fixture/relay.mjs), the same `@live` query: the Node floor, the
+ *     least a gateway on nats.js and ws does per event (no cache, no GraphQL);
  *   - Resgate, its WebSocket protocol, `subscribe.bench.items`: the models, then `change` events.
  *
  * Measured per (gateway, N): gateway CPU per event (over the event phase,
@@ -15,7 +17,9 @@
  * result, latency (publish → the client holds that price or a later one)
  * p50/p99, and the share of states the client never held (skipped). In
  * this process, JSON.stringify of the full result at each N (median of many
- * runs): the yardstick of the full-result subscription.
+ * runs): the yardstick of the full-result subscription. The relay's cost is
+ * the yardstick of `@live`: `@live` / relay is what resgraph adds over the
+ * floor, relay / Resgate what the runtime and libraries cost against Go.
  *
  * `npm run bench:size`, and part 7 of `compare` (sizeRuns with compare's context).
  */
@@ -27,9 +31,11 @@ import { natsChildArgs } from '../lib/nats.mjs';
 
 export const defaultItemCounts = [100, 1000, 10000];
 const RATE = 50;
+/** `client`: what the list client speaks, when not the mode's key */
 const MODES = [
   { key: 'subscription', gateway: 'resgraph', label: 'resgraph subscription' },
   { key: 'live', gateway: 'resgraph', label: 'resgraph @live' },
+  { key: 'relay', gateway: 'relay', client: 'live', label: 'relay (Node floor: nats.js + ws)' },
   { key: 'resgate', gateway: 'resgate', label: 'Resgate' },
 ];
 const labelOf = (key) => MODES.find((m) => m.key === key).label;
@@ -98,7 +104,8 @@ export async function sizeRuns(ctx, { sizes = defaultItemCounts } = {}) {
     await procs.stop('list-client');
   }
   log(`size: ${Math.round((Date.now() - t0) / 1000)} s${quick ? ` (--quick: ${events} events per run; not for numbers)` : ''}`);
-  return { sizes, rate: RATE, events, warmEvents, resgate: ctx.resgateBin ?? null, runs, stringify };
+  const result = { sizes, rate: RATE, events, warmEvents, resgate: ctx.resgateBin ?? null, runs, stringify };
+  return { ...result, floor: sizeFloor(result) };
 }
 
 /** One gateway, started for this run alone: the client subscribes, a warm-up, then the measured events. */
@@ -111,7 +118,7 @@ async function runOne(ctx, client, mode, { n, watch, events, warmEvents }) {
       printWhere(procs);
       ctx.printed = true;
     }
-    const firstResult = await client.call('open', { url: gw.wsUrl, mode: mode.key, watch }, 130_000);
+    const firstResult = await client.call('open', { url: gw.wsUrl, mode: mode.client ?? mode.key, watch }, 130_000);
     // not measured: lets V8 (and Go) reach their steady state on this list first
     const warm = await service.call('publishPrices', { index: watch, rate: RATE, count: warmEvents }, 60_000);
     await client.call('waitFor', { price: warm.last, timeoutMs: 15_000 }, 30_000);
@@ -185,7 +192,7 @@ async function measure(ctx, client, gw, { label, mode, n, watch, events, firstRe
     /** requests the service answered during the phase: none expected (every item is cached) */
     serviceRequests: { get: served1.get - served0.get, access: served1.access - served0.access },
     /** resgraph: operation runs during the phase (one per result, unless coalesced) */
-    executions: stats1 ? stats1.executions - stats0.executions : undefined,
+    executions: stats1?.executions !== undefined ? stats1.executions - stats0.executions : undefined,
     latencyMs: rnd(rep.latency),
     gw: {
       usPerEvent: round((1e6 * cpuSec) / Math.max(1, pub.published), 1),
@@ -238,7 +245,7 @@ export function printSize(result, log = console.log) {
   const small = Math.min(...result.sizes);
   printTable(
     `Size: one client holds N items; one item changes, ${result.events} events at ${result.rate}/s; gateway CPU per event (its threads in /proc over the events), bytes per event after the first result, latency = publish → the client holds that state or a later one`,
-    ['items', 'gateway', 'results', 'skipped', 'gw µs/event', 'stat µs/event', 'vs Resgate', `vs ${small} items`, 'vs stringify', 'B/event', 'first result B', 'p50 ms', 'p99 ms', 'max ms', 'gw CPU %', 'gw idle µs/s', 'other/steal s'],
+    ['items', 'gateway', 'results', 'skipped', 'gw µs/event', 'stat µs/event', 'vs Resgate', 'vs relay', `vs ${small} items`, 'vs stringify', 'B/event', 'first result B', 'p50 ms', 'p99 ms', 'max ms', 'gw CPU %', 'gw idle µs/s', 'other/steal s'],
     result.runs.map((r) => r.failed ? [r.items, labelOf(r.mode), `FAILED: ${r.failed.slice(0, 120)}`] : [
       r.items,
       labelOf(r.mode),
@@ -247,6 +254,7 @@ export function printSize(result, log = console.log) {
       r.gw.usPerEvent,
       r.gw.usPerEventStat,
       r.mode === 'resgate' ? '' : fmt(ratio(r.gw.usPerEvent, find(result, 'resgate', r.items)?.gw.usPerEvent), 2),
+      r.gateway === 'resgraph' ? fmt(ratio(r.gw.usPerEvent, find(result, 'relay', r.items)?.gw.usPerEvent), 2) : '',
       r.items === small ? '' : fmt(ratio(r.gw.usPerEvent, find(result, r.mode, small)?.gw.usPerEvent), 2),
       fmt(ratio(r.gw.usPerEvent, result.stringify[r.items]?.us), 2),
       r.bytesPerEvent,
@@ -262,10 +270,33 @@ export function printSize(result, log = console.log) {
   const bad = result.runs.filter((r) => !r.failed && (r.errors || !r.holdsOk || r.reordered));
   for (const r of bad) log(`  warning: ${r.label}: ${r.errors} errors${r.errorSample ? ` (${r.errorSample})` : ''}, ${r.reordered} reordered, holds ${JSON.stringify(r.holds)} (expected ${r.items} items, price ${r.lastPrice})`);
   printTable(
+    'The floor: gateway CPU µs per event of resgraph @live, the relay (the least a Node gateway on nats.js + ws does: NATS message in, JSON.parse, one JSON Patch frame out) and Resgate; relay / Resgate is what Node and the two libraries cost against Go, @live / relay what resgraph adds over them',
+    ['items', '@live µs', 'relay µs', 'Resgate µs', '@live / Resgate', 'relay / Resgate', '@live / relay', '@live − relay µs'],
+    result.floor.map((f) => [f.items, f.liveUs, f.relayUs, f.resgateUs, fmt(f.liveVsResgate, 2), fmt(f.relayVsResgate, 2), fmt(f.liveVsRelay, 2), f.liveMinusRelayUs]),
+  );
+  printTable(
     'JSON.stringify of the full result { data: { items } } in the bench process, per call (medians; CPU is the subscription target\'s yardstick)',
     ['items', 'result B', 'CPU µs', 'wall µs', 'samples', 'calls per sample'],
     result.sizes.filter((n) => result.stringify[n]).map((n) => [n, result.stringify[n].bytes, result.stringify[n].us, result.stringify[n].wallUs, result.stringify[n].samples, result.stringify[n].perSample]),
   );
+}
+
+/** Per N: `@live`, the relay and Resgate, CPU µs per event, and their ratios (the relay is the Node floor; see fixture/relay.mjs). */
+function sizeFloor(result) {
+  return result.sizes.map((n) => {
+    const us = (key) => find(result, key, n)?.gw.usPerEvent ?? null;
+    const [live, relay, resgate] = [us('live'), us('relay'), us('resgate')];
+    return {
+      items: n,
+      liveUs: live,
+      relayUs: relay,
+      resgateUs: resgate,
+      liveVsResgate: ratio(live, resgate),
+      relayVsResgate: ratio(relay, resgate),
+      liveVsRelay: ratio(live, relay),
+      liveMinusRelayUs: live === null || relay === null ? null : round(live - relay, 1),
+    };
+  });
 }
 
 /** The three targets of the largest N (10,000 by default), from one run. */
