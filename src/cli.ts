@@ -153,10 +153,12 @@ export async function main(argv: readonly string[] = process.argv.slice(2), env 
   } catch (e) {
     if (e instanceof SchemaError) fail(1, e.message);
     if (e instanceof NatsOptionsError) fail(2, e.message);
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE') fail(1, `cannot listen on ${opts.host}:${opts.port}: the port is in use`);
+    const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
+    // the address of the listen that failed: the gateway's, or the metrics' own (--metrics <port>)
+    const where = `${err.address ?? opts.host}:${err.port ?? opts.port}`;
+    if (err.code === 'EADDRINUSE') fail(1, `cannot listen on ${where}: the port is in use`);
     if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
-      fail(1, `cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EACCES' ? 'permission denied' : 'no such address here'}`);
+      fail(1, `cannot listen on ${where}: ${err.code === 'EACCES' ? 'permission denied' : 'no such address here'}`);
     }
     fail(1, err.message ?? String(e));
   }
