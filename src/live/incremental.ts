@@ -21,16 +21,15 @@
  * (the errors under list items move with them), a subtree that completes
  * with an error, an added or swapped subtree that a later change of the
  * same batch edits (it already shows that change), and values a field
- * cannot show as they are
- * (one its type rejects, or null for a non-null field, where execution
- * would propagate the null or report an error). The live query adds one of
- * its own: a change after the connection's access verdicts were dropped,
- * which only a run asks again (query.ts).
+ * cannot show as they are (one its type rejects, or null for a non-null
+ * field, where execution would propagate the null or report an error). The
+ * live query adds one of its own: a change after the connection's access
+ * verdicts were dropped, which only a run asks again (query.ts).
  */
 import { GraphQLError, getNullableType, isLeafType, isNonNullType, type ExecutionResult, type GraphQLLeafType, type GraphQLOutputType, type GraphQLResolveInfo } from 'graphql';
 import type { CacheEntry, EntryChange } from '../cache/cache.js';
 import { isDeleteAction, type ChangeValues, type ResValue } from '../res/protocol.js';
-import { leafListItem, ResourceNode, type GatewayContext } from '../resolvers/resolvers.js';
+import { leafListItem, ResourceNode, type Resolvers } from '../resolvers/resolvers.js';
 import { segment, type PatchOperation } from './patch.js';
 import type { Subtree, SubtreeResolve } from './subtree.js';
 
@@ -42,10 +41,8 @@ type ResponsePath = GraphQLResolveInfo['path'];
 /** A field type as a leaf field: its named type and whether it is non-null; null for a field that is not a leaf. */
 type LeafField = { type: GraphQLLeafType; nonNull: boolean } | null;
 
-/** What resolves an item of a collection shown as a list of objects, as the run's resolvers did (resolvers.ts). */
-export interface ItemResolver {
-  listItem(v: ResValue, item: GraphQLOutputType, ctx: GatewayContext, at: ResponsePath, field: GraphQLResolveInfo): unknown;
-}
+/** What resolves an item of a collection shown as a list of objects, as the run's resolvers did. */
+export type ItemResolver = Pick<Resolvers, 'listItem'>;
 
 /** Completes a subtree for an update (subtree.ts, with the live query's context): `resolve` gives a value of `type`, shown by `field`. */
 export type SubtreeRunner = (field: GraphQLResolveInfo, type: GraphQLOutputType, resolve: SubtreeResolve) => Subtree | Promise<Subtree>;
@@ -201,7 +198,7 @@ export class ResultReads {
       if (!entry) continue;
       // the path node of the item the read is under, if it is under an item of this list at or after idx
       const item = nodeAt(this.paths[i]!, depth + 1);
-      if (!item || typeof item.key !== 'number' || item.key < idx || !item.prev || !isUnder(item.prev, list, depth)) continue;
+      if (!item || typeof item.key !== 'number' || item.key < idx || !endsWith(item.prev!, list)) continue;
       const k = item.key;
       if (k === idx && by < 0) {
         this.entries[i] = undefined;
@@ -220,7 +217,7 @@ export class ResultReads {
     const gone = new Set<CacheEntry>();
     for (let i = 0; i < this.entries.length; i++) {
       const entry = this.entries[i];
-      if (!entry || !isUnder(this.paths[i]!, keys, keys.length)) continue;
+      if (!entry || !isUnder(this.paths[i]!, keys)) continue;
       this.entries[i] = undefined;
       gone.add(entry);
     }
@@ -271,7 +268,7 @@ export interface HeardChange {
 export interface AppliedChanges {
   result: ExecutionResult;
   ops: PatchOperation[];
-  /** entries a removal took out of the result that nothing in it shows any more: their holds can go */
+  /** entries a removal or a replaced subtree took out of the result that nothing in it shows any more: their holds can go */
   unshown: CacheEntry[];
 }
 
@@ -309,7 +306,6 @@ interface Batch {
   reads: ResultReads;
   /** the result's errors, moved with the list items they sit under */
   errors: readonly GraphQLError[];
-  errorPaths: readonly (readonly (string | number)[])[];
   subtrees: SubtreeRunner | undefined;
   /** entries a removal or a replaced subtree took out of the result: released unless something still shows them */
   removed: Set<CacheEntry>;
@@ -325,12 +321,10 @@ function* changesApplied(
   changes: readonly HeardChange[],
   subtrees: SubtreeRunner | undefined,
 ): Generator<SubtreeStep, ChangesOutcome, Subtree> {
-  const errors = result.errors ?? [];
   const batch: Batch = {
     edit: new TreeEdit(data),
     reads,
-    errors,
-    errorPaths: errors.map((e) => e.path ?? []),
+    errors: result.errors ?? [],
     subtrees,
     removed: new Set(),
     changes,
@@ -360,13 +354,13 @@ function* changesApplied(
 function* applyValues(batch: Batch, entry: CacheEntry, values: ChangeValues): Generator<SubtreeStep, FallbackReason | undefined, Subtree> {
   // no values: an entry whose get had failed was fetched again (a reset): the result shows its error
   if (isEmpty(values)) return 'errors';
-  const { edit, reads, errorPaths } = batch;
+  const { edit, reads } = batch;
   if (reads.showsWhole(entry)) return 'whole';
   const changed = (prop: string) => Object.prototype.hasOwnProperty.call(values, prop);
   for (const { prop, leaf, path, shownBy } of reads.propertiesShowing(entry, changed)) {
     const keys = pathKeys(path);
     // an error on the field or above it (a null that propagated) is execution's to undo
-    if (errorPaths.some((p) => isPrefix(p, keys))) return 'errors';
+    if (batch.errors.some((e) => isPrefix(e.path ?? [], keys))) return 'errors';
     const raw = values[prop];
     const value = isDeleteAction(raw) ? null : raw;
     if (leaf && isPrimitive(value)) {
@@ -468,12 +462,12 @@ function applyRemove(batch: Batch, entry: CacheEntry, idx: number): FallbackReas
  */
 function moveErrors(batch: Batch, list: readonly (string | number)[], idx: number, by: 1 | -1): void {
   const depth = list.length;
-  const under = (p: readonly (string | number)[]) => p.length > depth && isPrefix(list, p);
-  if (!batch.errorPaths.some(under)) return;
+  const under = (p: readonly (string | number)[] | undefined): p is readonly (string | number)[] => p !== undefined && p.length > depth && isPrefix(list, p);
+  if (!batch.errors.some((e) => under(e.path))) return;
   const moved: GraphQLError[] = [];
   for (const e of batch.errors) {
     const p = e.path;
-    if (!p || !under(p)) {
+    if (!under(p)) {
       moved.push(e);
       continue;
     }
@@ -483,7 +477,6 @@ function moveErrors(batch: Batch, list: readonly (string | number)[], idx: numbe
     else moved.push(withPath(e, [...p.slice(0, depth), k + by, ...p.slice(depth + 1)]));
   }
   batch.errors = moved;
-  batch.errorPaths = moved.map((e) => e.path ?? []);
 }
 
 /** The same error at another path (its locations kept: graphql-jit gives them without the nodes they come from). */
@@ -597,13 +590,15 @@ function nodeAt(path: ResponsePath, depth: number): ResponsePath | undefined {
   return p;
 }
 
-/** Whether the path has at least `depth` keys and begins with `keys` (walked without building its keys: a removal asks it of every read). */
-function isUnder(path: ResponsePath, keys: readonly (string | number)[], depth: number): boolean {
-  let n = 0;
-  for (let p: ResponsePath | undefined = path; p; p = p.prev) n++;
-  if (n < depth) return false;
+/** Whether the path is at `keys` or under it (walked without building its keys: a removal asks it of every read). */
+function isUnder(path: ResponsePath, keys: readonly (string | number)[]): boolean {
+  const node = nodeAt(path, keys.length);
+  return node !== undefined && endsWith(node, keys);
+}
+
+/** Whether a path of exactly `keys.length` keys is `keys`. */
+function endsWith(path: ResponsePath, keys: readonly (string | number)[]): boolean {
   let p: ResponsePath | undefined = path;
-  for (; n > keys.length; n--) p = p!.prev;
   for (let i = keys.length - 1; i >= 0; i--, p = p!.prev) if (p!.key !== keys[i]) return false;
   return true;
 }
