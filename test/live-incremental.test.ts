@@ -89,6 +89,15 @@ async function fresh(query: string): Promise<StreamResult> {
   return (await res.json()) as StreamResult;
 }
 
+/** A client holding `query @live <selection>`: the frames it received (`wire`) and the data rebuilt from their patches (`live`), once the first result is in. */
+async function watchLive(selection: string): Promise<{ client: ReturnType<typeof wsClient>; wire: StreamResult[]; live: LiveView }> {
+  const client = wsClient(env.gw.url);
+  const wire: StreamResult[] = [];
+  const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
+  await live.until((v) => v.results.length > 0, 5000, 'the first result');
+  return { client, wire, live };
+}
+
 /** The result without the `@live` directive's mark, as a fresh query returns it. */
 const text = (r: StreamResult | undefined) => JSON.stringify({ data: r?.data, ...(r?.errors ? { errors: r.errors.map((e) => ({ path: e.path, code: e.extensions?.code })) } : {}) });
 
@@ -151,11 +160,8 @@ describe('a change of scalar properties', () => {
 
 describe('an item removed from a collection', () => {
   it('is taken out of the last result: one remove patch, no execution, and what it showed is let go', async () => {
-    const client = wsClient(env.gw.url);
-    const wire: StreamResult[] = [];
     const selection = '{ items { name owner { name } } }';
-    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
-    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const { client, wire, live } = await watchLive(selection);
     const before = await updates();
 
     await env.svc.remove('inc.items', 2);
@@ -215,10 +221,7 @@ describe('a list that holds an error', () => {
     env.svc.model('inc.item.9400', { name: 'bad price', price: 'not a number' });
     env.svc.collection('inc.shelf.3', [{ rid: 'inc.item.30' }, { rid: 'inc.item.9400' }, { rid: 'inc.item.31' }]);
     const selection = '{ shelf(id: 3) { name price } }';
-    const client = wsClient(env.gw.url);
-    const wire: StreamResult[] = [];
-    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
-    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const { client, wire, live } = await watchLive(selection);
     const before = await updates();
     const errorPaths = () => (wire[wire.length - 1]?.errors ?? []).map((e) => e.path);
     expect(errorPaths()).toEqual([['shelf', 1, 'price']]);
@@ -246,10 +249,7 @@ describe('a collection of strings', () => {
     env.svc.model('inc.item.1800', { name: 'tagged', price: 1, tags: { rid: 'inc.item.1800.tags' } });
     env.svc.collection('inc.item.1800.tags', ['a', 'b']);
     const selection = '{ item(id: 1800) { tags also: tags } }';
-    const client = wsClient(env.gw.url);
-    const wire: StreamResult[] = [];
-    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
-    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const { client, wire, live } = await watchLive(selection);
     const before = await updates();
 
     await env.svc.add('inc.item.1800.tags', 'x', 1);
@@ -271,10 +271,7 @@ describe('an added or swapped reference', () => {
     env.svc.model('inc.item.9200', { name: 'new', price: 92, title: 'fresh', owner: { rid: 'inc.owner.9200' } });
     env.svc.model('inc.owner.9200', { name: 'new owner' });
     const selection = '{ shelf(id: 1) { ...F owner { name } } } fragment F on Item { id n: name }';
-    const client = wsClient(env.gw.url);
-    const wire: StreamResult[] = [];
-    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
-    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const { client, wire, live } = await watchLive(selection);
     const before = await updates();
     const fetched = Promise.all([env.svc.nextRequest('get.inc.item.9200'), env.svc.nextRequest('get.inc.owner.9200')]);
 
@@ -302,10 +299,7 @@ describe('an added or swapped reference', () => {
     env.svc.model('inc.owner.9301', { name: 'first owner' });
     env.svc.model('inc.owner.9302', { name: 'second owner' });
     const selection = '{ item(id: 9300) { name owner { id name } } }';
-    const client = wsClient(env.gw.url);
-    const wire: StreamResult[] = [];
-    const live = new LiveView(applyLiveQueryJSONPatch(tap(client.iterate({ query: `query @live ${selection}` }) as AsyncIterable<StreamResult>, wire)) as AsyncIterable<StreamResult>);
-    await live.until((v) => v.results.length > 0, 5000, 'the first result');
+    const { client, wire, live } = await watchLive(selection);
     const before = await updates();
 
     await env.svc.change('inc.item.9300', { owner: { rid: 'inc.owner.9302' } });
