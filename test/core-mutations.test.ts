@@ -67,6 +67,17 @@ describe('mutations', () => {
     expect((await call).payload.params).toEqual({ id: '4', n: 7 });
   });
 
+  it('reads a new call answered the old way, with {rid} as its result, as a resource reply', async () => {
+    svc.model('library.author.15', { name: 'Bea' });
+    svc.handle('call.library.books.new', async (payload) => {
+      svc.model('library.book.15', { title: payload.params.title, author: { rid: `library.author.${payload.params.authorId}` } });
+      return { result: { rid: 'library.book.15' } };
+    });
+    const r = await gql(gw.url, 'mutation { newBook(input: {title: "Older", authorId: "15"}) { id title author { name } } }');
+    expect(r).toEqual({ data: { newBook: { id: 'library.book.15', title: 'Older', author: { name: 'Bea' } } } });
+    expect(svc.count('get.library.book.15')).toBe(1);
+  });
+
   it('sends a single input argument as params itself and resolves a resource reply to the return type', async () => {
     svc.model('library.author.5', { name: 'Ann' });
     svc.handle('call.library.books.add', async (payload) => {

@@ -74,6 +74,7 @@ function installService(s: TestService): void {
   s.handle('call.api.book.*.set', () => ({ result: { ok: true } }));
   s.handle('call.api.book.*.none', () => ({ result: null }));
   s.handle('call.api.book.*.make', (_p, subject) => ({ resource: { rid: secondBook(subject) } }));
+  s.handle('call.api.book.*.new', (_p, subject) => ({ result: { rid: secondBook(subject) } }));
   s.handle('call.api.book.*.fail', () => ({ error: { code: 'api.bad', message: 'Bad', data: { why: 1 } } }));
   s.handle('call.api.book.*.teapot', () => ({ result: 1, meta: { status: 418 } }));
   s.handle('call.api.book.*.away', (_p, subject) => ({ resource: { rid: secondBook(subject) }, meta: { status: 303 } }));
@@ -174,6 +175,7 @@ const cases: Case[] = [
   { name: 'a call with a result', method: 'POST', path: '/api/api/book/$K1/set', body: '{"title":"x"}' },
   { name: 'a call with a null result', method: 'POST', path: '/api/api/book/$K1/none' },
   { name: 'a call with a resource reply', method: 'POST', path: '/api/api/book/$K1/make' },
+  { name: 'new answered the old way, with {rid} as its result', method: 'POST', path: '/api/api/book/$K1/new' },
   { name: 'a call with an error reply', method: 'POST', path: '/api/api/book/$K1/fail' },
   { name: 'a call with a 418 meta status and no error', method: 'POST', path: '/api/api/book/$K1/teapot' },
   { name: 'a call with a resource and a 303 meta status', method: 'POST', path: '/api/api/book/$K1/away' },

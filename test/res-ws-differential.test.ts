@@ -46,6 +46,7 @@ function addFixture(s: TestService, k: string): void {
   s.model(`rd.book.${k}1`, { title: 'Dune', author: { rid: `rd.author.${k}1` }, related: { rid: `rd.book.${k}2`, soft: true }, extra: { data: [1, 2] } });
   s.model(`rd.book.${k}2`, { title: 'Emma', author: { rid: `rd.author.${k}2` } });
   s.model(`rd.book.${k}3`, { title: 'Kindred' });
+  s.model(`rd.book.${k}4`, { title: 'Beloved', author: { rid: `rd.author.${k}2` } });
   s.model(`rd.author.${k}1`, { name: 'Frank', books: { rid: `rd.books.${k}` } });
   s.model(`rd.author.${k}2`, { name: 'Jane' });
   s.collection(`rd.books.${k}`, [{ rid: `rd.book.${k}1` }, { rid: `rd.book.${k}gone` }, 'loose']);
@@ -64,6 +65,7 @@ interface Step {
 }
 
 const steps: Step[] = [
+  { name: 'the version request', request: () => ['version', { protocol: '1.2.3' }] },
   { name: 'subscribe a model with references, a soft reference, a cycle and a failing reference', request: (k) => [`subscribe.rd.book.${k}1`] },
   { name: 'subscribe the same again: nothing new', request: (k) => [`subscribe.rd.book.${k}1`] },
   { name: 'get a model not in view', request: (k) => [`get.rd.book.${k}3`] },
@@ -84,6 +86,9 @@ const steps: Step[] = [
   { name: 'a call with an error', request: (k) => [`call.rd.book.${k}1.fail`] },
   { name: 'a call nobody answers', request: (k) => [`call.rd.book.${k}1.nothing`] },
   { name: 'a call without access', request: (k) => [`call.rd.secret.${k}.set`] },
+  { name: 'new with a resource reply: subscribed to it, with its references', request: (k) => [`new.rd.books.${k}`, { title: 'Beloved' }] },
+  { name: 'new with a result instead of a resource', request: (k) => [`new.rd.book.${k}1`] },
+  { name: 'new answered the old way, with {rid} as its result', request: (k) => [`new.rd.author.${k}2`] },
   { name: 'unsubscribe twice at once', request: (k) => [`unsubscribe.rd.book.${k}1`, { count: 2 }] },
   { name: 'unsubscribe once more: no subscription', request: (k) => [`unsubscribe.rd.book.${k}1`] },
   { name: 'subscribe before login: denied', request: (k) => [`subscribe.rd.private.${k}`] },
@@ -131,6 +136,9 @@ function installService(s: TestService): void {
   s.handle('call.rd.book.*.set', (p) => ({ result: { ok: true, got: p.params } }));
   s.handle('call.rd.book.*.none', () => ({ result: null }));
   s.handle('call.rd.book.*.make', (_p, subject) => ({ resource: { rid: second(subject) } }));
+  s.handle('call.rd.books.*.new', (_p, subject) => ({ resource: { rid: `rd.book.${subject.split('.')[2]}4` } }));
+  s.handle('call.rd.book.*.new', () => ({ result: { made: false } }));
+  s.handle('call.rd.author.*.new', (_p, subject) => ({ result: { rid: `rd.book.${subject.split('.')[2].replace(/2$/, '')}3` } }));
   s.handle('call.rd.book.*.fail', () => ({ error: { code: 'rd.bad', message: 'Bad', data: { why: 1 } } }));
   s.handle('access.rd.private.*', (p) => ({ result: { get: p.token?.user === 'alice' && !withdrawn, call: '*' } }));
   s.handle('auth.rd.user.*.login', (p) => {

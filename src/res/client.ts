@@ -22,6 +22,7 @@ import {
   ResError,
   internalError,
   jsonDepthExceeds,
+  legacyNewReply,
   maxJsonDepth,
   noAccess,
   parseAccessResult,
@@ -194,10 +195,21 @@ export class ResClient {
     }
   }
 
-  /** Sends `call.<name>.<method>`; returns the result or resource reply, throws a ResError for an error reply. */
+  /**
+   * Sends `call.<name>.<method>`; returns the result or resource reply, throws
+   * a ResError for an error reply. A `new` call's `{"rid"}` result is its
+   * resource reply (see legacyNewReply).
+   */
   async call(name: string, method: string, payload: RequestPayload): Promise<Response> {
     this.sent.call++;
-    return this.throwOnError(await this.request(subjects.call(name, method), payload, { kind: 'call' }));
+    const subject = subjects.call(name, method);
+    const reply = this.throwOnError(await this.request(subject, payload, { kind: 'call' }));
+    if (method !== 'new') return reply;
+    try {
+      return legacyNewReply(reply);
+    } catch (e) {
+      throw this.malformed(subject, (e as Error).message);
+    }
   }
 
   /** Sends `auth.<name>.<method>` (no access check: see docs/protocol-notes.md#auth-requests-need-no-access). */

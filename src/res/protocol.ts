@@ -354,6 +354,20 @@ export function parseResponse(body: unknown): Response {
   throw new Error('response has neither result, resource nor error');
 }
 
+/**
+ * A reply to the deprecated `new` method whose result is `{"rid": "..."}`
+ * and nothing else is a resource reply: services answered `new` so before
+ * the RES protocol had resource replies, and Resgate still reads it so.
+ * Throws with a reason when that rid is not a valid one.
+ */
+export function legacyNewReply(reply: Response): Response {
+  if (reply.kind !== 'result' || !isPlainObject(reply.result)) return reply;
+  const { rid } = reply.result;
+  if (typeof rid !== 'string' || Object.keys(reply.result).length !== 1) return reply;
+  if (!isValidResourceName(splitRid(rid).name)) throw new Error('new result without a valid rid');
+  return { kind: 'resource', rid, meta: reply.meta };
+}
+
 /** The result of a get request: a model or a collection, and the normalized query. */
 export type GetResult =
   | { kind: 'model'; value: Model; query?: string }

@@ -386,7 +386,8 @@ class ResSession {
   /** The deprecated `new`: a `new` call whose resource reply the client is subscribed to. */
   private async callNew(rid: string, params: unknown): Promise<unknown> {
     const reply = await this.methodRequest(rid, 'new', params, false);
-    if (reply.kind !== 'resource') throw new ResError(ErrorCode.internalError, 'Invalid new resource response');
+    // Resgate's words for it, which a client may match on
+    if (reply.kind !== 'resource') throw internalError('Internal error: non-resource response on new request');
     return { rid: this.toClient(reply.rid), ...(await this.subscribeReferenced(reply.rid)) };
   }
 

@@ -36,6 +36,7 @@ type Mutation {
   setBookTitleRaw(id: ID!, title: JSON): Boolean @call(rid: "library.book.{id}", method: "set", params: "{ title }")
   renameBook(id: ID!, newTitle: String!): JSON @call(rid: "library.book.{id}", method: "rename", params: "{ title: newTitle }")
   addBook(input: NewBook!): Book @call(rid: "library.books", method: "add")
+  newBook(input: NewBook!): Book @call(rid: "library.books", method: "new")
   removeBook(id: ID!): Boolean @call(rid: "library.books", method: "remove")
   ping(id: ID!, n: Int, note: String): JSON @call(rid: "library.book.{id}", method: "ping")
   poke(name: String!): JSON @call(rid: "{name}.thing", method: "poke")
