@@ -94,7 +94,8 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
     return { kind, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/`, pid: e.pid };
   }
   const relay = kind === 'relay';
-  const execArgv = relay ? [] : ['--expose-gc'];
+  // BENCH_NODE_FLAGS: extra flags for the Node gateways (resgraph, the relay), e.g. --trace-gc
+  const execArgv = [...(relay ? [] : ['--expose-gc']), ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [])];
   let profileFile;
   if (profile) {
     mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
