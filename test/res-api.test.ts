@@ -169,6 +169,8 @@ const cases: Case[] = [
   { name: 'an access reply redirecting', path: '/api/api/moved/$K' },
   { name: 'a trailing slash', path: '/api/api/book/$K1/' },
   { name: 'a dot in the path', path: '/api/api.book.$K1' },
+  { name: 'an empty path part', path: '/api/api//book/$K1' },
+  { name: 'a name that is not ASCII', path: '/api/api/bøøk/$K1' },
   { name: 'the API root', path: '/api/' },
   { name: 'HEAD', method: 'HEAD', path: '/api/api/book/$K2' },
   { name: 'PUT without a mapped method', method: 'PUT', path: '/api/api/book/$K1' },
@@ -186,6 +188,10 @@ const cases: Case[] = [
   { name: 'a method nobody answers', method: 'POST', path: '/api/api/book/$K1/nothing' },
   { name: 'a call without access', method: 'POST', path: '/api/api/secret/$K/set' },
   { name: 'a call without a method', method: 'POST', path: '/api/api' },
+  { name: 'a call with a trailing slash', method: 'POST', path: '/api/api/book/$K1/set/' },
+  { name: 'a call with an empty path part', method: 'POST', path: '/api/api//book/$K1/set' },
+  { name: 'a call of a method that is not ASCII', method: 'POST', path: '/api/api/book/$K1/sét' },
+  { name: 'a call with a dot in the path', method: 'POST', path: '/api/api.book.$K1/set' },
   { name: 'a call with a query', method: 'POST', path: '/api/api/book/$K1/echo?x=1', body: '1' },
 ];
 

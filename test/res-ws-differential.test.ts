@@ -129,6 +129,13 @@ const steps: Step[] = [
     events: 1,
   },
   { name: 'an unknown request type', request: (k) => [`nonsense.rd.book.${k}1`] },
+  // malformed requests (Resgate's own list, on these rids): every one is system.invalidRequest on both
+  ...['', 'version.rd', 'new', 'call.rd', 'call.rd.bööks', 'call.rd?x', 'call.rd.set?x', 'auth.rd', 'subscribe..rd.book', 'subscribe.rd..book',
+    'subscribe.rd.book.', '.subscribe.rd.book', 'subscribe?x=1', 'subscribe.rd\tbook', 'subscribe.rd book', 'subscribe.rd\ufffdbook',
+    'subscribe.räd.book', 'subscribe.rd.*.book', 'subscribe.rd.>.book', 'subscribe.rd.book.>'].map((method): Step => ({
+    name: `a malformed request: ${JSON.stringify(method)}`,
+    request: () => [method],
+  })),
 ];
 
 function installService(s: TestService): void {

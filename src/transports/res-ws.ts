@@ -120,6 +120,7 @@ function splitMethod(method: string): { type: string; rid: string; action?: stri
   if (i < 0) return method === 'version' ? { type: 'version', rid: '' } : undefined;
   const type = method.slice(0, i);
   const rest = method.slice(i + 1);
+  if (type === 'version') return undefined; // a version request names no resource
   if (type !== 'call' && type !== 'auth') return { type, rid: rest };
   const j = rest.lastIndexOf('.');
   if (j < 0) return undefined;
