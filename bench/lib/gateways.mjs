@@ -120,7 +120,7 @@ export async function startGateway(procs, kind, natsUrl, { fds = 1024, profile =
     execArgv,
     fds,
     gateway: true,
-    logName: `resgraph${tag}`,
+    logName: `${kind}${tag}`,
     env,
   });
   // `resgraph-res`: the same gateway, its clients speaking Resgate's protocol on its RES WebSocket path (/)
