@@ -9,7 +9,8 @@
  *
  *   1. 10 subscribers, 100 events/s: latency added over a plain NATS subscriber;
  *      also on the relay (fixture/relay.mjs, the Node floor: the least a
- *      gateway on nats.js and ws does per event), part 1 only.
+ *      gateway on nats.js and ws does per event), part 1 only. Two rounds,
+ *      the second in the reverse order (see part1Rounds).
  *   2. 1,000 subscribers on one model, 100 events/s: latency, loss, order, CPU.
  *   3. 1,000 subscribers, rising rate: the highest rate kept up with; staleness per rate.
  *   4. 10,000 subscribers, one change every 2 s: time until the last client has it.
@@ -18,8 +19,9 @@
  *   7. one client holding a list of 100, 1,000, 10,000 items while one item
  *      changes: CPU and bytes per event, subscription and @live (size.mjs).
  *
- * Groups of scenarios share a gateway process (1–3: 1,000 clients; 4–5:
- * 10,000 clients; 6: HTTP); each group runs on resgraph, on resgraph again
+ * Part 1 starts a gateway per round; groups of scenarios share a gateway
+ * process (2–3: 1,000 clients; 4–5: 10,000 clients; 6: HTTP); each group
+ * runs on resgraph, on resgraph again
  * with Resgate's clients (its WebSocket protocol on resgraph's RES path, GET
  * /api: the same clients on both gateways, a second table), then on Resgate;
  * part 7 starts a gateway per list size and client kind (not resgraph with
@@ -63,7 +65,9 @@ export async function compare({ quick = false, clientProcs = 1, profile = false,
     const service = (await procs.startNode('service', 'fixture RES service + event publisher', 'fixture/service.mjs', { args: [nats.url, ...natsChildArgs()] })).rpc;
     const floor = (await procs.startNode('floor', 'plain NATS subscriber (latency floor)', 'clients/floor.mjs', { args: [nats.url, ...natsChildArgs()] })).rpc;
     const ctx = { procs, nats, service, floor, log, quick, sec, clientProcs, resgateBin: found.bin, profile, profiles, rates, printed: false };
-    if ([1, 2, 3].some((i) => which.has(i))) for (const k of liveKinds) Object.assign(res[k], await groupLive(ctx, k, k === 'relay' ? new Set([1]) : which));
+    if (which.has(1)) for (const [k, s1] of Object.entries(await part1Rounds(ctx, liveKinds))) res[k].s1 = s1;
+    const fanout = new Set([2, 3].filter((i) => which.has(i)));
+    if (fanout.size) for (const k of kinds) Object.assign(res[k], await groupLive(ctx, k, fanout));
     if ([4, 5].some((i) => which.has(i))) for (const k of kinds) Object.assign(res[k], await groupTenK(ctx, k, which));
     if (which.has(6)) for (const k of kinds) Object.assign(res[k], await groupHttp(ctx, k));
     if (which.has(7)) size = await sizeRuns(ctx);
@@ -143,7 +147,7 @@ async function withGateway(ctx, kind, { clients = 0, tag, profile = false, extra
  * last state, and collects latency, staleness (optional), order, loss and
  * the CPU of every process over the phase.
  */
-async function livePhase(ctx, gw, clients, { label, ids, rate, durationMs, count, staleness = false, perEvent = false, drainTimeoutMs = 5000, settleMs = 0, quietMaxMs = 5000 }) {
+async function livePhase(ctx, gw, clients, { label, ids, rate, durationMs, count, staleness = false, perEvent = false, drainTimeoutMs = 5000, settleMs = 0, quietMaxMs = 5000, withHists = false }) {
   const { procs, service, floor } = ctx;
   // (at most 5 s at first, to keep the whole run short; the phase reports the noise either way)
   const quiet = await waitQuiet(procs, { maxMs: quietMaxMs });
@@ -214,6 +218,8 @@ async function livePhase(ctx, gw, clients, { label, ids, rate, durationMs, count
     ...phaseNoise(m, quiet),
   };
   if (staleness) out.staleness = mergeStaleness(reports.map((r) => r.staleness).filter(Boolean));
+  // for mergeRounds, which takes them out again
+  if (withHists) out.hists = { latency: hist.toJSON(), floor: fr.hist };
   return out;
 }
 
@@ -256,28 +262,116 @@ function keptUp(p) {
 
 // ---- groups of scenarios --------------------------------------------------------------
 
-/** Scenarios 1–3: 10, then 1,000 subscribers on one model. */
+/** One line on a live phase as it ends. */
+function sayPhase(log, kind, p) {
+  log(
+    `  ${gatewayName(kind)} ${p.label}: ${p.deliveredPerSec} results/s, latency p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms` +
+      (p.staleness ? `, staleness p50 ${fmt(p.staleness.p50)} p99 ${fmt(p.staleness.p99)} ms (first s p50 ${fmt(p.staleness.firstSecond.p50)}, last s p50 ${fmt(p.staleness.lastSecond.p50)})` : '') +
+      `, drained ${p.drained ? `in ${p.drainMs} ms` : `NOT within ${p.drainMs} ms (${p.behindAtTimeout} behind)`}${p.settledMs !== undefined ? `, settled ${p.carriesBacklog ? 'NOT ' : ''}after ${p.settledMs} ms` : ''}` +
+      `, skipped ${p.skippedPct}%, lost ${p.lost}, err ${p.errors}, gw ${p.gw.cpuPct}% CPU, clients ${p.clientCpuPct}% CPU; noise: other ${p.otherCpuSec} CPU s, steal ${p.stealSec} s${p.gw.waitPct === null ? '' : `, gw wait ${p.gw.waitPct}%`}`,
+  );
+}
+
+/**
+ * Scenario 1 (10 subscribers) on every gateway in two rounds, the second in
+ * the reverse order, each gateway's two phases taken together. The phases
+ * of one run do not see the same machine: the processes that stay for the
+ * whole run (broker, service, floor) get faster over its first minutes, and
+ * a gateway measured first had p99 latencies two to three times those of
+ * the same gateway measured last. In one fixed order the first gateway
+ * would pay for that alone. So a first phase warms them up and is not
+ * counted, and in two opposite orders each gateway meets the rest of the
+ * drift about as much as the others.
+ */
+async function part1Rounds(ctx, kinds) {
+  ctx.log(`part 1: a phase on ${gatewayName(kinds[0])} to warm up the processes that stay (not counted), then two rounds, the second in the reverse order`);
+  await part1Phase(ctx, kinds[0]);
+  const phases = Object.fromEntries(kinds.map((k) => [k, []]));
+  for (const [i, order] of [kinds, [...kinds].reverse()].entries()) {
+    for (const k of order) phases[k].push({ round: i + 1, ...(await part1Phase(ctx, k)) });
+  }
+  return Object.fromEntries(kinds.map((k) => [k, mergeRounds(phases[k])]));
+}
+
+/** One gateway's 10-subscriber phase: its own gateway process and clients, a warm-up, then 10 s at 100 events/s. */
+async function part1Phase(ctx, kind) {
+  const { sec, log } = ctx;
+  const profile = ctx.profile && kind !== 'resgate';
+  return withGateway(ctx, kind, { clients: 10, tag: 'live', profile }, async (gw, clients) => {
+    const conn = await clients.connect(gw.wsUrl, 10, protocolOf(kind));
+    const sub = await clients.subscribe('cmp10', 10);
+    log(`${gatewayName(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
+    await warm(ctx, clients, ['cmp10'], 100, sec(2));
+    const p = await quietest((quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs, withHists: true }), { log, name: gatewayName(kind) });
+    sayPhase(log, kind, p);
+    await clients.all('close', {});
+    return p;
+  });
+}
+
+/** The phases of the rounds as one: latencies from their merged histograms, counts and CPU summed, the rounds kept as they were. */
+function mergeRounds(rounds) {
+  const latency = new Hist();
+  const floor = new Hist();
+  for (const p of rounds) {
+    latency.merge(p.hists.latency);
+    floor.merge(p.hists.floor);
+  }
+  const lat = latency.summary();
+  const fl = floor.summary();
+  const sum = (get) => rounds.reduce((a, p) => a + (get(p) ?? 0), 0);
+  const max = (get) => Math.max(...rounds.map((p) => get(p) ?? 0));
+  const wallSec = sum((p) => p.wallSec);
+  const published = sum((p) => p.published);
+  const delivered = sum((p) => p.delivered);
+  const cpuSec = sum((p) => p.gw.cpuSec);
+  const perEventSub = published * rounds[0].subscribers;
+  const first = rounds[0];
+  return {
+    label: first.label,
+    gateway: first.gateway,
+    subscribers: first.subscribers,
+    rate: first.rate,
+    published,
+    delivered,
+    deliveredPerSec: round(delivered / Math.max(wallSec, 1e-9), 0),
+    skipped: sum((p) => p.skipped),
+    skippedPct: round((100 * sum((p) => p.skipped)) / Math.max(1, perEventSub), 1),
+    reordered: sum((p) => p.reordered),
+    duplicates: sum((p) => p.duplicates),
+    lost: sum((p) => p.lost),
+    errors: sum((p) => p.errors),
+    unexpectedCloses: sum((p) => p.unexpectedCloses),
+    drained: rounds.every((p) => p.drained),
+    drainMs: max((p) => p.drainMs),
+    latencyMs: rnd(lat),
+    floorMs: rnd(fl),
+    addedMs: lat.count && fl.count ? { p50: round(lat.p50 - fl.p50, 2), p99: round(lat.p99 - fl.p99, 2) } : undefined,
+    gw: {
+      cpuSec: round(cpuSec, 2),
+      cpuPct: round((100 * cpuSec) / Math.max(wallSec, 1e-9), 0),
+      waitPct: first.gw.waitPct === null ? null : max((p) => p.gw.waitPct),
+      peakRssMB: max((p) => p.gw.peakRssMB),
+      usPerResult: round((1e6 * cpuSec) / Math.max(1, delivered), 2),
+      usPerEventSub: round((1e6 * cpuSec) / Math.max(1, perEventSub), 2),
+    },
+    clientCpuPct: round(sum((p) => p.clientCpuPct * p.wallSec) / Math.max(wallSec, 1e-9), 0),
+    wallSec: round(wallSec, 1),
+    otherCpuSec: round(sum((p) => p.otherCpuSec), 2),
+    stealSec: round(sum((p) => p.stealSec), 2),
+    rounds: rounds.map((p) => ({ ...withoutHists(p), noisyAttempt: p.noisyAttempt && { ...p.noisyAttempt, result: withoutHists(p.noisyAttempt.result) } })),
+  };
+}
+
+const withoutHists = ({ hists, ...phase }) => phase;
+
+/** Scenarios 2–3: 1,000 subscribers on one model. */
 export async function groupLive(ctx, kind, which) {
   const { sec, log } = ctx;
   const profile = ctx.profile && kind !== 'resgate';
   return withGateway(ctx, kind, { clients: 1000, tag: 'live', profile }, async (gw, clients) => {
     const out = {};
-    const say = (p) =>
-      log(
-        `  ${gatewayName(kind)} ${p.label}: ${p.deliveredPerSec} results/s, latency p50 ${fmt(p.latencyMs.p50)} p99 ${fmt(p.latencyMs.p99)} ms` +
-          (p.staleness ? `, staleness p50 ${fmt(p.staleness.p50)} p99 ${fmt(p.staleness.p99)} ms (first s p50 ${fmt(p.staleness.firstSecond.p50)}, last s p50 ${fmt(p.staleness.lastSecond.p50)})` : '') +
-          `, drained ${p.drained ? `in ${p.drainMs} ms` : `NOT within ${p.drainMs} ms (${p.behindAtTimeout} behind)`}${p.settledMs !== undefined ? `, settled ${p.carriesBacklog ? 'NOT ' : ''}after ${p.settledMs} ms` : ''}` +
-          `, skipped ${p.skippedPct}%, lost ${p.lost}, err ${p.errors}, gw ${p.gw.cpuPct}% CPU, clients ${p.clientCpuPct}% CPU; noise: other ${p.otherCpuSec} CPU s, steal ${p.stealSec} s${p.gw.waitPct === null ? '' : `, gw wait ${p.gw.waitPct}%`}`,
-      );
-    if (which.has(1)) {
-      const conn = await clients.connect(gw.wsUrl, 10, protocolOf(kind));
-      const sub = await clients.subscribe('cmp10', 10);
-      log(`${gatewayName(kind)}: ${conn.connected} connected, ${sub.firstResults} subscribed`);
-      await warm(ctx, clients, ['cmp10'], 100, sec(2));
-      out.s1 = await quietest((quietMaxMs) => livePhase(ctx, gw, clients, { label: '10 subs @ 100/s', ids: ['cmp10'], rate: 100, durationMs: sec(10), quietMaxMs }), { log, name: gatewayName(kind) });
-      say(out.s1);
-      await clients.all('close', {});
-    }
+    const say = (p) => sayPhase(log, kind, p);
     if (which.has(2) || which.has(3)) {
       const conn = await clients.connect(gw.wsUrl, 1000, protocolOf(kind));
       const sub = await clients.subscribe('cmp1k', 1000);
