@@ -76,6 +76,9 @@ describe('mutations', () => {
     const r = await gql(gw.url, 'mutation { newBook(input: {title: "Older", authorId: "15"}) { id title author { name } } }');
     expect(r).toEqual({ data: { newBook: { id: 'library.book.15', title: 'Older', author: { name: 'Bea' } } } });
     expect(svc.count('get.library.book.15')).toBe(1);
+    // the operator hears of the deprecated reply once per resource name
+    await gql(gw.url, 'mutation { newBook(input: {title: "Again", authorId: "15"}) { id } }');
+    expect(gw.logs.filter((l) => l.level === 'warn' && l.fields?.subject === 'call.library.books.new')).toHaveLength(1);
   });
 
   it('sends a single input argument as params itself and resolves a resource reply to the return type', async () => {

@@ -106,6 +106,8 @@ export class ResClient {
   private inbox = '';
   private inboxSub: Subscription | undefined;
   private readonly pending = new Map<string, Pending>();
+  /** resource names whose service answered `new` the old way: told once each (the first 100 names) */
+  private readonly legacyNewNames = new Set<string>();
   private nextToken = 0;
   /** requests sent, by kind: a cheap way for tests and metrics to count traffic */
   readonly sent: Record<RequestKind, number> = { get: 0, access: 0, call: 0, auth: 0, query: 0 };
@@ -205,11 +207,17 @@ export class ResClient {
     const subject = subjects.call(name, method);
     const reply = this.throwOnError(await this.request(subject, payload, { kind: 'call' }));
     if (method !== 'new') return reply;
+    let read: Response;
     try {
-      return legacyNewReply(reply);
+      read = legacyNewReply(reply);
     } catch (e) {
       throw this.malformed(subject, (e as Error).message);
     }
+    if (read !== reply && this.legacyNewNames.size < 100 && !this.legacyNewNames.has(name)) {
+      this.legacyNewNames.add(name);
+      this.log.warn('service answered new with {"rid"} as its result; read as a resource reply (deprecated: reply with "resource")', { subject });
+    }
+    return read;
   }
 
   /** Sends `auth.<name>.<method>` (no access check: see docs/protocol-notes.md#auth-requests-need-no-access). */
