@@ -275,16 +275,16 @@ function sayPhase(log, kind, p) {
 /**
  * Scenario 1 (10 subscribers) on every gateway in two rounds, the second in
  * the reverse order, each gateway's two phases taken together. The phases
- * of one run do not see the same machine: the processes that stay for the
- * whole run (broker, service, floor) get faster over its first minutes, and
- * a gateway measured first had p99 latencies two to three times those of
- * the same gateway measured last. In one fixed order the first gateway
- * would pay for that alone. So a first phase warms them up and is not
- * counted, and in two opposite orders each gateway meets the rest of the
- * drift about as much as the others.
+ * of one run do not see the same machine: its first minutes are slower
+ * than the later ones (why is not known; the broker, service and floor,
+ * which stay for the whole run, warm up then), and a gateway measured
+ * first had p99 latencies two to three times those of the same gateway
+ * measured last. In one fixed order the first gateway would pay for that
+ * alone. So a first phase is not counted, and in two opposite orders each
+ * gateway meets the rest of the drift about as much as the others.
  */
 async function part1Rounds(ctx, kinds) {
-  ctx.log(`part 1: a phase on ${gatewayName(kinds[0])} to warm up the processes that stay (not counted), then two rounds, the second in the reverse order`);
+  ctx.log(`part 1: a phase on ${gatewayName(kinds[0])} that is not counted (the first minutes of a run are slower), then two rounds, the second in the reverse order`);
   await part1Phase(ctx, kinds[0]);
   const phases = Object.fromEntries(kinds.map((k) => [k, []]));
   for (const [i, order] of [kinds, [...kinds].reverse()].entries()) {
