@@ -86,11 +86,19 @@ const steps: Step[] = [
   { name: 'a call with an error', request: (k) => [`call.rd.book.${k}1.fail`] },
   { name: 'a call nobody answers', request: (k) => [`call.rd.book.${k}1.nothing`] },
   { name: 'a call without access', request: (k) => [`call.rd.secret.${k}.set`] },
+  { name: 'a call whose resource reply the client may not get: the error beside the rid', request: (k) => [`call.rd.book.${k}1.reveal`] },
+  { name: 'an auth request with a resource reply', request: (k) => [`auth.rd.user.${k}.whoami`] },
   { name: 'new with a resource reply: subscribed to it, with its references', request: (k) => [`new.rd.books.${k}`, { title: 'Beloved' }] },
   { name: 'new with a result instead of a resource', request: (k) => [`new.rd.book.${k}1`] },
   { name: 'new answered the old way, with {rid} as its result', request: (k) => [`new.rd.author.${k}2`] },
   { name: 'unsubscribe twice at once', request: (k) => [`unsubscribe.rd.book.${k}1`, { count: 2 }] },
   { name: 'unsubscribe once more: no subscription', request: (k) => [`unsubscribe.rd.book.${k}1`] },
+  // the resources the replies above subscribed to are let go before the login: after a first login resgraph
+  // asks access for each direct subscription again and Resgate does not (docs/resgate-migration.md), so
+  // the request counts below compare the rest
+  { name: 'unsubscribe the resource of the call reply', request: (k) => [`unsubscribe.rd.book.${k}3`] },
+  { name: 'unsubscribe the resource of the auth reply', request: (k) => [`unsubscribe.rd.author.${k}1`] },
+  { name: 'unsubscribe the resource of the new reply', request: (k) => [`unsubscribe.rd.book.${k}4`] },
   { name: 'subscribe before login: denied', request: (k) => [`subscribe.rd.private.${k}`] },
   { name: 'login', request: (k) => [`auth.rd.user.${k}.login`, { name: 'alice' }] },
   { name: 'subscribe after login', request: (k) => [`subscribe.rd.private.${k}`] },
@@ -143,9 +151,11 @@ function installService(s: TestService): void {
   s.handle('call.rd.book.*.set', (p) => ({ result: { ok: true, got: p.params } }));
   s.handle('call.rd.book.*.none', () => ({ result: null }));
   s.handle('call.rd.book.*.make', (_p, subject) => ({ resource: { rid: second(subject) } }));
-  s.handle('call.rd.books.*.new', (_p, subject) => ({ resource: { rid: `rd.book.${subject.split('.')[2]}4` } }));
+  s.handle('call.rd.books.*.new', (_p, subject) => ({ resource: { rid: `rd.book.${subject.split('.')[3]}4` } }));
   s.handle('call.rd.book.*.new', () => ({ result: { made: false } }));
-  s.handle('call.rd.author.*.new', (_p, subject) => ({ result: { rid: `rd.book.${subject.split('.')[2].replace(/2$/, '')}3` } }));
+  s.handle('call.rd.book.*.reveal', (_p, subject) => ({ resource: { rid: `rd.secret.${subject.split('.')[3].replace(/1$/, '')}` } }));
+  s.handle('auth.rd.user.*.whoami', (_p, subject) => ({ resource: { rid: `rd.author.${subject.split('.')[3]}1` } }));
+  s.handle('call.rd.author.*.new', (_p, subject) => ({ result: { rid: `rd.book.${subject.split('.')[3].replace(/2$/, '')}3` } }));
   s.handle('call.rd.book.*.fail', () => ({ error: { code: 'rd.bad', message: 'Bad', data: { why: 1 } } }));
   s.handle('access.rd.private.*', (p) => ({ result: { get: p.token?.user === 'alice' && !withdrawn, call: '*' } }));
   s.handle('auth.rd.user.*.login', (p) => {

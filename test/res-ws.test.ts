@@ -344,6 +344,26 @@ describe('the RES WebSocket endpoint', () => {
     await reader.close();
   });
 
+  it('asks access again after a first login, and unsubscribes what the new token may not get (Resgate keeps the answers given for no token)', async () => {
+    env.svc.model('shop.book.9', { title: 'Anonymous only' });
+    env.svc.handle('access.shop.book.9', (p) => ({ result: { get: !p.token } }));
+    env.svc.handle('auth.auth.user.firstlogin', (p) => {
+      env.svc.nc.publish(`conn.${p.cid}.token`, enc.encode(JSON.stringify({ token: { user: 'eve' } })));
+      return { result: null };
+    });
+    const c = await ResgateClient.connect(resUrl(env.gw.url));
+    try {
+      await c.subscribe('shop.book.9');
+      const reasked = env.svc.nextRequest((r) => r.subject === 'access.shop.book.9' && r.payload?.token?.user === 'eve');
+      await c.request('auth.auth.user.firstlogin');
+      await reasked;
+      const ev = await c.waitFor(() => c.events.find((e) => e.event === 'shop.book.9.unsubscribe'));
+      expect(ev.data).toEqual({ reason: { code: 'system.accessDenied', message: 'Access denied' } });
+    } finally {
+      await c.close();
+    }
+  });
+
   it('answers system.tokenReset with an auth request for each RES connection holding the token id', async () => {
     env.svc.handle('auth.auth.user.tidlogin', (p) => {
       env.svc.nc.publish(`conn.${p.cid}.token`, enc.encode(JSON.stringify({ token: { user: 'bob' }, tid: 'bob-1' })));
