@@ -93,6 +93,9 @@ const steps: Step[] = [
   { name: 'new answered the old way, with {rid} as its result', request: (k) => [`new.rd.author.${k}2`] },
   { name: 'unsubscribe twice at once', request: (k) => [`unsubscribe.rd.book.${k}1`, { count: 2 }] },
   { name: 'unsubscribe once more: no subscription', request: (k) => [`unsubscribe.rd.book.${k}1`] },
+  { name: 'unsubscribe with a count of 0', request: (k) => [`unsubscribe.rd.book.${k}1`, { count: 0 }] },
+  { name: 'unsubscribe with a count that is not a number', request: (k) => [`unsubscribe.rd.book.${k}1`, { count: 'two' }] },
+  { name: 'unsubscribe with params that are not an object', request: (k) => [`unsubscribe.rd.book.${k}1`, [1]] },
   // the resources the replies above subscribed to are let go before the login: after a first login resgraph
   // asks access for each direct subscription again and Resgate does not (docs/resgate-migration.md), so
   // the request counts below compare the rest

@@ -47,6 +47,7 @@ import {
   canCall,
   errorObject,
   internalError,
+  invalidParams,
   isRef,
   isValidClientRid,
   isValidMethodName,
@@ -125,6 +126,16 @@ function splitMethod(method: string): { type: string; rid: string; action?: stri
   const j = rest.lastIndexOf('.');
   if (j < 0) return undefined;
   return { type, rid: rest.slice(0, j), action: rest.slice(j + 1) };
+}
+
+/** An unsubscribe request's count: 1 without one; params other than `{count?: a positive integer}` are system.invalidParams, as in Resgate. */
+function unsubscribeCount(params: unknown): number {
+  if (params === undefined || params === null) return 1;
+  if (typeof params !== 'object' || Array.isArray(params)) throw invalidParams();
+  const { count } = params as { count?: unknown };
+  if (count === undefined || count === null) return 1;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) throw invalidParams();
+  return count;
 }
 
 function refsOf(entry: CacheEntry): string[] {
@@ -351,9 +362,7 @@ class ResSession {
   }
 
   private async unsubscribe(rid: string, params: unknown): Promise<undefined> {
-    const raw = (params as { count?: unknown } | null | undefined)?.count;
-    const count = raw === undefined ? 1 : raw;
-    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) throw invalidRequest();
+    const count = unsubscribeCount(params);
     await this.enqueue(() => {
       const have = this.direct.get(rid) ?? 0;
       if (have < count) throw noSubscription();
