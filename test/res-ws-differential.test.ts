@@ -140,6 +140,10 @@ const steps: Step[] = [
     events: 1,
   },
   { name: 'an unknown request type', request: (k) => [`nonsense.rd.book.${k}1`] },
+  // version requests with params Resgate refuses (a good one would set the protocol for the steps after it)
+  ...[[1], 'x', { protocol: 1 }, { protocol: '1.2' }, { protocol: '1.2.x' }, { protocol: '1.2.1000' }, { protocol: '2.0.0' }, { protocol: '0.9.0' }].map(
+    (params): Step => ({ name: `a version request with ${JSON.stringify(params)}`, request: () => ['version', params] }),
+  ),
   // malformed requests (Resgate's own list, on these rids): every one is system.invalidRequest on both
   ...['', 'version.rd', 'new', 'call.rd', 'call.rd.bööks', 'call.rd?x', 'call.rd.set?x', 'auth.rd', 'subscribe..rd.book', 'subscribe.rd..book',
     'subscribe.rd.book.', '.subscribe.rd.book', 'subscribe?x=1', 'subscribe.rd\tbook', 'subscribe.rd book', 'subscribe.rd\ufffdbook',

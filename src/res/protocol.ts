@@ -30,6 +30,7 @@ export const ErrorCode = {
   /** RES client protocol errors (transports/res-ws.ts) */
   invalidRequest: 'system.invalidRequest',
   noSubscription: 'system.noSubscription',
+  unsupportedProtocol: 'system.unsupportedProtocol',
   subjectTooLong: 'system.subjectTooLong',
   /** the gateway's own: a request over one of its limits (operation limits, live and RES subscriptions per connection) */
   limitExceeded: 'system.limitExceeded',

@@ -128,6 +128,26 @@ function splitMethod(method: string): { type: string; rid: string; action?: stri
   return { type, rid: rest.slice(0, j), action: rest.slice(j + 1) };
 }
 
+/**
+ * A version request's answer, with Resgate's checks of the client's
+ * protocol: a version of three numbers under 1000, 1.x.x; none is fine.
+ * Every 1.x client is then answered as a 1.2 client (see
+ * docs/resgate-migration.md).
+ */
+function versionAnswer(params: unknown): { protocol: string } {
+  if (params === undefined || params === null) return { protocol: protocolVersion };
+  if (typeof params !== 'object' || Array.isArray(params)) throw invalidParams();
+  const { protocol } = params as { protocol?: unknown };
+  if (protocol === undefined || protocol === null || protocol === '') return { protocol: protocolVersion };
+  if (typeof protocol !== 'string') throw invalidParams();
+  const parts = protocol.split('.');
+  if (parts.length !== 3 || !parts.every((p) => /^[+-]?\d+$/.test(p) && Number(p) < 1000)) throw invalidParams();
+  const [major, minor, patch] = parts.map(Number);
+  const v = major * 1_000_000 + minor * 1000 + patch;
+  if (v < 1_000_000 || v >= 2_000_000) throw new ResError(ErrorCode.unsupportedProtocol, 'Unsupported protocol');
+  return { protocol: protocolVersion };
+}
+
 /** An unsubscribe request's count: 1 without one; params other than `{count?: a positive integer}` are system.invalidParams, as in Resgate. */
 function unsubscribeCount(params: unknown): number {
   if (params === undefined || params === null) return 1;
@@ -316,7 +336,7 @@ class ResSession {
   private async answer(req: ClientRequest): Promise<unknown> {
     const m = splitMethod(req.method);
     if (!m) throw invalidRequest();
-    if (m.type === 'version') return { protocol: protocolVersion };
+    if (m.type === 'version') return versionAnswer(req.params);
     const rid = this.toService(m.rid);
     if (!isValidClientRid(rid, true) || (m.action !== undefined && !isValidMethodName(m.action))) throw invalidRequest();
     switch (m.type) {
