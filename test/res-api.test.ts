@@ -193,6 +193,10 @@ const cases: Case[] = [
   { name: 'a call of a method that is not ASCII', method: 'POST', path: '/api/api/book/$K1/sét' },
   { name: 'a call with a dot in the path', method: 'POST', path: '/api/api.book.$K1/set' },
   { name: 'a call with a query', method: 'POST', path: '/api/api/book/$K1/echo?x=1', body: '1' },
+  { name: 'a call with null as its body', method: 'POST', path: '/api/api/book/$K1/echo', body: 'null' },
+  { name: 'a call with an array as its body', method: 'POST', path: '/api/api/book/$K1/echo', body: '[1,"two"]' },
+  { name: 'a call with a string as its body', method: 'POST', path: '/api/api/book/$K1/echo', body: '"text"' },
+  { name: 'a query resource with an escaped value', path: '/api/api/search/$K?tag=a%20b&x=%2F' },
 ];
 
 const apiBase = () => gw.url.replace(/\/graphql$/, '');
