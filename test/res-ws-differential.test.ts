@@ -60,6 +60,8 @@ interface Step {
   name: string;
   request?: (k: string) => [method: string, params?: unknown];
   act?: (k: string) => Promise<void>;
+  /** frames sent as they are; then a call is the barrier behind them, and what they caused is compared */
+  raw?: (k: string) => string[];
   /** how many events the step pushes (Resgate's count; the test waits for it on both) */
   events?: number;
 }
@@ -140,6 +142,17 @@ const steps: Step[] = [
     events: 1,
   },
   { name: 'an unknown request type', request: (k) => [`nonsense.rd.book.${k}1`] },
+  {
+    // Resgate reads the id as an unsigned integer and drops a request whose id is not one, or whose method is not a string
+    name: 'requests without a valid id, or with a method that is not a string, are dropped unanswered; one without a method is invalid',
+    raw: (k) => [
+      ...[undefined, null, 'x', -1, 1.5].map((id) => JSON.stringify({ id, method: `call.rd.book.${k}1.set`, params: { title: 'dropped' } })),
+      JSON.stringify({ id: 900, method: 5 }),
+      'not JSON',
+      // answered: system.invalidRequest
+      JSON.stringify({ id: 901 }),
+    ],
+  },
   // version requests with params Resgate refuses (a good one would set the protocol for the steps after it)
   ...[[1], 'x', { protocol: 1 }, { protocol: '1.2' }, { protocol: '1.2.x' }, { protocol: '1.2.1000' }, { protocol: '2.0.0' }, { protocol: '0.9.0' }].map(
     (params): Step => ({ name: `a version request with ${JSON.stringify(params)}`, request: () => ['version', params] }),
@@ -221,6 +234,14 @@ describe.skipIf(!resgateBin)('the RES client protocol against Resgate', () => {
       const [mB, pB] = step.request(theirs);
       const [rA, rB] = await Promise.all([outcome(a, mA, pA), outcome(b, mB, pB)]);
       expect(normalize(rA, ours)).toEqual(normalize(rB, theirs));
+    }
+    if (step.raw) {
+      const dropped = (k: string) => svc.requests.filter((r) => r.subject === `call.rd.book.${k}1.set` && r.payload?.params?.title === 'dropped').length;
+      const strays = [a.stray.length, b.stray.length];
+      for (const [c, k] of [[a, ours], [b, theirs]] as const) for (const frame of step.raw(k)) c.sendRaw(frame);
+      // the service answers calls in order: once the barrier's is back, every call sent before it was seen
+      await Promise.all([a.request(`call.rd.book.${ours}1.set`, { title: 'barrier' }), b.request(`call.rd.book.${theirs}1.set`, { title: 'barrier' })]);
+      expect([dropped(ours), normalize(a.stray.slice(strays[0]), ours)]).toEqual([dropped(theirs), normalize(b.stray.slice(strays[1]), theirs)]);
     }
     if (step.act) await Promise.all([step.act(ours), step.act(theirs)]);
     const n = step.events ?? 0;

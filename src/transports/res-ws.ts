@@ -102,6 +102,12 @@ interface ResourceSet {
 const invalidRequest = () => new ResError(ErrorCode.invalidRequest, 'Invalid request');
 const noSubscription = () => new ResError(ErrorCode.noSubscription, 'No subscription');
 
+/**
+ * A client's request, or undefined for a frame that is none: as Resgate
+ * reads it, the id must be an unsigned integer and the method a string, if
+ * any (a request without one is answered system.invalidRequest). A frame
+ * that is no request is dropped unanswered, and nothing it asks is done.
+ */
 function parseRequest(text: string): ClientRequest | undefined {
   let v: unknown;
   try {
@@ -111,8 +117,9 @@ function parseRequest(text: string): ClientRequest | undefined {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const r = v as Record<string, unknown>;
-  if (typeof r.method !== 'string') return undefined;
-  return { id: r.id, method: r.method, params: r.params };
+  const method = r.method ?? '';
+  if (typeof method !== 'string' || !Number.isSafeInteger(r.id) || (r.id as number) < 0) return undefined;
+  return { id: r.id, method, params: r.params };
 }
 
 /** Splits `<type>.<rid>[.<method>]`: for call and auth the method is the last part (a query's dots come before it). */

@@ -140,6 +140,8 @@ export class ResgateClient {
   readonly protocolErrors: string[] = [];
   /** rids whose subscription the gateway ended, with the reason of the `unsubscribe` event */
   readonly unsubscribed = new Map<string, ResErrorObject>();
+  /** messages that answer no request of this client and are no event (a response without an id, say) */
+  readonly stray: unknown[] = [];
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
   private readonly listeners = new Set<() => void>();
@@ -194,6 +196,11 @@ export class ResgateClient {
       });
       this.ws.send(JSON.stringify(params === undefined ? { id, method } : { id, method, params }));
     });
+  }
+
+  /** Sends a text frame as it is: for requests a client should not send. */
+  sendRaw(text: string): void {
+    this.ws.send(text);
   }
 
   /** Subscribes to a resource and adds the resources of the result to the state. */
@@ -280,6 +287,8 @@ export class ResgateClient {
       else p.resolve(msg.result);
     } else if (typeof msg.event === 'string') {
       this.onEvent(msg.event, msg.data);
+    } else {
+      this.stray.push(msg);
     }
     for (const l of [...this.listeners]) l();
   }
