@@ -127,7 +127,25 @@ const steps: Step[] = [
     },
     events: 1,
   },
-  { name: 'a delete event', act: (k) => svc.event(`rd.book.${k}2`, 'delete'), events: 1 },
+  {
+    // (a pattern that only held resources match: resgraph re-gets the unheld ones it still caches too)
+    name: 'a system.reset naming resources by a wildcard',
+    act: async (k) => {
+      const books = svc.resources.get(`rd.books.${k}`) as { collection: unknown[] };
+      books.collection.push('appended');
+      await svc.publish('system.reset', { resources: ['rd.books.*'] });
+    },
+    events: 1,
+  },
+  {
+    name: 'a delete event',
+    act: async (k) => {
+      // as a service deletes: gone from its store before the event
+      svc.resources.delete(`rd.book.${k}2`);
+      await svc.event(`rd.book.${k}2`, 'delete');
+    },
+    events: 1,
+  },
   {
     // without a reaccess: both gateways ask again on the next subscribe
     name: 'the service gives access back',
