@@ -69,6 +69,8 @@ const secondBook = (subject: string) => `api.book.${subject.split('.')[3].replac
 
 function installService(s: TestService): void {
   s.handle('access.api.private.*', (p) => ({ result: { get: p.token?.user === 'alice', call: '*' } }));
+  s.handle('access.api.broken.*', () => ({ error: { code: 'api.oops', message: 'Oops', data: { n: 1 } } }));
+  s.handle('access.api.unknown.*', () => ({ error: { code: 'system.notFound', message: 'Not found' } }));
   s.handle('access.api.odd.*', () => ({ result: { get: true }, meta: { status: 401, header: { 'Www-Authenticate': ['Cookie'] } } }));
   s.handle('access.api.moved.*', () => ({ result: { get: true }, meta: { status: 302, header: { Location: ['/elsewhere'] } } }));
   s.handle('call.api.book.*.set', () => ({ result: { ok: true } }));
@@ -162,6 +164,9 @@ const cases: Case[] = [
   { name: 'an escaped path part', path: '/api/api/book/$K%31' },
   { name: 'not found', path: '/api/api/book/$Kmissing' },
   { name: 'access denied', path: '/api/api/secret/$K' },
+  { name: 'an access request that fails', path: '/api/api/broken/$K' },
+  { name: 'a call whose access request fails', method: 'POST', path: '/api/api/broken/$K/set' },
+  { name: 'an access request answered system.notFound', path: '/api/api/unknown/$K' },
   { name: 'access through header auth, without the cookie', path: '/api/api/private/$K' },
   { name: 'access through header auth, with the cookie', path: '/api/api/private/$K', headers: { cookie: 'session=alice' } },
   { name: 'header auth refusing with a 401 meta status', path: '/api/api/book/$K1', headers: { cookie: 'session=expired' } },

@@ -52,6 +52,7 @@ function addFixture(s: TestService, k: string): void {
   s.collection(`rd.books.${k}`, [{ rid: `rd.book.${k}1` }, { rid: `rd.book.${k}gone` }, 'loose']);
   s.model(`rd.secret.${k}`, { text: 'hidden' });
   s.model(`rd.private.${k}`, { who: 'alice' });
+  s.model(`rd.broken.${k}`, { n: 0 });
   s.accessRules.set(`rd.secret.${k}`, { get: false });
 }
 
@@ -75,6 +76,8 @@ const steps: Step[] = [
   { name: 'subscribe not found', request: (k) => [`subscribe.rd.book.${k}missing`] },
   { name: 'subscribe without access', request: (k) => [`subscribe.rd.secret.${k}`] },
   { name: 'get without access', request: (k) => [`get.rd.secret.${k}`] },
+  { name: 'subscribe where the access request fails', request: (k) => [`subscribe.rd.broken.${k}`] },
+  { name: 'a call where the access request fails', request: (k) => [`call.rd.broken.${k}.set`] },
   { name: 'get not found', request: (k) => [`get.rd.book.${k}missing`] },
   { name: 'a change event', act: (k) => svc.change(`rd.book.${k}1`, { title: 'Dune Messiah' }), events: 1 },
   { name: 'a change to a new reference brings it into view', act: (k) => svc.change(`rd.book.${k}1`, { author: { rid: `rd.author.${k}2` } }), events: 1 },
@@ -198,6 +201,7 @@ function installService(s: TestService): void {
   s.handle('call.rd.book.*.make', (_p, subject) => ({ resource: { rid: second(subject) } }));
   s.handle('call.rd.books.*.new', (_p, subject) => ({ resource: { rid: `rd.book.${subject.split('.')[3]}4` } }));
   s.handle('call.rd.book.*.new', () => ({ result: { made: false } }));
+  s.handle('access.rd.broken.*', () => ({ error: { code: 'rd.oops', message: 'Oops', data: { n: 1 } } }));
   s.handle('call.rd.book.*.reveal', (_p, subject) => ({ resource: { rid: `rd.secret.${subject.split('.')[3].replace(/1$/, '')}` } }));
   s.handle('auth.rd.user.*.whoami', (_p, subject) => ({ resource: { rid: `rd.author.${subject.split('.')[3]}1` } }));
   s.handle('call.rd.author.*.new', (_p, subject) => ({ result: { rid: `rd.book.${subject.split('.')[3].replace(/2$/, '')}3` } }));
