@@ -71,6 +71,14 @@ const steps: Step[] = [
   { name: 'the version request', request: () => ['version', { protocol: '1.2.3' }] },
   { name: 'subscribe a model with references, a soft reference, a cycle and a failing reference', request: (k) => [`subscribe.rd.book.${k}1`] },
   { name: 'subscribe the same again: nothing new', request: (k) => [`subscribe.rd.book.${k}1`] },
+  {
+    // neither tells the client: the reference stays an error in its view until it is subscribed again
+    name: 'a system.reset of a reference whose get failed, now there',
+    act: async (k) => {
+      svc.model(`rd.book.${k}gone`, { title: 'Found' });
+      await svc.publish('system.reset', { resources: [`rd.book.${k}gone`] });
+    },
+  },
   { name: 'get a model not in view', request: (k) => [`get.rd.book.${k}3`] },
   { name: 'get a model in view', request: (k) => [`get.rd.author.${k}1`] },
   { name: 'subscribe not found', request: (k) => [`subscribe.rd.book.${k}missing`] },
