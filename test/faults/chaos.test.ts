@@ -20,6 +20,7 @@
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCode, connect } from 'nats';
 import WebSocket from 'ws';
 import { startTestEnv, type TestEnv } from '../helpers/env.js';
 import { gql } from '../helpers/gateway.js';
@@ -287,6 +288,15 @@ describe('chaos', () => {
     const { svc, gw, nats } = env;
     const watcher = await watchAll(gw.url);
     await svc.close();
+    // the broker drops a closed connection's subscriptions a moment after it closes: until then a
+    // request goes to it and waits for the timeout, which is not what this measures
+    const probe = await connect({ servers: nats.url });
+    await waitFor(
+      () => probe.request('get.library.book.c999', new Uint8Array(), { timeout: 500 }).then(() => false, (e: { code?: string }) => e.code === ErrorCode.NoResponders),
+      5000,
+      "the broker to drop the closed service's subscriptions",
+    );
+    await probe.close();
     // while no service is there: an immediate system.notFound, not a wait for the timeout
     const askedAt = performance.now();
     const r = await gql(gw.url, '{ book(id: "c999") { title } }');
