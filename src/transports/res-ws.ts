@@ -243,8 +243,12 @@ class ResSession {
   private readonly direct = new Map<string, number>();
   /** what the client holds: every subscribed resource, loaded or failed */
   private readonly inView = new Map<string, CacheEntry | ResError>();
-  /** the rid each entry whose events the client gets is in view as */
-  private readonly ridOf = new Map<CacheEntry, string>();
+  /**
+   * the rids each entry whose events the client gets is in view as: one,
+   * or more for a query resource the client named in more than one way
+   * (`?a=1&b=2` and `?b=2&a=1`), each of which hears its events
+   */
+  private readonly ridOf = new Map<CacheEntry, string[]>();
   /** the connection and the lease holding what is in view, for the socket's whole life; the lease hears its changes (those of entries not in ridOf are not the client's yet) */
   private readonly view: GatewayContext;
   private readonly stopListening: (() => void)[];
@@ -521,7 +525,9 @@ class ResSession {
       this.inView.set(rid, v);
       this.view.lease.hold(rid);
       if (ResError.is(v)) continue;
-      this.ridOf.set(v, rid);
+      const names = this.ridOf.get(v);
+      if (!names) this.ridOf.set(v, [rid]);
+      else if (!names.includes(rid)) names.push(rid);
     }
     return this.encodeSet(found);
   }
@@ -551,7 +557,9 @@ class ResSession {
       if (reachable.has(rid)) continue;
       this.inView.delete(rid);
       if (ResError.is(v)) continue;
-      this.ridOf.delete(v);
+      const names = this.ridOf.get(v);
+      if (!names || names.length === 1) this.ridOf.delete(v);
+      else names.splice(names.indexOf(rid), 1);
     }
     this.view.lease.retainOnly(new Set([...reachable].filter((r) => this.inView.has(r))));
   }
@@ -559,8 +567,14 @@ class ResSession {
   // --- events ----------------------------------------------------------------
 
   private entryChanged(entry: CacheEntry, change: EntryChange): void {
-    const rid = this.ridOf.get(entry);
-    if (rid === undefined) return;
+    const names = this.ridOf.get(entry);
+    if (names === undefined) return;
+    if (names.length === 1) this.forwardAs(entry, names[0], change);
+    // (a copy: forwarding may let go of a name)
+    else for (const rid of [...names]) this.forwardAs(entry, rid, change);
+  }
+
+  private forwardAs(entry: CacheEntry, rid: string, change: EntryChange): void {
     // behind a step under way (a subscribe's reply, say), in order; else at once when it needs nothing more
     if (this.steps > 0 || !this.forwardShared(entry, rid, change)) this.enqueue(() => this.forward(entry, rid, change));
   }
