@@ -53,6 +53,7 @@ function addFixture(s: TestService, k: string): void {
   s.model(`rd.secret.${k}`, { text: 'hidden' });
   s.model(`rd.private.${k}`, { who: 'alice' });
   s.model(`rd.broken.${k}`, { n: 0 });
+  s.model(`rd.pair.${k}`, { a: { rid: `rd.author.${k}2` }, b: { rid: `rd.author.${k}2` } });
   s.accessRules.set(`rd.secret.${k}`, { get: false });
 }
 
@@ -116,6 +117,15 @@ const steps: Step[] = [
   { name: 'a call where the access request fails', request: (k) => [`call.rd.broken.${k}.set`] },
   { name: 'get not found', request: (k) => [`get.rd.book.${k}missing`] },
   { name: 'a change event', act: (k) => svc.change(`rd.book.${k}1`, { title: 'Dune Messiah' }), events: 1 },
+  { name: 'subscribe a resource already in view through a reference', request: (k) => [`subscribe.rd.author.${k}1`] },
+  { name: 'unsubscribe it: it stays in view through the reference', request: (k) => [`unsubscribe.rd.author.${k}1`] },
+  { name: 'a change to it still reaches the client', act: (k) => svc.change(`rd.author.${k}1`, { name: 'Frank H.' }), events: 1 },
+  { name: 'subscribe a model that references one resource twice', request: (k) => [`subscribe.rd.pair.${k}`] },
+  { name: 'one of the two references replaced', act: (k) => svc.change(`rd.pair.${k}`, { a: 'plain' }), events: 1 },
+  { name: 'a change to the resource still referenced once reaches the client', act: (k) => svc.change(`rd.author.${k}2`, { name: 'Jane A.' }), events: 1 },
+  { name: 'the other reference replaced too', act: (k) => svc.change(`rd.pair.${k}`, { b: 'plain' }), events: 1 },
+  { name: 'a change to the resource out of view: no event', act: (k) => svc.change(`rd.author.${k}2`, { name: 'Jane Austen' }) },
+  { name: 'unsubscribe the pair', request: (k) => [`unsubscribe.rd.pair.${k}`] },
   { name: 'a change to a new reference brings it into view', act: (k) => svc.change(`rd.book.${k}1`, { author: { rid: `rd.author.${k}2` } }), events: 1 },
   { name: 'a change back: the old reference is in view through the collection', act: (k) => svc.change(`rd.book.${k}1`, { author: { rid: `rd.author.${k}1` } }), events: 1 },
   { name: 'a property deleted', act: (k) => svc.change(`rd.book.${k}1`, { extra: { action: 'delete' } }), events: 1 },
