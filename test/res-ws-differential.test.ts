@@ -146,6 +146,8 @@ const steps: Step[] = [
   { name: 'a call without access', request: (k) => [`call.rd.secret.${k}.set`] },
   { name: 'a call whose resource reply the client may not get: the error beside the rid', request: (k) => [`call.rd.book.${k}1.reveal`] },
   { name: 'an auth request with a resource reply', request: (k) => [`auth.rd.user.${k}.whoami`] },
+  { name: 'an auth request whose reply has meta (no HTTP response here: ignored)', request: (k) => [`auth.rd.user.${k}.cookie`] },
+  { name: 'a call whose reply has a meta status (ignored)', request: (k) => [`call.rd.book.${k}1.teapot`] },
   { name: 'new with a resource reply: subscribed to it, with its references', request: (k) => [`new.rd.books.${k}`, { title: 'Beloved' }] },
   { name: 'new with a result instead of a resource', request: (k) => [`new.rd.book.${k}1`] },
   { name: 'new answered the old way, with {rid} as its result', request: (k) => [`new.rd.author.${k}2`] },
@@ -252,6 +254,8 @@ function installService(s: TestService): void {
     const query = (p.query ?? '').split('&').filter(Boolean).sort().join('&');
     return { result: { model: { hits: query.length }, query } };
   });
+  s.handle('auth.rd.user.*.cookie', () => ({ result: { ok: 1 }, meta: { status: 302, header: { 'Set-Cookie': ['s=1'], Location: ['/x'] } } }));
+  s.handle('call.rd.book.*.teapot', () => ({ result: { tea: true }, meta: { status: 418 } }));
   s.handle('access.rd.broken.*', () => ({ error: { code: 'rd.oops', message: 'Oops', data: { n: 1 } } }));
   s.handle('call.rd.book.*.reveal', (_p, subject) => ({ resource: { rid: `rd.secret.${subject.split('.')[3].replace(/1$/, '')}` } }));
   s.handle('auth.rd.user.*.whoami', (_p, subject) => ({ resource: { rid: `rd.author.${subject.split('.')[3]}1` } }));
