@@ -344,13 +344,7 @@ export function parseResponse(body: unknown): Response {
     if (meta) error.meta = meta;
     return { kind: 'error', error, meta };
   }
-  if ('resource' in body) {
-    const r = body.resource;
-    if (!isPlainObject(r) || typeof r.rid !== 'string' || !isValidResourceName(splitRid(r.rid).name)) {
-      throw new Error('resource response without a valid rid');
-    }
-    return { kind: 'resource', rid: r.rid, meta };
-  }
+  if ('resource' in body) return { kind: 'resource', rid: resourceRid(body.resource), meta };
   if ('result' in body) return { kind: 'result', result: body.result, meta };
   throw new Error('response has neither result, resource nor error');
 }
@@ -363,10 +357,16 @@ export function parseResponse(body: unknown): Response {
  */
 export function legacyNewReply(reply: Response): Response {
   if (reply.kind !== 'result' || !isPlainObject(reply.result)) return reply;
-  const { rid } = reply.result;
-  if (typeof rid !== 'string' || Object.keys(reply.result).length !== 1) return reply;
-  if (!isValidResourceName(splitRid(rid).name)) throw new Error('new result without a valid rid');
-  return { kind: 'resource', rid, meta: reply.meta };
+  if (typeof reply.result.rid !== 'string' || Object.keys(reply.result).length !== 1) return reply;
+  return { kind: 'resource', rid: resourceRid(reply.result), meta: reply.meta };
+}
+
+/** The rid of a resource reply's `{rid}`; throws with a reason when it is not a valid one. */
+function resourceRid(resource: unknown): string {
+  if (!isPlainObject(resource) || typeof resource.rid !== 'string' || !isValidResourceName(splitRid(resource.rid).name)) {
+    throw new Error('resource response without a valid rid');
+  }
+  return resource.rid;
 }
 
 /** The result of a get request: a model or a collection, and the normalized query. */

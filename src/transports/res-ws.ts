@@ -136,15 +136,23 @@ function splitMethod(method: string): { type: string; rid: string; action?: stri
 }
 
 /**
+ * A field of a request's params, which must be an object when there are
+ * any (Resgate reads them into a struct): system.invalidParams otherwise.
+ */
+function paramOf(params: unknown, key: string): unknown {
+  if (params === undefined || params === null) return undefined;
+  if (typeof params !== 'object' || Array.isArray(params)) throw invalidParams();
+  return (params as Record<string, unknown>)[key];
+}
+
+/**
  * A version request's answer, with Resgate's checks of the client's
  * protocol: a version of three numbers under 1000, 1.x.x; none is fine.
  * Every 1.x client is then answered as a 1.2 client (see
  * docs/resgate-migration.md).
  */
 function versionAnswer(params: unknown): { protocol: string } {
-  if (params === undefined || params === null) return { protocol: protocolVersion };
-  if (typeof params !== 'object' || Array.isArray(params)) throw invalidParams();
-  const { protocol } = params as { protocol?: unknown };
+  const protocol = paramOf(params, 'protocol');
   if (protocol === undefined || protocol === null || protocol === '') return { protocol: protocolVersion };
   if (typeof protocol !== 'string') throw invalidParams();
   const parts = protocol.split('.');
@@ -155,11 +163,9 @@ function versionAnswer(params: unknown): { protocol: string } {
   return { protocol: protocolVersion };
 }
 
-/** An unsubscribe request's count: 1 without one; params other than `{count?: a positive integer}` are system.invalidParams, as in Resgate. */
+/** An unsubscribe request's count: 1 without one; anything but a positive integer is system.invalidParams, as in Resgate. */
 function unsubscribeCount(params: unknown): number {
-  if (params === undefined || params === null) return 1;
-  if (typeof params !== 'object' || Array.isArray(params)) throw invalidParams();
-  const { count } = params as { count?: unknown };
+  const count = paramOf(params, 'count');
   if (count === undefined || count === null) return 1;
   if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) throw invalidParams();
   return count;
@@ -558,8 +564,9 @@ class ResSession {
       this.inView.delete(rid);
       if (ResError.is(v)) continue;
       const names = this.ridOf.get(v);
-      if (!names || names.length === 1) this.ridOf.delete(v);
-      else names.splice(names.indexOf(rid), 1);
+      const i = names?.indexOf(rid) ?? -1;
+      if (i >= 0) names!.splice(i, 1);
+      if (names?.length === 0) this.ridOf.delete(v);
     }
     this.view.lease.retainOnly(new Set([...reachable].filter((r) => this.inView.has(r))));
   }
